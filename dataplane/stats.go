@@ -1,0 +1,38 @@
+package dataplane
+
+// EndpointStats are the counters of one endpoint. Packets and bytes count RTP and
+// RTCP together; bytes are UDP payload bytes.
+type EndpointStats struct {
+	// RxPackets and RxBytes count everything received from the accepted remote.
+	RxPackets, RxBytes uint64
+	// TxPackets and TxBytes count what was sent to the remote (relays, echo).
+	TxPackets, TxBytes uint64
+	// Relayed counts received packets that were relayed to at least one joined
+	// endpoint.
+	Relayed uint64
+	// Dropped counts packets that were not accepted: from an unexpected source
+	// after latching, too short, or not RTP/RTCP.
+	Dropped uint64
+}
+
+// ForkStats are the counters of one fork.
+type ForkStats struct {
+	// CopiedPackets and CopiedBytes count copies sent to the recorder.
+	CopiedPackets, CopiedBytes uint64
+	// MutedPackets and MutedBytes count packets not copied while Inactive.
+	MutedPackets, MutedBytes uint64
+}
+
+// EngineStats are engine-wide counters and gauges.
+type EngineStats struct {
+	Engine    string
+	Endpoints int
+	Joins     int
+	Forks     int
+	// PortsFree is the number of free RTP/RTCP pairs in the range.
+	PortsFree int
+	// Copied and Muted total all forks' packets since the engine started.
+	CopiedPackets, MutedPackets uint64
+	// Relayed and Dropped total all endpoints' packets since the engine started.
+	Relayed, Dropped uint64
+}

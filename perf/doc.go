@@ -1,0 +1,3 @@
+// Package perf is recfork's performance suite: load generators, scenarios and the
+// report writer. Production code never imports it.
+package perf
