@@ -6,7 +6,7 @@ STATICCHECK_VERSION := v0.8.2
 # Generated BPF objects live here; check-generated compares them after a rebuild.
 GENERATED := dataplane/ebpf
 
-.PHONY: help build test test-short generate check-generated bench bench-quick demo run lint fmt clean
+.PHONY: help build test test-short generate check-generated bench bench-quick gobench demo run lint fmt clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t20
@@ -28,11 +28,14 @@ check-generated: generate ## fail if the committed generated files are stale
 	@git diff --exit-code --stat -- $(GENERATED) || { echo "generated files are stale: run 'make generate' and commit"; exit 1; }
 	@test -z "$$(git status --porcelain --untracked-files=all -- $(GENERATED))" || { git status --porcelain -- $(GENERATED); echo "untracked generated files: commit them"; exit 1; }
 
-bench: ## Go benchmarks of the data plane and interpreter (the perf suite comes with issue 6/6)
-	$(GO) test -run '^$$' -bench . -benchmem -count 3 ./dataplane/... ./ccxml/... ./siprec/...
+bench: ## the perf suite, full (minutes; root): writes perf/results/latest.json and perf/README.md
+	$(GO) run ./perf/cmd/recforkperf -out perf/results/latest.json -readme perf/README.md
 
-bench-quick: ## the same benchmarks, one short sample each
-	$(GO) test -run '^$$' -bench . -benchmem -benchtime 200ms -count 1 ./dataplane/... ./ccxml/... ./siprec/...
+bench-quick: ## the perf suite's scenarios with fewer samples (under a minute)
+	$(GO) run ./perf/cmd/recforkperf -quick -out perf/results/latest.json -readme perf/README.md
+
+gobench: ## Go benchmarks of the data plane, interpreter and SIPREC client
+	$(GO) test -run '^$$' -bench . -benchmem -count 3 ./dataplane/... ./ccxml/... ./siprec/...
 
 demo: build ## the main job in one command (see README: what it does today)
 	./scripts/demo.sh
