@@ -1,0 +1,141 @@
+package controlplane
+
+import (
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/recfork/recfork/dataplane"
+)
+
+// Config configures a Daemon. The zero value runs: SIP on 127.0.0.1:5060, the
+// embedded default app, media on the SIP address, the automatic data-plane
+// choice and a built-in SRS writing to ./recordings.
+type Config struct {
+	// Listen is the SIP address served over UDP and TCP; zero means
+	// 127.0.0.1:5060. Port 0 picks a free port (the same one for both).
+	Listen string
+	// App is the path of the CCXML document started for each new call; empty
+	// means the embedded default app (DefaultApp).
+	App string
+	// MediaIP is the address media endpoints bind and announce in SDP; zero
+	// means the host of Listen, or 127.0.0.1 when Listen is a wildcard.
+	MediaIP netip.Addr
+	// RTPPorts is the range of media ports; zero means dataplane.DefaultPortRange.
+	RTPPorts dataplane.PortRange
+	// Dataplane is "auto", "ebpf" or "userspace"; empty means "auto".
+	Dataplane string
+	// Ifaces are the media interfaces the eBPF engine attaches to; empty means
+	// the interface that owns MediaIP.
+	Ifaces []string
+	// Engine, if set, is used instead of building one from Dataplane (tests,
+	// embedding). The daemon does not close an engine it was given.
+	Engine dataplane.Engine
+	// Admin is the admin API's unix socket path; empty means DefaultAdminSocket().
+	// "-" disables the admin API.
+	Admin string
+	// SRS is the SIP URI of the recording server the default app records to;
+	// empty means a built-in SRS started in-process on MediaIP.
+	SRS string
+	// RecordingsDir is where the built-in SRS writes; empty means ./recordings.
+	RecordingsDir string
+	// HTTP is an optional listener for /metrics and the CCXML basichttp and
+	// createsession processors; empty means none.
+	HTTP string
+	// Destination, when set, makes the default app bridge each caller to this
+	// SIP URI (createcall + join) instead of echoing the caller's audio.
+	Destination string
+	// AlertTimeout bounds how long an inbound call may ring waiting for the
+	// app's decision; zero means 30 s (then 480).
+	AlertTimeout time.Duration
+	// Logger receives the daemon's structured logs; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// DefaultAdminSocket is the admin socket path recforkd and recforkctl agree on
+// when none is given: $RECFORK_ADMIN, else /run/recforkd.sock for root, else
+// recforkd-UID.sock in $XDG_RUNTIME_DIR or the temporary directory.
+func DefaultAdminSocket() string {
+	if p := os.Getenv("RECFORK_ADMIN"); p != "" {
+		return p
+	}
+	if os.Geteuid() == 0 {
+		return "/run/recforkd.sock"
+	}
+	dir := os.Getenv("XDG_RUNTIME_DIR")
+	if dir == "" {
+		dir = os.TempDir()
+	}
+	return filepath.Join(dir, "recforkd-"+strconv.Itoa(os.Geteuid())+".sock")
+}
+
+// withDefaults validates cfg and fills in the documented zero values.
+func (cfg Config) withDefaults() (Config, error) {
+	if cfg.Listen == "" {
+		cfg.Listen = "127.0.0.1:5060"
+	}
+	host, port, err := net.SplitHostPort(cfg.Listen)
+	if err != nil {
+		return cfg, fmt.Errorf("listen %q: %v: %w", cfg.Listen, err, ErrBadConfig)
+	}
+	if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
+		return cfg, fmt.Errorf("listen %q: bad port: %w", cfg.Listen, ErrBadConfig)
+	}
+	if !cfg.MediaIP.IsValid() {
+		a, err := netip.ParseAddr(host)
+		if err != nil || a.IsUnspecified() {
+			a = netip.MustParseAddr("127.0.0.1")
+		}
+		cfg.MediaIP = a
+	}
+	if cfg.RTPPorts == (dataplane.PortRange{}) {
+		cfg.RTPPorts = dataplane.DefaultPortRange
+	}
+	if err := cfg.RTPPorts.Validate(); err != nil {
+		return cfg, fmt.Errorf("rtp ports: %w", err)
+	}
+	switch cfg.Dataplane {
+	case "":
+		cfg.Dataplane = "auto"
+	case "auto", "ebpf", "userspace":
+	default:
+		return cfg, fmt.Errorf("dataplane %q (want auto, ebpf or userspace): %w", cfg.Dataplane, ErrBadConfig)
+	}
+	if cfg.Admin == "" {
+		cfg.Admin = DefaultAdminSocket()
+	}
+	if cfg.RecordingsDir == "" {
+		cfg.RecordingsDir = "recordings"
+	}
+	if cfg.SRS != "" && !strings.HasPrefix(cfg.SRS, "sip:") && !strings.HasPrefix(cfg.SRS, "sips:") {
+		return cfg, fmt.Errorf("srs %q: not a sip: or sips: URI: %w", cfg.SRS, ErrBadConfig)
+	}
+	if cfg.AlertTimeout <= 0 {
+		cfg.AlertTimeout = 30 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return cfg, nil
+}
+
+// ParsePortRange reads "MIN-MAX".
+func ParsePortRange(s string) (dataplane.PortRange, error) {
+	lo, hi, ok := strings.Cut(s, "-")
+	a, err1 := strconv.ParseUint(strings.TrimSpace(lo), 10, 16)
+	b, err2 := strconv.ParseUint(strings.TrimSpace(hi), 10, 16)
+	if !ok || err1 != nil || err2 != nil {
+		return dataplane.PortRange{}, fmt.Errorf("port range %q (want MIN-MAX): %w", s, ErrBadConfig)
+	}
+	r := dataplane.PortRange{Min: uint16(a), Max: uint16(b)}
+	if err := r.Validate(); err != nil {
+		return r, err
+	}
+	return r, nil
+}

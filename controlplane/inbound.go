@@ -1,0 +1,462 @@
+package controlplane
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/emiago/sipgo"
+	"github.com/emiago/sipgo/sip"
+
+	"github.com/recfork/recfork/dataplane"
+)
+
+func hasToTag(req *sip.Request) bool {
+	to := req.To()
+	return to != nil && to.Params != nil && to.Params.Has("tag")
+}
+
+// onInvite handles a new INVITE (a call) or a re-INVITE inside a dialog.
+// For a new call the handler stays until the final response: sipgo ends an
+// unanswered INVITE transaction when its handler returns (notes/SIPGO.md).
+func (d *Daemon) onInvite(req *sip.Request, tx sip.ServerTransaction) {
+	if hasToTag(req) {
+		d.onReInvite(req, tx)
+		return
+	}
+	d.metrics.invites.Inc()
+	callID := ""
+	if h := req.CallID(); h != nil {
+		callID = h.Value()
+	}
+	log := d.log.With("call_id", callID)
+	d.mu.Lock()
+	closing := d.closing
+	d.mu.Unlock()
+	if closing {
+		respond(tx, req, 503, "Service Unavailable")
+		return
+	}
+	if ct := req.ContentType(); ct == nil || !strings.EqualFold(strings.TrimSpace(strings.Split(ct.Value(), ";")[0]), "application/sdp") {
+		// recfork needs the offer in the INVITE; delayed offers are refused
+		// with 488 rather than half-supported.
+		d.metrics.rejected.WithLabelValues("488").Inc()
+		respond(tx, req, 488, "Not Acceptable Here", sip.NewHeader("Warning", `399 recfork "SDP offer required"`))
+		return
+	}
+	off, err := parseSDP(req.Body())
+	if err != nil {
+		log.Info("invite refused", "err", err)
+		d.metrics.rejected.WithLabelValues("488").Inc()
+		respond(tx, req, 488, "Not Acceptable Here", sip.NewHeader("Warning", `399 recfork "`+strings.ReplaceAll(err.Error(), `"`, "'")+`"`))
+		return
+	}
+	codecs, err := negotiate(off.Codecs)
+	if err != nil {
+		d.metrics.rejected.WithLabelValues("488").Inc()
+		respond(tx, req, 488, "Not Acceptable Here", sip.NewHeader("Warning", `305 recfork "no common codec"`))
+		return
+	}
+	appP := d.app.Load()
+	if appP == nil {
+		respond(tx, req, 503, "Service Unavailable")
+		return
+	}
+	dlg, err := d.dsc.ReadInvite(req, tx)
+	if err != nil {
+		log.Info("invite refused", "err", err)
+		respond(tx, req, 400, "Bad Request")
+		return
+	}
+	defer func() {
+		// Whatever happens, the dialog leaves sipgo's cache when the call ends.
+		if s := dlg.LoadState(); s == sip.DialogStateEnded {
+			dlg.Close()
+		}
+	}()
+	c := d.newConnection(d.newConnID(), "remote", callID, req.Recipient.String(), req.From().Address.String())
+	c.uas = dlg
+	c.state = StateAlerting
+	c.codecs = codecs
+	if err := d.register(c); err != nil {
+		_ = dlg.Respond(503, "Service Unavailable", nil)
+		dlg.Close()
+		return
+	}
+	info, err := d.engine.OpenEndpoint(dataplane.EndpointConfig{LocalIP: d.cfg.MediaIP, Latch: true})
+	if err != nil {
+		c.log.Warn("open media endpoint", "err", err)
+		_ = dlg.Respond(503, "Service Unavailable", nil)
+		c.end(StateFailed)
+		dlg.Close()
+		return
+	}
+	c.mu.Lock()
+	c.ep, c.local = info.ID, info.Local
+	c.mu.Unlock()
+	if !off.OnHold() && off.Remote.Port() != 0 {
+		if err := d.engine.SetRemote(info.ID, off.Remote); err != nil {
+			c.log.Warn("set media remote", "err", err)
+		} else {
+			c.mu.Lock()
+			c.remote = off.Remote
+			c.mu.Unlock()
+		}
+	} else {
+		c.mu.Lock()
+		c.hold = true
+		c.mu.Unlock()
+	}
+	if err := (*appP).NewCall(c); err != nil {
+		c.log.Warn("start call app", "err", err)
+		_ = dlg.Respond(500, "Server Internal Error", nil)
+		c.end(StateFailed)
+		dlg.Close()
+		return
+	}
+	_ = dlg.Respond(180, "Ringing", nil)
+	c.log.Info("call alerting", "from", c.RemoteURI, "to", c.LocalURI, "codec", codecs[0].Name, "media", info.Local.String())
+	c.emit("connection.alerting", c.eventFields(nil))
+
+	timer := time.NewTimer(d.cfg.AlertTimeout)
+	defer timer.Stop()
+	select {
+	case dec := <-c.decide:
+		d.carryOut(c, dlg, dec, &off)
+	case <-dlg.Context().Done():
+		// CANCEL (sipgo answered 200 and 487) or the transaction died.
+		reason := "cancel"
+		if !errors.Is(context.Cause(dlg.Context()), sip.ErrTransactionCanceled) {
+			reason = "transaction ended"
+		}
+		c.log.Info("call canceled before answer", "reason", reason)
+		c.end(StateFailed)
+		c.emit("connection.failed", c.eventFields(map[string]any{"reason": reason}))
+		dlg.Close()
+	case <-timer.C:
+		_ = dlg.Respond(480, "Temporarily Unavailable", nil)
+		c.end(StateFailed)
+		c.emit("connection.failed", c.eventFields(map[string]any{"reason": "timeout"}))
+		dlg.Close()
+	case <-d.ctx.Done():
+		_ = dlg.Respond(503, "Service Unavailable", nil)
+		c.end(StateFailed)
+		c.emit("connection.failed", c.eventFields(map[string]any{"reason": "shutdown"}))
+		dlg.Close()
+	}
+}
+
+// carryOut answers an alerting call as the app decided.
+func (d *Daemon) carryOut(c *Connection, dlg *sipgo.DialogServerSession, dec decision, off *MediaOffer) {
+	switch dec.kind {
+	case "accept":
+		dir := answerDir(off.Dir)
+		answer := c.localSDP(dir, off)
+		if err := dlg.RespondSDP(answer); err != nil {
+			// CANCEL raced our 200, or no ACK came: the call is gone.
+			c.log.Info("answer failed", "err", err)
+			c.end(StateFailed)
+			c.emit("connection.accept.failed", c.eventFields(map[string]any{"reason": err.Error()}))
+			c.emit("connection.failed", c.eventFields(map[string]any{"reason": "accept failed"}))
+			if dlg.LoadState() >= sip.DialogStateEstablished {
+				ctx, cancel := context.WithTimeout(context.Background(), 4*time.Second)
+				_ = dlg.Bye(ctx)
+				cancel()
+			}
+			dlg.Close()
+			return
+		}
+		if dlg.Context().Err() != nil {
+			// A BYE arrived while we waited for the ACK.
+			return
+		}
+		c.setState(StateConnected)
+		d.metrics.answered.Inc()
+		c.log.Info("call connected")
+		c.emit("connection.connected", c.eventFields(nil))
+	case "reject":
+		code := dec.code
+		if code < 400 || code > 699 {
+			code = 603
+		}
+		_ = dlg.Respond(code, dec.reason, nil)
+		c.end(StateFailed)
+		d.metrics.rejected.WithLabelValues(fmt.Sprint(code)).Inc()
+		c.emit("connection.failed", c.eventFields(map[string]any{"reason": "rejected"}))
+		dlg.Close()
+	case "redirect":
+		code := dec.code
+		if code < 300 || code > 399 {
+			code = 302
+		}
+		err := dlg.Respond(code, dec.reason, nil, sip.NewHeader("Contact", "<"+dec.dest+">"))
+		c.end(StateDisconnected)
+		if err != nil {
+			c.emit("connection.redirect.failed", c.eventFields(map[string]any{"reason": err.Error()}))
+		} else {
+			c.emit("connection.redirected", c.eventFields(map[string]any{"reason": dec.reason}))
+		}
+		dlg.Close()
+	}
+}
+
+// eventFields are the fields every connection event carries.
+func (c *Connection) eventFields(extra map[string]any) map[string]any {
+	c.mu.Lock()
+	f := map[string]any{
+		"connectionid": c.ID,
+		"local":        c.LocalURI,
+		"remote":       c.RemoteURI,
+		"originator":   c.Originator,
+		"protocol":     map[string]any{"name": "sip", "version": "2.0", "sip": map[string]any{"callid": c.CallID}},
+	}
+	c.mu.Unlock()
+	for k, v := range extra {
+		f[k] = v
+	}
+	return f
+}
+
+// findDialogConn returns the connection of an in-dialog request, if any.
+func (d *Daemon) findDialogConn(req *sip.Request) *Connection {
+	var uas *sipgo.DialogServerSession
+	var uac *sipgo.DialogClientSession
+	if s, err := d.dsc.MatchDialogRequest(req); err == nil {
+		uas = s
+	} else if s, err := d.dcc.MatchRequestDialog(req); err == nil {
+		uac = s
+	} else {
+		return nil
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, c := range d.conns {
+		c.mu.Lock()
+		match := (uas != nil && c.uas == uas) || (uac != nil && c.uac == uac)
+		c.mu.Unlock()
+		if match {
+			return c
+		}
+	}
+	return nil
+}
+
+func (d *Daemon) onAck(req *sip.Request, tx sip.ServerTransaction) {
+	if c := d.findDialogConn(req); c != nil {
+		c.matchACK(req)
+	}
+	// The first ACK confirms the UAS dialog (RespondSDP waits for it).
+	_ = d.dsc.ReadAck(req, tx)
+}
+
+func (d *Daemon) onBye(req *sip.Request, tx sip.ServerTransaction) {
+	c := d.findDialogConn(req)
+	if c == nil {
+		d.metrics.unknownDialog.Inc()
+		respond(tx, req, 481, "Call/Transaction Does Not Exist")
+		return
+	}
+	c.mu.Lock()
+	uas, uac := c.uas, c.uac
+	c.mu.Unlock()
+	var err error
+	if uas != nil {
+		err = uas.ReadBye(req, tx)
+	} else {
+		err = uac.ReadBye(req, tx)
+	}
+	if err != nil {
+		respond(tx, req, 481, "Call/Transaction Does Not Exist")
+		return
+	}
+	c.log.Info("remote hangup")
+	wasConnected := c.State() == StateConnected
+	c.end(StateDisconnected)
+	if wasConnected {
+		c.emit("connection.disconnected", c.eventFields(map[string]any{"reason": "hangup", "trigger": "remote"}))
+	} else {
+		c.emit("connection.failed", c.eventFields(map[string]any{"reason": "hangup"}))
+	}
+}
+
+// onReInvite answers an offer inside an established dialog: hold and resume
+// (RFC 3264 §8.4), a new media address, or a session refresh (RFC 4028).
+func (d *Daemon) onReInvite(req *sip.Request, tx sip.ServerTransaction) {
+	c := d.findDialogConn(req)
+	if c == nil {
+		d.metrics.unknownDialog.Inc()
+		respond(tx, req, 481, "Call/Transaction Does Not Exist")
+		return
+	}
+	if c.State() != StateConnected {
+		// RFC 3261 §14.2: a re-INVITE before the first transaction finished.
+		respond(tx, req, 491, "Request Pending")
+		return
+	}
+	c.mu.Lock()
+	uas, uac := c.uas, c.uac
+	c.mu.Unlock()
+	var dlgErr error
+	if uas != nil {
+		dlgErr = uas.ReadRequest(req, tx)
+	} else {
+		dlgErr = uac.ReadRequest(req, tx)
+	}
+	if dlgErr != nil {
+		respond(tx, req, 500, "Server Internal Error", sip.NewHeader("Retry-After", "1"))
+		return
+	}
+	var off *MediaOffer
+	if len(req.Body()) > 0 {
+		o, err := parseSDP(req.Body())
+		if err == nil {
+			_, err = negotiate(o.Codecs)
+		}
+		if err != nil {
+			respond(tx, req, 488, "Not Acceptable Here")
+			return
+		}
+		off = &o
+		if err := d.applyOffer(c, o); err != nil {
+			respond(tx, req, 500, "Server Internal Error")
+			return
+		}
+	}
+	dir := DirSendRecv
+	if off != nil {
+		dir = answerDir(off.Dir)
+	}
+	body := c.localSDP(dir, off)
+	res := sip.NewSDPResponseFromRequest(req, body)
+	res.AppendHeader(sip.HeaderClone(&d.contact))
+	if se := req.GetHeader("Session-Expires"); se != nil {
+		res.AppendHeader(sip.NewHeader("Session-Expires", se.Value()))
+		res.AppendHeader(sip.NewHeader("Require", "timer"))
+	}
+	if err := tx.Respond(res); err != nil {
+		return
+	}
+	// The 200 to a re-INVITE is ours to retransmit until the ACK arrives
+	// (RFC 3261 §13.3.1.4; sipgo does not, notes/SIPGO.md).
+	cseq := req.CSeq().SeqNo
+	t1 := sip.T1
+	deadline := time.NewTimer(64 * sip.T1)
+	defer deadline.Stop()
+	for {
+		select {
+		case n := <-c.acks:
+			if n == cseq {
+				c.log.Info("re-invite answered", "hold", off != nil && off.OnHold())
+				return
+			}
+		case <-time.After(t1):
+			if req.Transport() == "UDP" || strings.EqualFold(req.Transport(), "udp") {
+				_ = tx.Respond(res)
+			}
+			t1 = min(2*t1, sip.T2)
+		case <-deadline.C:
+			c.log.Warn("no ACK to re-INVITE answer; ending call")
+			ctx, cancel := context.WithTimeout(context.Background(), 4*time.Second)
+			_ = d.hangup(ctx, c, "no ack")
+			cancel()
+			return
+		case <-c.ended:
+			return
+		}
+	}
+}
+
+// applyOffer points the media endpoint at a re-offer's address, or holds.
+func (d *Daemon) applyOffer(c *Connection, o MediaOffer) error {
+	codecs, _ := negotiate(o.Codecs)
+	c.mu.Lock()
+	ep := c.ep
+	hold := o.OnHold()
+	c.hold = hold
+	if len(codecs) > 0 {
+		c.codecs = codecs
+	}
+	same := c.remote == o.Remote
+	c.mu.Unlock()
+	if hold || same || o.Remote.Port() == 0 || ep == 0 {
+		return nil
+	}
+	if err := d.engine.SetRemote(ep, o.Remote); err != nil {
+		return fmt.Errorf("set media remote %s: %w", o.Remote, err)
+	}
+	c.mu.Lock()
+	c.remote = o.Remote
+	c.mu.Unlock()
+	return nil
+}
+
+// onUpdate answers UPDATE (RFC 3311), used for session refreshes (RFC 4028).
+func (d *Daemon) onUpdate(req *sip.Request, tx sip.ServerTransaction) {
+	c := d.findDialogConn(req)
+	if c == nil {
+		respond(tx, req, 481, "Call/Transaction Does Not Exist")
+		return
+	}
+	if len(req.Body()) > 0 {
+		o, err := parseSDP(req.Body())
+		if err != nil {
+			respond(tx, req, 488, "Not Acceptable Here")
+			return
+		}
+		if err := d.applyOffer(c, o); err != nil {
+			respond(tx, req, 500, "Server Internal Error")
+			return
+		}
+		res := sip.NewSDPResponseFromRequest(req, c.localSDP(answerDir(o.Dir), &o))
+		_ = tx.Respond(res)
+		return
+	}
+	res := sip.NewResponseFromRequest(req, 200, "OK", nil)
+	if se := req.GetHeader("Session-Expires"); se != nil {
+		res.AppendHeader(sip.NewHeader("Session-Expires", se.Value()))
+	}
+	_ = tx.Respond(res)
+}
+
+// onInfo turns SIP INFO DTMF (application/dtmf-relay, application/dtmf) into
+// connection.signal; RFC 4733 events in RTP need the data plane to surface
+// them, which the Engine contract does not do yet.
+func (d *Daemon) onInfo(req *sip.Request, tx sip.ServerTransaction) {
+	c := d.findDialogConn(req)
+	if c == nil {
+		respond(tx, req, 481, "Call/Transaction Does Not Exist")
+		return
+	}
+	digit := parseDTMFInfo(req)
+	respond(tx, req, 200, "OK")
+	if digit != "" {
+		c.emit("connection.signal", c.eventFields(map[string]any{"dtmf": digit}))
+	}
+}
+
+func parseDTMFInfo(req *sip.Request) string {
+	ct := req.ContentType()
+	if ct == nil {
+		return ""
+	}
+	body := strings.TrimSpace(string(req.Body()))
+	switch strings.ToLower(strings.TrimSpace(strings.Split(ct.Value(), ";")[0])) {
+	case "application/dtmf":
+		if len(body) == 1 && strings.ContainsAny(body, "0123456789*#ABCDabcd") {
+			return strings.ToUpper(body)
+		}
+	case "application/dtmf-relay":
+		for _, line := range strings.Split(body, "\n") {
+			k, v, ok := strings.Cut(line, "=")
+			if ok && strings.EqualFold(strings.TrimSpace(k), "signal") {
+				v = strings.TrimSpace(v)
+				if len(v) == 1 && strings.ContainsAny(v, "0123456789*#ABCDabcd") {
+					return strings.ToUpper(v)
+				}
+			}
+		}
+	}
+	return ""
+}
