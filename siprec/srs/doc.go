@@ -1,4 +1,78 @@
 // Package srs is a built-in SIPREC recording server (SRS): it accepts recording
-// sessions over SIP and writes one WAV file per stream plus the latest metadata,
-// for demos, tests and small deployments.
+// sessions over SIP (RFC 7866) and writes one WAV file per stream plus the
+// latest metadata, for demos, tests and small deployments. It is strict
+// enough to serve as a test oracle for recfork's SIPREC client: breaches of
+// the SIPREC rules are recorded per session (SessionInfo.Violations).
+//
+// # Protocol
+//
+// The server listens on one port for UDP and TCP. It answers a SIPREC INVITE
+// (Require: siprec, Contact with +sip.src, multipart/mixed body with an
+// application/sdp part and an application/rs-metadata+xml part — the legacy
+// application/rs-metadata is accepted — with Content-Disposition:
+// recording-session) with 200 OK, a Contact carrying +sip.srs and an SDP
+// answer. m-lines are answered by position (RFC 3264 §6) and keep their
+// a=label: plain RTP/AVP audio offered sendonly is answered recvonly on the
+// server's own RTP port (RTCP on RTP+1); inactive is answered inactive; port
+// 0, other media or other profiles (SRTP) are answered with port 0.
+// re-INVITEs follow the same rules; an m-line appended later is a new
+// stream. The session ends with a BYE from the SRC, or from the SRS through
+// Server.Bye.
+//
+// # Rejections
+//
+//	421 Extension Required (with Require: siprec)
+//	    initial INVITE without the siprec option tag in Require: RFC 7866 §6.2
+//	    makes such an INVITE an ordinary call, and this server only records
+//	    (RFC 3261 §21.4.15).
+//	400 Missing SIPREC Body            initial INVITE without a body
+//	400 Missing Recording Metadata     application/sdp alone, or a multipart
+//	                                   body without a metadata part
+//	400 Missing SDP Part               multipart body without application/sdp
+//	400 Missing SDP Offer              offerless re-INVITE (not supported)
+//	400 Malformed Multipart Body       no boundary, broken parts
+//	400 Malformed Recording Metadata   metadata that is not well-formed XML
+//	400 Malformed SDP                  SDP that does not parse
+//	400 Malformed Content-Type         Content-Type that does not parse
+//	400 Multiple SDP Parts / Multiple Metadata Parts
+//	400 Missing Contact                initial INVITE without Contact
+//	415 Unsupported Media Type (with Accept)
+//	    a body that is neither multipart/mixed nor application/sdp, or a
+//	    part of another type marked handling=required (RFC 5621 §9.1)
+//	488 Not Acceptable Here            initial offer with no recordable
+//	                                   m-line (RTP/AVP audio with a port)
+//	481 Call/Transaction Does Not Exist  in-dialog request for no session
+//	500 (with Retry-After)             re-INVITE while another is unanswered
+//	                                   (RFC 3261 §14.2), or CSeq out of order
+//
+// A rejected re-INVITE leaves the session as it was.
+//
+// # Files
+//
+// Each session gets a directory under Config.Dir named after its Call-ID
+// (characters other than letters, digits, '-', '_', '.' become '_'; a
+// numeric suffix "-2", "-3"... keeps it unique); the directory name is the
+// session ID:
+//
+//	DIR/<session-id>/<label>.wav      one per recorded stream; a stream
+//	                                  without label is stream<position>; a
+//	                                  name already taken gets "-2"...
+//	DIR/<session-id>/metadata.xml     the latest metadata, as received
+//	DIR/<session-id>/session.json     SessionInfo, written when it ends
+//
+// WAV files are 16-bit PCM, mono, 8 kHz. G.711 µ-law (PT 0) and A-law (PT 8,
+// or any payload type mapped to PCMU/8000 or PCMA/8000 by a=rtpmap) are
+// decoded; other payloads are counted but write no audio. The header sizes
+// are refreshed every second of audio and made exact when the stream ends.
+//
+// # Timeline
+//
+// Samples are placed by RTP timestamp relative to the stream's first
+// packet, and that first packet by its arrival time relative to the
+// session's first RTP packet of any stream. Gaps (loss, a paused stream, a
+// stream that starts late) are silence, so all files of a session share one
+// time axis. Sequence numbers and timestamps are unwrapped; duplicates and
+// packets reordered within 100 sequence numbers are handled; a new SSRC, a
+// sequence jump over 3000 or a timestamp jump that arrival times contradict
+// re-anchors the stream on arrival time.
 package srs

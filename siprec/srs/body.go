@@ -1,0 +1,191 @@
+package srs
+
+import (
+	"bytes"
+	"encoding/xml"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"mime/multipart"
+	"strings"
+)
+
+// Media types of a SIPREC INVITE body (RFC 7866 §9, RFC 9806).
+const (
+	typeMultipart      = "multipart/mixed"
+	typeSDP            = "application/sdp"
+	typeMetadata       = "application/rs-metadata+xml"
+	typeMetadataLegacy = "application/rs-metadata"
+	// dispositionRecording marks the metadata part (RFC 7866 §9.1).
+	dispositionRecording = "recording-session"
+	// acceptTypes is sent with 415 (RFC 3261 §21.4.13).
+	acceptTypes = "application/sdp, application/rs-metadata+xml, multipart/mixed"
+	// maxPart bounds one body part; SIP bodies are far smaller.
+	maxPart = 1 << 20
+	// recordingNS is the RFC 7865 §8 metadata namespace.
+	recordingNS = "urn:ietf:params:xml:ns:recording:1"
+)
+
+// sipBody is the usable content of an INVITE body.
+type sipBody struct {
+	sdp          []byte
+	metadata     []byte // nil when the body carried none
+	metadataType string
+	// dispositionOK is false when the metadata part lacked
+	// Content-Disposition: recording-session.
+	dispositionOK bool
+}
+
+func bodyErr(code int, reason, detail string) *BodyError {
+	return &BodyError{Code: code, Reason: reason, Detail: detail}
+}
+
+// parseBody splits an INVITE body. needMetadata is true on the initial
+// INVITE, where RFC 7866 §6.1.1 requires the metadata; a re-INVITE may carry
+// SDP alone. Every failure is a *BodyError carrying the SIP response.
+func parseBody(contentType string, body []byte, needMetadata bool) (*sipBody, error) {
+	if len(body) == 0 {
+		if needMetadata {
+			return nil, bodyErr(400, "Missing SIPREC Body", "want multipart/mixed with application/sdp and application/rs-metadata+xml")
+		}
+		return nil, bodyErr(400, "Missing SDP Offer", "offerless re-INVITE not supported")
+	}
+	mt, params, err := mime.ParseMediaType(contentType)
+	if err != nil {
+		return nil, bodyErr(400, "Malformed Content-Type", err.Error())
+	}
+	switch mt {
+	case typeSDP:
+		if needMetadata {
+			return nil, bodyErr(400, "Missing Recording Metadata", "body is application/sdp, not multipart/mixed with rs-metadata")
+		}
+		return &sipBody{sdp: body}, nil
+	case typeMultipart:
+	default:
+		return nil, bodyErr(415, "Unsupported Media Type", "content type "+mt)
+	}
+	boundary := params["boundary"]
+	if boundary == "" {
+		return nil, bodyErr(400, "Malformed Multipart Body", "no boundary parameter")
+	}
+	out := &sipBody{}
+	r := multipart.NewReader(bytes.NewReader(body), boundary)
+	for {
+		p, err := r.NextRawPart()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, bodyErr(400, "Malformed Multipart Body", err.Error())
+		}
+		data, err := io.ReadAll(io.LimitReader(p, maxPart+1))
+		if err != nil {
+			return nil, bodyErr(400, "Malformed Multipart Body", err.Error())
+		}
+		if len(data) > maxPart {
+			return nil, bodyErr(400, "Malformed Multipart Body", "part too large")
+		}
+		pt, _, err := mime.ParseMediaType(p.Header.Get("Content-Type"))
+		if err != nil {
+			// RFC 2046 §5.1: a part without Content-Type is text/plain.
+			pt = "text/plain"
+		}
+		disp, dparams, _ := mime.ParseMediaType(p.Header.Get("Content-Disposition"))
+		switch pt {
+		case typeSDP:
+			if out.sdp != nil {
+				return nil, bodyErr(400, "Multiple SDP Parts", "")
+			}
+			out.sdp = data
+		case typeMetadata, typeMetadataLegacy:
+			if out.metadata != nil {
+				return nil, bodyErr(400, "Multiple Metadata Parts", "")
+			}
+			out.metadata = data
+			out.metadataType = pt
+			out.dispositionOK = disp == dispositionRecording
+		default:
+			// RFC 5621 §9.1: an unknown part may be ignored unless its
+			// disposition says handling=required.
+			if strings.EqualFold(dparams["handling"], "required") {
+				return nil, bodyErr(415, "Unsupported Media Type", "required part of type "+pt)
+			}
+		}
+	}
+	if out.sdp == nil {
+		return nil, bodyErr(400, "Missing SDP Part", "multipart body has no application/sdp part")
+	}
+	if out.metadata == nil && needMetadata {
+		return nil, bodyErr(400, "Missing Recording Metadata", "multipart body has no application/rs-metadata+xml part")
+	}
+	if out.metadata != nil {
+		if _, err := inspectMetadata(out.metadata); err != nil {
+			return nil, bodyErr(400, "Malformed Recording Metadata", err.Error())
+		}
+	}
+	return out, nil
+}
+
+// metaSummary is what the server reads from RFC 7865 metadata; the document
+// itself is stored as received.
+type metaSummary struct {
+	root     xml.Name
+	dataMode string
+	labels   []string // <stream><label> values in document order
+}
+
+// inspectMetadata checks that b is one well-formed XML document and pulls
+// out the root, datamode and stream labels. Unknown elements are fine
+// (RFC 7865 §7 allows ##other).
+func inspectMetadata(b []byte) (metaSummary, error) {
+	var m metaSummary
+	d := xml.NewDecoder(bytes.NewReader(b))
+	d.Strict = true
+	var path []string
+	var text strings.Builder
+	roots := 0
+	for {
+		tok, err := d.Token()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return m, fmt.Errorf("parse metadata xml: %w", err)
+		}
+		switch t := tok.(type) {
+		case xml.StartElement:
+			if len(path) == 0 {
+				roots++
+				if roots > 1 {
+					return m, errors.New("parse metadata xml: more than one root element")
+				}
+				m.root = t.Name
+			}
+			path = append(path, t.Name.Local)
+			text.Reset()
+		case xml.CharData:
+			if len(path) == 0 {
+				if len(bytes.TrimSpace(t)) > 0 {
+					return m, errors.New("parse metadata xml: text outside the root element")
+				}
+				continue
+			}
+			text.Write(t)
+		case xml.EndElement:
+			v := strings.TrimSpace(text.String())
+			switch {
+			case len(path) == 2 && t.Name.Local == "datamode":
+				m.dataMode = v
+			case len(path) == 3 && path[1] == "stream" && t.Name.Local == "label":
+				m.labels = append(m.labels, v)
+			}
+			path = path[:len(path)-1]
+			text.Reset()
+		}
+	}
+	if roots == 0 {
+		return m, errors.New("parse metadata xml: no root element")
+	}
+	return m, nil
+}
