@@ -173,10 +173,10 @@ type DialogTerminateRequest struct {
 
 // SendRequest is a <send> to a platform event processor.
 type SendRequest struct {
-	SendID     string // also the eventid of what the processor delivers, per CCXML 10.x
-	TargetType string // e.g. "connection"
-	Target     string // e.g. a connection id
-	Name       string // e.g. "bvr.record"
+	SendID     string         // also the eventid of what the processor delivers, per CCXML 10.x
+	TargetType string         // e.g. "connection"
+	Target     string         // e.g. a connection id
+	Name       string         // e.g. "bvr.record"
 	Fields     map[string]any // the namelist variables, exported from ECMAScript
 	Hints      any
 }

@@ -48,8 +48,8 @@ func set(names ...string) map[string]bool {
 	return m
 }
 
-func a(kind attrKind) attrSpec    { return attrSpec{kind: kind} }
-func req(kind attrKind) attrSpec  { return attrSpec{kind: kind, required: true} }
+func a(kind attrKind) attrSpec   { return attrSpec{kind: kind} }
+func req(kind attrKind) attrSpec { return attrSpec{kind: kind, required: true} }
 func withExec(extra ...string) map[string]bool {
 	m := make(map[string]bool, len(executable)+len(extra))
 	for k := range executable {
@@ -91,7 +91,7 @@ var schema = map[string]elemSpec{
 	"send": {attrs: map[string]attrSpec{"target": req(attrExpr), "targettype": a(attrExpr), "name": a(attrExpr),
 		"data": a(attrExpr), "namelist": a(attrList), "delay": a(attrExpr), "sendid": a(attrLHS), "hints": a(attrExpr)}},
 	"cancel": {attrs: map[string]attrSpec{"sendid": req(attrExpr)}},
-	"move": {attrs: map[string]attrSpec{"sessionid": req(attrExpr), "source": a(attrExpr), "event": a(attrExpr)}},
+	"move":   {attrs: map[string]attrSpec{"sessionid": req(attrExpr), "source": a(attrExpr), "event": a(attrExpr)}},
 	"accept": {attrs: map[string]attrSpec{"connectionid": a(attrExpr), "hints": a(attrExpr)}},
 	"reject": {attrs: map[string]attrSpec{"connectionid": a(attrExpr), "reason": a(attrExpr), "hints": a(attrExpr)}},
 	"redirect": {attrs: map[string]attrSpec{"dest": req(attrExpr), "connectionid": a(attrExpr), "reason": a(attrExpr),

@@ -95,6 +95,7 @@ type Session struct {
 	watch    *time.Timer
 	fired    chan struct{}
 	ran      bool
+	sem      *semErr
 }
 
 // NewSession creates a session for doc; it starts handling events when Run

@@ -1,0 +1,571 @@
+package ccxml
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/dop251/goja"
+)
+
+// args gives an element's evaluated attributes to its Go implementation.
+type args struct {
+	s    *Session
+	n    *node
+	call goja.FunctionCall
+}
+
+func (a args) val(attr string) (goja.Value, bool) {
+	if !a.n.has(attr) {
+		return nil, false
+	}
+	return a.call.Argument(argIndex(a.n.tag, attr)), true
+}
+
+func (a args) str(attr, def string) string {
+	v, ok := a.val(attr)
+	if !ok || goja.IsUndefined(v) || goja.IsNull(v) {
+		return def
+	}
+	return v.String()
+}
+
+func (a args) export(attr string) any {
+	v, ok := a.val(attr)
+	if !ok {
+		return nil
+	}
+	return v.Export()
+}
+
+func (a args) boolean(attr string) bool {
+	v, ok := a.val(attr)
+	return ok && v.ToBoolean()
+}
+
+func (a args) namelist() map[string]any {
+	v := a.call.Argument(len(exprArgs[a.n.tag]) + 1)
+	if goja.IsUndefined(v) {
+		return map[string]any{}
+	}
+	m, _ := v.Export().(map[string]any)
+	if m == nil {
+		m = map[string]any{}
+	}
+	return m
+}
+
+// fail stops the transition with error.semantic for this element.
+func (s *Session) fail(n *node, format string, a ...any) goja.Value {
+	s.sem = &semErr{tag: n.tag, reason: fmt.Sprintf(format, a...)}
+	s.rt.Interrupt(s.sem)
+	return goja.Undefined()
+}
+
+// undeclared is __u: an attribute names a variable that does not exist, or a
+// read-only session variable.
+func (s *Session) undeclared(call goja.FunctionCall) goja.Value {
+	idx := int(call.Argument(0).ToInteger())
+	if idx < 0 || idx >= len(s.doc.nodes) {
+		return goja.Undefined()
+	}
+	n := s.doc.nodes[idx]
+	name := n.attrs["name"]
+	for attr, spec := range schema[n.tag].attrs {
+		if spec.kind == attrLHS && n.has(attr) {
+			name = n.attrs[attr]
+		}
+	}
+	if call.Argument(1).ToInteger() == 1 {
+		return s.fail(n, "session variable %s is read-only", name)
+	}
+	return s.fail(n, "assignment to undeclared variable %s", name)
+}
+
+// native is __x, the one entry point of executable elements other than var,
+// assign, script and if: its first argument is the element's index, then the
+// element's expression attributes in exprArgs order, then the namelist object.
+func (s *Session) native(call goja.FunctionCall) goja.Value {
+	idx := int(call.Argument(0).ToInteger())
+	if idx < 0 || idx >= len(s.doc.nodes) {
+		return goja.Undefined()
+	}
+	n := s.doc.nodes[idx]
+	a := args{s: s, n: n, call: call}
+	switch n.tag {
+	case "log":
+		s.logLine(a.str("label", ""), a.str("expr", ""))
+	case "exit":
+		st := ExitStatus{Reason: "exit", Expr: a.export("expr"), Values: a.namelist()}
+		s.end(st, nil)
+		s.rt.Interrupt(nil)
+	case "send":
+		return s.send(a)
+	case "cancel":
+		s.cancel(a)
+	case "fetch":
+		return s.fetchElem(a)
+	case "goto":
+		id := a.str("fetchid", "")
+		d, ok := s.fetched[id]
+		if !ok {
+			return s.fail(n, "goto: no fetched document with fetchid %q", id)
+		}
+		s.gotoDoc = d
+		s.rt.Interrupt(nil)
+	case "createccxml":
+		return s.createCCXML(a)
+	case "move":
+		s.raise("error.move", map[string]any{"sessionid": a.str("sessionid", ""),
+			"reason": "move is not supported by this interpreter"})
+	case "dialogprepare", "dialogstart", "dialogterminate":
+		return s.dialog(a)
+	default:
+		return s.callControl(a)
+	}
+	return goja.Undefined()
+}
+
+func (s *Session) logLine(label, value string) {
+	if s.opts.Log != nil {
+		s.opts.Log(label, value)
+		return
+	}
+	s.in.log.Info("ccxml log", "session_id", s.id, "label", label, "value", value)
+}
+
+// connID is an element's connectionid, defaulting to the current event's
+// (CCXML 1.0 section 10.2: "defaults to the id of the connection in the
+// current event").
+func (s *Session) connID(a args, attr string) (string, bool) {
+	if id := a.str(attr, ""); id != "" {
+		return id, true
+	}
+	if s.cur != nil {
+		if id, ok := s.cur.Fields["connectionid"].(string); ok && id != "" {
+			return id, true
+		}
+	}
+	return "", false
+}
+
+var failureEvent = map[string]string{
+	"accept": "connection.accept.failed", "reject": "connection.reject.failed",
+	"redirect": "connection.redirect.failed", "merge": "connection.merge.failed",
+	"createcall": "connection.failed", "disconnect": "error.connection",
+	"join": "error.conference.join", "unjoin": "error.conference.unjoin",
+	"createconference": "error.conference.create", "destroyconference": "error.conference.destroy",
+	"dialogprepare": "error.dialog.notprepared", "dialogstart": "error.dialog.notstarted",
+	"dialogterminate": "error.dialog",
+}
+
+func (s *Session) callControl(a args) goja.Value {
+	n := a.n
+	ctx := s.ctx
+	var err error
+	fields := map[string]any{}
+	var ret goja.Value = goja.Undefined()
+	needConn := func(attr string) (string, bool) {
+		id, ok := s.connID(a, attr)
+		if !ok {
+			s.fail(n, "<%s> has no connectionid and the current event names no connection", n.tag)
+			return "", false
+		}
+		fields["connectionid"] = id
+		if _, known := s.conns[id]; !known {
+			fields["reason"] = "unknown connection " + id
+			s.raise(failureEvent[n.tag], fields)
+			return "", false
+		}
+		return id, true
+	}
+	switch n.tag {
+	case "accept":
+		id, ok := needConn("connectionid")
+		if !ok {
+			return ret
+		}
+		err = s.plat.Accept(ctx, s, AcceptRequest{ConnectionID: id, Hints: a.export("hints")})
+	case "reject":
+		id, ok := needConn("connectionid")
+		if !ok {
+			return ret
+		}
+		err = s.plat.Reject(ctx, s, RejectRequest{ConnectionID: id, Reason: a.str("reason", ""), Hints: a.export("hints")})
+	case "redirect":
+		id, ok := needConn("connectionid")
+		if !ok {
+			return ret
+		}
+		err = s.plat.Redirect(ctx, s, RedirectRequest{ConnectionID: id, Dest: a.str("dest", ""),
+			Reason: a.str("reason", ""), Hints: a.export("hints")})
+	case "disconnect":
+		id, ok := needConn("connectionid")
+		if !ok {
+			return ret
+		}
+		err = s.plat.Disconnect(ctx, s, DisconnectRequest{ConnectionID: id, Reason: a.str("reason", ""), Hints: a.export("hints")})
+	case "createcall":
+		var timeout time.Duration
+		if t := a.str("timeout", ""); t != "" {
+			if timeout, err = ParseTime(t); err != nil {
+				return s.fail(n, "timeout: %v", err)
+			}
+		}
+		id := s.newSeq("c")
+		dest := a.str("dest", "")
+		o := s.rt.NewObject()
+		_ = o.Set("connectionid", id)
+		_ = o.Set("state", StateProgressing)
+		_ = o.Set("remote", dest)
+		_ = o.Set("originator", "local")
+		s.conns[id] = o
+		ro(s.connsObj, id, o)
+		fields["connectionid"] = id
+		ret = s.rt.ToValue(id)
+		err = s.plat.CreateCall(ctx, s, CreateCallRequest{ConnectionID: id, Dest: dest, CallerID: a.str("callerid", ""),
+			AAI: a.str("aai", ""), Timeout: timeout, JoinID: a.str("joinid", ""),
+			JoinDirection: a.str("joindirection", "both"), Hints: a.export("hints")})
+	case "join":
+		r := JoinRequest{ID1: a.str("id1", ""), ID2: a.str("id2", ""), Duplex: a.str("duplex", "full"),
+			DTMFClamp: a.boolean("dtmfclamp"), ToneClamp: a.boolean("toneclamp"), EnterTone: a.str("entertone", ""),
+			ExitTone: a.str("exittone", ""), AutoInputGain: a.boolean("autoinputgain"),
+			AutoOutputGain: a.boolean("autooutputgain"), Hints: a.export("hints")}
+		if r.Duplex != "full" && r.Duplex != "half" {
+			return s.fail(n, "duplex must be 'full' or 'half', got %q", r.Duplex)
+		}
+		fields["id1"], fields["id2"] = r.ID1, r.ID2
+		err = s.plat.Join(ctx, s, r)
+	case "unjoin":
+		r := UnjoinRequest{ID1: a.str("id1", ""), ID2: a.str("id2", ""), Hints: a.export("hints")}
+		fields["id1"], fields["id2"] = r.ID1, r.ID2
+		err = s.plat.Unjoin(ctx, s, r)
+	case "merge":
+		r := MergeRequest{ConnectionID1: a.str("connectionid1", ""), ConnectionID2: a.str("connectionid2", ""), Hints: a.export("hints")}
+		fields["connectionid"] = r.ConnectionID1
+		fields["connectionid1"], fields["connectionid2"] = r.ConnectionID1, r.ConnectionID2
+		err = s.plat.Merge(ctx, s, r)
+	case "createconference":
+		id := s.newSeq("conf")
+		fields["conferenceid"] = id
+		ret = s.rt.ToValue(id)
+		r := CreateConferenceRequest{ConferenceID: id, Name: a.str("confname", ""), Hints: a.export("hints")}
+		if v, ok := a.val("reservedtalkers"); ok {
+			r.ReservedTalkers = int(v.ToInteger())
+		}
+		if v, ok := a.val("reservedlisteners"); ok {
+			r.ReservedListeners = int(v.ToInteger())
+		}
+		err = s.plat.CreateConference(ctx, s, r)
+	case "destroyconference":
+		id := a.str("conferenceid", "")
+		fields["conferenceid"] = id
+		err = s.plat.DestroyConference(ctx, s, DestroyConferenceRequest{ConferenceID: id, Hints: a.export("hints")})
+	default:
+		return s.fail(n, "element <%s> is not executable", n.tag)
+	}
+	if err != nil {
+		fields["reason"] = err.Error()
+		s.raise(failureEvent[n.tag], fields)
+	}
+	return ret
+}
+
+func (s *Session) dialog(a args) goja.Value {
+	n := a.n
+	var err error
+	var ret goja.Value = goja.Undefined()
+	fields := map[string]any{}
+	switch n.tag {
+	case "dialogprepare", "dialogstart":
+		r := DialogRequest{Src: a.str("src", ""), Type: a.str("type", "application/voicexml+xml"),
+			ConferenceID: a.str("conferenceid", ""), MediaDirection: a.str("mediadirection", "both"),
+			Params: a.namelist(), Hints: a.export("hints")}
+		if p := a.str("prepareddialogid", ""); p != "" {
+			r.DialogID, r.Prepared = p, true
+		} else {
+			r.DialogID = s.newSeq("d")
+		}
+		if r.ConferenceID == "" {
+			r.ConnectionID, _ = s.connID(a, "connectionid")
+		}
+		fields["dialogid"] = r.DialogID
+		if r.ConnectionID != "" {
+			fields["connectionid"] = r.ConnectionID
+		}
+		ret = s.rt.ToValue(r.DialogID)
+		if n.tag == "dialogprepare" {
+			err = s.plat.DialogPrepare(s.ctx, s, r)
+		} else {
+			err = s.plat.DialogStart(s.ctx, s, r)
+		}
+	case "dialogterminate":
+		id := a.str("dialogid", "")
+		fields["dialogid"] = id
+		err = s.plat.DialogTerminate(s.ctx, s, DialogTerminateRequest{DialogID: id, Immediate: a.boolean("immediate"), Hints: a.export("hints")})
+	}
+	if err != nil {
+		fields["reason"] = err.Error()
+		s.raise(failureEvent[n.tag], fields)
+	}
+	return ret
+}
+
+// send is <send> (CCXML 1.0 section 9.2.3): ccxml and basichttp targets are
+// served here, every other targettype by the Platform.
+func (s *Session) send(a args) goja.Value {
+	n := a.n
+	name := a.str("name", a.str("data", ""))
+	if name == "" {
+		return s.fail(n, "<send> needs a name")
+	}
+	target := a.str("target", "")
+	ttype := a.str("targettype", "ccxml")
+	var delay time.Duration
+	if d := a.str("delay", ""); d != "" {
+		var err error
+		if delay, err = ParseTime(d); err != nil {
+			return s.fail(n, "delay: %v", err)
+		}
+	}
+	fields := a.namelist()
+	// "name" and "eventid" in a namelist are the event's own and are ignored.
+	delete(fields, "name")
+	delete(fields, "eventid")
+	hints := a.export("hints")
+	sendid := s.newSeq("s")
+	deliver := s.deliverer(ttype, target, name, sendid, fields, hints)
+	if deliver == nil {
+		s.raise("error.send.targettypeinvalid", map[string]any{"sendid": sendid,
+			"reason": fmt.Sprintf("targettype %q is not supported", ttype)})
+		return s.rt.ToValue(sendid)
+	}
+	if delay <= 0 {
+		deliver()
+		return s.rt.ToValue(sendid)
+	}
+	s.mu.Lock()
+	if s.timers == nil {
+		s.timers = make(map[string]*time.Timer)
+	}
+	s.timers[sendid] = time.AfterFunc(delay, func() {
+		s.mu.Lock()
+		delete(s.timers, sendid)
+		s.mu.Unlock()
+		// Delivery runs on the session goroutine: platforms are only ever
+		// called from there.
+		_ = s.enqueue(qitem{fn: deliver})
+	})
+	s.mu.Unlock()
+	return s.rt.ToValue(sendid)
+}
+
+// deliverer returns what delivering one send does, or nil for a targettype
+// nobody serves.
+func (s *Session) deliverer(ttype, target, name, sendid string, fields map[string]any, hints any) func() {
+	okEv := func() { s.raise("send.successful", map[string]any{"sendid": sendid}) }
+	failEv := func(ev, reason string) {
+		s.raise(ev, map[string]any{"sendid": sendid, "reason": reason})
+	}
+	switch strings.ToLower(ttype) {
+	case "ccxml":
+		return func() {
+			t, ok := s.in.Session(target)
+			if !ok {
+				failEv("error.send.targetunavailable", "no session "+target)
+				return
+			}
+			f := make(map[string]any, len(fields)+3)
+			for k, v := range fields {
+				f[k] = v
+			}
+			f["eventid"], f["eventsource"], f["eventsourcetype"] = sendid, s.id, "ccxml"
+			if err := t.Post(Event{Name: name, Fields: f}); err != nil {
+				failEv("error.send.targetunavailable", err.Error())
+				return
+			}
+			okEv()
+		}
+	case "basichttp":
+		return func() {
+			if !s.in.allowed(target) || !(strings.HasPrefix(target, "http://") || strings.HasPrefix(target, "https://")) {
+				failEv("error.send.targetunavailable", "target "+target+" is not an allowed http(s) location")
+				return
+			}
+			form := url.Values{}
+			form.Set("sessionid", s.id)
+			form.Set("name", name)
+			form.Set("eventsource", s.id)
+			for k, v := range fields {
+				form.Set(k, fmt.Sprint(v))
+			}
+			ctx := s.ctx
+			go func() {
+				err := s.in.post(ctx, target, form)
+				if err != nil {
+					failEv("error.send.failed", err.Error())
+					return
+				}
+				okEv()
+			}()
+		}
+	default:
+		return func() {
+			err := s.plat.Send(s.ctx, s, SendRequest{SendID: sendid, TargetType: ttype, Target: target, Name: name,
+				Fields: fields, Hints: hints})
+			switch {
+			case err == nil:
+				okEv()
+			case errors.Is(err, ErrTargetTypeInvalid):
+				failEv("error.send.targettypeinvalid", err.Error())
+			case errors.Is(err, ErrTargetUnavailable), errors.Is(err, ErrUnknownConnection):
+				failEv("error.send.targetunavailable", err.Error())
+			default:
+				failEv("error.send.failed", err.Error())
+			}
+		}
+	}
+}
+
+// post is a basichttp send (CCXML 1.0 Appendix K): a form POST, any 2xx is success.
+func (in *Interpreter) post(ctx context.Context, target string, form url.Values) error {
+	ctx, cancel := context.WithTimeout(ctx, in.cfg.FetchTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target, strings.NewReader(form.Encode()))
+	if err != nil {
+		return fmt.Errorf("basichttp send to %s: %w", target, err)
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	resp, err := in.client.Do(req)
+	if err != nil {
+		return fmt.Errorf("basichttp send to %s: %w", target, err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("basichttp send to %s: http status %s: %w", target, resp.Status, errSendFailed)
+	}
+	return nil
+}
+
+func (s *Session) cancel(a args) {
+	id := a.str("sendid", "")
+	s.mu.Lock()
+	t, ok := s.timers[id]
+	stopped := ok && t.Stop()
+	delete(s.timers, id)
+	s.mu.Unlock()
+	if stopped {
+		s.raise("cancel.successful", map[string]any{"sendid": id})
+		return
+	}
+	s.raise("error.notallowed", map[string]any{"sendid": id, "reason": "no pending delayed send " + id})
+}
+
+func (s *Session) fetchOptions(a args) (fetchOpts, error) {
+	o := fetchOpts{method: strings.ToUpper(a.str("method", "GET"))}
+	if o.method != "GET" && o.method != "POST" {
+		return o, fmt.Errorf("method must be get or post, got %q", o.method)
+	}
+	if t := a.str("timeout", ""); t != "" {
+		d, err := ParseTime(t)
+		if err != nil {
+			return o, fmt.Errorf("timeout: %w", err)
+		}
+		o.timeout = d
+	}
+	if m := a.str("maxage", ""); m != "" {
+		var secs int
+		if _, err := fmt.Sscan(m, &secs); err != nil || secs < 0 {
+			return o, fmt.Errorf("maxage must be a non-negative number of seconds, got %q", m)
+		}
+		o.maxAge, o.hasAge = time.Duration(secs)*time.Second, true
+	}
+	if nl := a.namelist(); len(nl) > 0 {
+		o.form = url.Values{}
+		for k, v := range nl {
+			o.form.Set(k, fmt.Sprint(v))
+		}
+	}
+	return o, nil
+}
+
+// fetchElem is <fetch>: the document is fetched and compiled off the session
+// goroutine; fetch.done or error.fetch follows.
+func (s *Session) fetchElem(a args) goja.Value {
+	o, err := s.fetchOptions(a)
+	if err != nil {
+		return s.fail(a.n, "%v", err)
+	}
+	next, err := resolve(s.doc.uri, a.str("next", ""))
+	if err != nil {
+		return s.fail(a.n, "next: %v", err)
+	}
+	id := s.newSeq("f")
+	ctx := s.ctx
+	go func() {
+		d, err := s.in.load(ctx, next, o)
+		_ = s.enqueue(qitem{fn: func() {
+			if err != nil {
+				s.raise("error.fetch", map[string]any{"fetchid": id, "uri": next, "reason": err.Error()})
+				return
+			}
+			if s.fetched == nil {
+				s.fetched = make(map[string]*Document)
+			}
+			s.fetched[id] = d
+			s.raise("fetch.done", map[string]any{"fetchid": id, "uri": next})
+		}})
+	}()
+	return s.rt.ToValue(id)
+}
+
+// createCCXML is <createccxml>: a new session, its own goroutine, the same
+// platform; ccxml.created or error.createccxml follows in this session.
+func (s *Session) createCCXML(a args) goja.Value {
+	o, err := s.fetchOptions(a)
+	if err != nil {
+		return s.fail(a.n, "%v", err)
+	}
+	next, err := resolve(s.doc.uri, a.str("next", ""))
+	if err != nil {
+		return s.fail(a.n, "next: %v", err)
+	}
+	id := s.in.newID()
+	in := s.in
+	plat := s.plat
+	values := map[string]any{}
+	if p, ok := a.export("parameters").(map[string]any); ok {
+		for k, v := range p {
+			values[k] = v
+		}
+	}
+	parent := s.id
+	logf := s.opts.Log
+	go func() {
+		fail := func(err error) {
+			_ = s.Post(Event{Name: "error.createccxml", Fields: map[string]any{"sessionid": id, "reason": err.Error(),
+				"eventsource": parent, "eventsourcetype": "ccxml"}})
+		}
+		d, err := in.load(in.ctx, next, o)
+		if err != nil {
+			fail(err)
+			return
+		}
+		child, err := in.NewSession(d, plat, SessionOptions{ID: id, StartupMode: StartupCreateCCXML, ParentID: parent,
+			Values: values, Log: logf})
+		if err != nil {
+			fail(err)
+			return
+		}
+		if err := s.Post(Event{Name: "ccxml.created", Fields: map[string]any{"sessionid": id,
+			"eventsource": id, "eventsourcetype": "ccxml"}}); err != nil {
+			_ = child.Kill()
+		}
+		_ = child.Run(in.ctx)
+	}()
+	return s.rt.ToValue(id)
+}

@@ -1,0 +1,160 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/recfork/recfork/ccxml"
+	"github.com/recfork/recfork/ccxml/sim"
+)
+
+func init() {
+	register(command{name: "ccxml", summary: "check CCXML documents or run one against a simulated platform", run: runCCXML})
+}
+
+const ccxmlUsage = `usage:
+  recforkctl ccxml check FILE...
+      validate documents; print file:line:col: message; exit 1 on errors
+  recforkctl ccxml run FILE [--call FROM TO] [--timeout D]
+      run a document against a simulated platform; --call delivers an inbound
+      call (connection.alerting) from FROM to TO (SIP URIs); each <log> prints
+      one line. Exit 0 on <exit> or when the last connection is gone, 1 on an
+      unhandled error or an invalid document, 2 on timeout (default 30s).
+`
+
+func runCCXML(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" {
+		fmt.Fprint(stderr, ccxmlUsage)
+		if len(args) == 0 {
+			return 2
+		}
+		return 0
+	}
+	switch args[0] {
+	case "check":
+		return ccxmlCheck(args[1:], stdout, stderr)
+	case "run":
+		return ccxmlRun(args[1:], stdout, stderr)
+	}
+	fmt.Fprintf(stderr, "recforkctl ccxml: unknown subcommand %q\n\n%s", args[0], ccxmlUsage)
+	return 2
+}
+
+func newInterpreter(stderr io.Writer) (*ccxml.Interpreter, error) {
+	return ccxml.New(ccxml.Config{Logger: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
+}
+
+// printDiagnostics prints a compile error, one diagnostic a line.
+func printDiagnostics(w io.Writer, file string, err error) {
+	var ds ccxml.Diagnostics
+	if errors.As(err, &ds) {
+		for _, d := range ds {
+			fmt.Fprintln(w, d.Error())
+		}
+		return
+	}
+	fmt.Fprintf(w, "%s:1:1: %v\n", file, err)
+}
+
+func ccxmlCheck(files []string, stdout, stderr io.Writer) int {
+	if len(files) == 0 {
+		fmt.Fprint(stderr, ccxmlUsage)
+		return 2
+	}
+	in, err := newInterpreter(stderr)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	defer in.Close()
+	code := 0
+	for _, f := range files {
+		src, err := os.ReadFile(f)
+		if err != nil {
+			fmt.Fprintf(stdout, "%s:1:1: %v\n", f, err)
+			code = 1
+			continue
+		}
+		if _, err := in.Compile(context.Background(), f, src); err != nil {
+			printDiagnostics(stdout, f, err)
+			code = 1
+		}
+	}
+	return code
+}
+
+func ccxmlRun(args []string, stdout, stderr io.Writer) int {
+	var file, from, to string
+	timeout := 30 * time.Second
+	for i := 0; i < len(args); i++ {
+		switch a := args[i]; a {
+		case "--call", "-call":
+			if i+2 >= len(args) {
+				fmt.Fprintln(stderr, "recforkctl ccxml run: --call needs FROM and TO")
+				return 2
+			}
+			from, to = args[i+1], args[i+2]
+			i += 2
+		case "--timeout", "-timeout":
+			if i+1 >= len(args) {
+				fmt.Fprintln(stderr, "recforkctl ccxml run: --timeout needs a duration")
+				return 2
+			}
+			d, err := time.ParseDuration(args[i+1])
+			if err != nil || d <= 0 {
+				fmt.Fprintf(stderr, "recforkctl ccxml run: bad --timeout %q\n", args[i+1])
+				return 2
+			}
+			timeout = d
+			i++
+		default:
+			if file != "" || (len(a) > 0 && a[0] == '-') {
+				fmt.Fprintf(stderr, "recforkctl ccxml run: unexpected argument %q\n\n%s", a, ccxmlUsage)
+				return 2
+			}
+			file = a
+		}
+	}
+	if file == "" {
+		fmt.Fprint(stderr, ccxmlUsage)
+		return 2
+	}
+	in, err := newInterpreter(stderr)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	defer in.Close()
+	abs, err := filepath.Abs(file)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	doc, err := in.Load(ctx, abs)
+	if err != nil {
+		printDiagnostics(stderr, file, err)
+		return 1
+	}
+	res := sim.Run(ctx, in, doc, sim.RunOptions{From: from, To: to, Log: func(label, value string) {
+		if label == "" {
+			fmt.Fprintln(stdout, value)
+		} else {
+			fmt.Fprintf(stdout, "%s: %s\n", label, value)
+		}
+	}})
+	switch res.Code {
+	case 1:
+		fmt.Fprintf(stderr, "recforkctl ccxml run: session ended: %s %s %s\n", res.Status.Reason, res.Status.Event, res.Status.Detail)
+	case 2:
+		fmt.Fprintf(stderr, "recforkctl ccxml run: timed out after %v\n", timeout)
+	}
+	return res.Code
+}
