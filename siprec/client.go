@@ -39,7 +39,8 @@ type Client struct {
 	sessions map[string]*session // by connection id
 	byCallID map[string]*session // by the recording dialog's Call-ID
 
-	events *dispatcher
+	events        *dispatcher
+	fixedBoundary string
 	wg     sync.WaitGroup // session workers
 }
 
@@ -169,6 +170,17 @@ func (c *Client) startSIP() error {
 	c.serveWG.Add(2)
 	go func() { defer c.serveWG.Done(); _ = srv.ServeUDP(c.udpConn) }()
 	go func() { defer c.serveWG.Done(); _ = srv.ServeTCP(c.tcpLn) }()
+	// Requests over UDP must leave from the listening socket, which sipgo
+	// knows only once ServeUDP has registered it.
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		if conn, _ := ua.TransportLayer().GetConnection("udp", c.sipAddr.String()); conn != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("serve sip udp %s: listener not registered", c.sipAddr)
+		}
+		time.Sleep(time.Millisecond)
+	}
 	return nil
 }
 
@@ -199,7 +211,10 @@ func (c *Client) Record(leg Leg, req Request) error {
 		return nil
 	}
 	s := c.sessions[leg.ConnectionID]
-	if s == nil {
+	if s != nil && s.submit(leg, in) {
+		return nil
+	}
+	{
 		s = newSession(c, leg)
 		c.sessions[leg.ConnectionID] = s
 		c.wg.Add(1)
@@ -211,6 +226,10 @@ func (c *Client) Record(leg Leg, req Request) error {
 	s.submit(leg, in)
 	return nil
 }
+
+// boundary is the multipart boundary of the next body; empty picks a random
+// one. Tests fix it for golden files.
+func (c *Client) boundary() string { return c.fixedBoundary }
 
 // End tears down the recording of a connection whose call ended: a request in
 // flight resolves with an error (connection-state), the session's BYE is sent

@@ -1,0 +1,537 @@
+package siprec
+
+import (
+	"context"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+	"github.com/recfork/recfork/dataplane"
+)
+
+var lo = netip.MustParseAddr("127.0.0.1")
+
+type harness struct {
+	c      *Client
+	eng    *fakeEngine
+	j      *journal
+	events chan Event
+	leg    Leg
+}
+
+func testLeg() Leg {
+	return Leg{ConnectionID: "conn1", Endpoint: 7, Connected: true,
+		Codecs: []Codec{{PayloadType: 0, Name: "PCMU", ClockRate: 8000}, {PayloadType: 101, Name: "telephone-event", ClockRate: 8000, Fmtp: "0-16"}},
+		Remote: Participant{AOR: "sip:alice@example.com", Name: "Alice"}, Local: Participant{AOR: "sip:ivr@platform.example"},
+		CallID: "call-1@example.com", SessionID: "ab30317f1a784dc48ff824d0d3715d86"}
+}
+
+func newHarness(t *testing.T, mod ...func(*Config)) *harness {
+	t.Helper()
+	j := &journal{}
+	h := &harness{eng: newFakeEngine(j), j: j, events: make(chan Event, 16), leg: testLeg()}
+	h.eng.eps[7] = dataplane.EndpointInfo{ID: 7, Local: netip.AddrPortFrom(lo, 20000)}
+	cfg := Config{Engine: h.eng, MediaIP: lo, OnEvent: func(e Event) { h.events <- e },
+		Timeouts: Timeouts{Invite: 2 * time.Second, Bye: time.Second, GlareMin: 10 * time.Millisecond, GlareMax: 30 * time.Millisecond, Confirm: time.Second}}
+	for _, m := range mod {
+		m(&cfg)
+	}
+	c, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.c = c
+	t.Cleanup(func() {
+		if err := c.Close(); err != nil {
+			t.Errorf("close: %v", err)
+		}
+		eps, forks := h.eng.counts()
+		if eps != 1 || forks != 0 {
+			t.Errorf("after close: %d endpoints (want only the call leg's), %d forks; journal:\n%s", eps, forks, j)
+		}
+	})
+	return h
+}
+
+func (h *harness) record(t *testing.T, uri, in, out string) {
+	t.Helper()
+	if err := h.c.Record(h.leg, Request{Type: "siprec", URI: uri, Inbound: in, Outbound: out}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (h *harness) wait(t *testing.T) Event {
+	t.Helper()
+	select {
+	case e := <-h.events:
+		return e
+	case <-time.After(15 * time.Second):
+		t.Fatalf("no event; journal:\n%s", h.j)
+	}
+	return Event{}
+}
+
+func expect(t *testing.T, e Event, name, op, code string, in, out Mode) {
+	t.Helper()
+	if e.Name != name || e.Operation != op || e.Code() != code || e.Inbound != in || e.Outbound != out {
+		t.Fatalf("event %+v, want name=%s op=%s code=%s in=%s out=%s", e, name, op, code, in, out)
+	}
+	if e.ConnectionID == "" || e.Type == "" {
+		t.Fatalf("event %+v lacks connection id or type", e)
+	}
+}
+
+func TestStartUpdateStop(t *testing.T) {
+	h := newHarness(t)
+	srs := newTestSRS(t, h.j)
+	h.record(t, srs.uri(), "active", "active")
+	inv := srs.waitInvite(t)
+	e := h.wait(t)
+	expect(t, e, EventUpdate, OpStart, "", ModeActive, ModeActive)
+	if e.URI != srs.uri() {
+		t.Errorf("event uri %q", e.URI)
+	}
+
+	req := inv.req
+	if v := req.GetHeader("Require"); v == nil || v.Value() != "siprec" {
+		t.Errorf("Require: %v", v)
+	}
+	if c := req.Contact(); c == nil || !c.Params.Has("+sip.src") {
+		t.Errorf("Contact %v lacks +sip.src", c)
+	}
+	if v := req.GetHeader("Accept"); v == nil || !strings.Contains(v.Value(), MetadataRequest) || !strings.Contains(v.Value(), MetadataType) {
+		t.Errorf("Accept: %v", v)
+	}
+	if len(inv.parts) != 2 || inv.parts[0].MediaType() != "application/sdp" || inv.parts[1].MediaType() != MetadataType ||
+		inv.parts[1].Disposition != "recording-session" {
+		t.Fatalf("parts %+v", inv.parts)
+	}
+	if len(inv.streams) != 2 || inv.streams[0].Dir != "sendonly" || inv.streams[1].Dir != "sendonly" ||
+		inv.streams[0].Label == inv.streams[1].Label {
+		t.Fatalf("streams %+v", inv.streams)
+	}
+	m := inv.meta
+	if m.DataMode != DataComplete || len(m.Streams) != 2 || len(m.Participants) != 2 || len(m.ParticipantStreamAssocs) != 2 {
+		t.Fatalf("metadata %+v", m)
+	}
+	for i, st := range m.Streams {
+		if st.Label != inv.streams[i].Label {
+			t.Errorf("metadata stream %d label %q, sdp %q", i, st.Label, inv.streams[i].Label)
+		}
+	}
+	// The remote party sends the inbound stream; the platform the outbound.
+	if a := m.ParticipantStreamAssocs[0]; len(a.Send) != 1 || a.Send[0] != m.Streams[0].ID || a.Recv[0] != m.Streams[1].ID {
+		t.Errorf("remote assoc %+v", a)
+	}
+	for _, d := range []dataplane.Direction{dataplane.Inbound, dataplane.Outbound} {
+		f, ok := h.eng.fork(7, d)
+		if !ok || f.Mode != dataplane.Active || f.Recorder.Addr() != lo {
+			t.Fatalf("%s fork %+v %v", d, f, ok)
+		}
+	}
+	st, ok := h.c.Status("conn1")
+	if !ok || st.State != StateRecording || len(st.Streams) != 2 || st.CallID == "" || st.SRS != srs.uri() {
+		t.Fatalf("status %+v", st)
+	}
+
+	// Mute inbound, outbound omitted: PCI order, mute before the re-INVITE.
+	h.record(t, srs.uri(), "inactive", "")
+	inv2 := srs.waitInvite(t)
+	expect(t, h.wait(t), EventUpdate, OpUpdate, "", ModeInactive, ModeActive)
+	if !inv2.reinv || inv2.streams[0].Dir != "inactive" || inv2.streams[1].Dir != "sendonly" {
+		t.Fatalf("re-invite streams %+v", inv2.streams)
+	}
+	if mi, ri := h.j.index("engine: mode inbound inactive"), h.j.index("srs: invite reinvite=true"); mi < 0 || ri < 0 || mi > ri {
+		t.Fatalf("mute must precede the re-INVITE; journal:\n%s", h.j)
+	}
+	if o, n := inv.req.Contact(), inv2.req.Contact(); o == nil || n == nil {
+		t.Fatal("re-INVITE lacks Contact")
+	}
+
+	// Unmute with nochange: copies resume only after the SRS accepted.
+	h.record(t, srs.uri(), "active", "nochange")
+	srs.waitInvite(t)
+	expect(t, h.wait(t), EventUpdate, OpUpdate, "", ModeActive, ModeActive)
+	lines := strings.Split(h.j.String(), "\n")
+	last := -1
+	for i, l := range lines {
+		if strings.HasPrefix(l, "srs: invite reinvite=true") {
+			last = i
+		}
+	}
+	if um := h.j.index("engine: mode inbound active"); um < last {
+		t.Fatalf("unmute must follow the SRS's acceptance; journal:\n%s", h.j)
+	}
+
+	// Remove outbound: its m-line stays, port 0.
+	h.record(t, srs.uri(), "", "none")
+	inv4 := srs.waitInvite(t)
+	expect(t, h.wait(t), EventUpdate, OpUpdate, "", ModeActive, ModeNone)
+	if len(inv4.streams) != 2 || inv4.streams[1].Port != 0 || inv4.streams[0].Port == 0 {
+		t.Fatalf("streams %+v", inv4.streams)
+	}
+	if _, ok := h.eng.fork(7, dataplane.Outbound); ok {
+		t.Fatal("outbound fork still there")
+	}
+	// Add it back: same position, a fresh port.
+	h.record(t, srs.uri(), "", "inactive")
+	inv5 := srs.waitInvite(t)
+	expect(t, h.wait(t), EventUpdate, OpUpdate, "", ModeActive, ModeInactive)
+	if len(inv5.streams) != 2 || inv5.streams[1].Port == 0 || inv5.streams[1].Dir != "inactive" || inv5.streams[1].Label != inv.streams[1].Label {
+		t.Fatalf("streams %+v", inv5.streams)
+	}
+	if f, ok := h.eng.fork(7, dataplane.Outbound); !ok || f.Mode != dataplane.Inactive {
+		t.Fatalf("outbound fork %+v %v", f, ok)
+	}
+
+	// Both none: BYE.
+	h.record(t, srs.uri(), "none", "none")
+	srs.waitBye(t)
+	expect(t, h.wait(t), EventUpdate, OpStop, "", ModeNone, ModeNone)
+	if eps, forks := h.eng.counts(); eps != 1 || forks != 0 {
+		t.Fatalf("after stop: %d endpoints, %d forks", eps, forks)
+	}
+	if _, ok := h.c.Status("conn1"); ok {
+		t.Fatal("status after stop")
+	}
+}
+
+func TestValidationReasons(t *testing.T) {
+	h := newHarness(t)
+	cases := []struct {
+		name string
+		leg  func(Leg) Leg
+		req  Request
+		code string
+	}{
+		{"bad type", nil, Request{Type: "SIPREC", URI: "sip:a@127.0.0.1", Inbound: "active"}, ReasonBadType},
+		{"missing type", nil, Request{URI: "sip:a@127.0.0.1", Inbound: "active"}, ReasonBadType},
+		{"bad uri", nil, Request{Type: "siprec", URI: "http://x", Inbound: "active"}, ReasonBadURI},
+		{"empty uri", nil, Request{Type: "siprec", Inbound: "active"}, ReasonBadURI},
+		{"sips without tls", nil, Request{Type: "siprec", URI: "sips:a@127.0.0.1", Inbound: "active"}, ReasonBadURI},
+		{"bad inbound", nil, Request{Type: "siprec", URI: "sip:a@127.0.0.1", Inbound: "Active"}, ReasonBadMode},
+		{"bad outbound", nil, Request{Type: "siprec", URI: "sip:a@127.0.0.1", Outbound: "mute"}, ReasonBadMode},
+		{"no connection", func(l Leg) Leg { l.ConnectionID = ""; return l }, Request{Type: "siprec", URI: "sip:a@127.0.0.1", Inbound: "active"}, ReasonNoConnection},
+		{"not connected", func(l Leg) Leg { l.Connected = false; return l }, Request{Type: "siprec", URI: "sip:a@127.0.0.1", Inbound: "active"}, ReasonConnectionState},
+		{"no media", func(l Leg) Leg { l.Codecs = nil; return l }, Request{Type: "siprec", URI: "sip:a@127.0.0.1", Inbound: "active"}, ReasonConnectionState},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			leg := h.leg
+			if tc.leg != nil {
+				leg = tc.leg(leg)
+			}
+			if err := h.c.Record(leg, tc.req); err != nil {
+				t.Fatal(err)
+			}
+			e := h.wait(t)
+			if e.Name != EventError || e.Code() != tc.code || e.Inbound != ModeNone || e.Outbound != ModeNone || e.Operation != "" {
+				t.Fatalf("event %+v, want %s", e, tc.code)
+			}
+			if e.Type != tc.req.Type || e.URI != tc.req.URI {
+				t.Fatalf("event %+v does not echo the request", e)
+			}
+		})
+	}
+}
+
+func TestSRSFailures(t *testing.T) {
+	cases := []struct {
+		name   string
+		script []srsReply
+		uri    func(srs *testSRS) string
+		code   string
+		detail string
+	}{
+		{"rejected 486", []srsReply{{code: 486}}, nil, ReasonSRSRejected, "486"},
+		{"rejected after ringing", []srsReply{{ringing: true, code: 503}}, nil, ReasonSRSRejected, "503"},
+		{"timeout silent", []srsReply{{silent: true}}, nil, ReasonSRSTimeout, ""},
+		{"timeout after ringing", []srsReply{{silent: true, ringing: true}}, nil, ReasonSRSTimeout, ""},
+		{"bad answer m-lines", []srsReply{{answer: func(o []sdpStream) []sdpStream { return o[:1] }}}, nil, ReasonSRSBadAnswer, "m-lines"},
+		{"bad answer sendonly", []srsReply{{answer: func(o []sdpStream) []sdpStream {
+			return []sdpStream{{Port: 40000, Dir: "sendonly"}, {Port: 40002, Dir: "recvonly"}}
+		}}}, nil, ReasonSRSBadAnswer, "sendonly"},
+		{"all refused", []srsReply{{answer: func(o []sdpStream) []sdpStream { return []sdpStream{{Port: 0}, {Port: 0}} }}}, nil, ReasonSRSRejected, "port 0"},
+		{"unreachable tcp", nil, func(*testSRS) string { return "sip:srs@127.0.0.1:1;transport=tcp" }, ReasonSRSUnreachable, ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, func(c *Config) { c.Timeouts.Invite = 400 * time.Millisecond })
+			srs := newTestSRS(t, h.j, tc.script...)
+			uri := srs.uri()
+			if tc.uri != nil {
+				uri = tc.uri(srs)
+			}
+			h.record(t, uri, "active", "active")
+			e := h.wait(t)
+			expect(t, e, EventError, "", tc.code, ModeNone, ModeNone)
+			if !strings.Contains(e.Reason, tc.detail) {
+				t.Errorf("reason %q lacks %q", e.Reason, tc.detail)
+			}
+			if eps, forks := h.eng.counts(); eps != 1 || forks != 0 {
+				t.Fatalf("after failure: %d endpoints, %d forks; journal:\n%s", eps, forks, h.j)
+			}
+		})
+	}
+}
+
+func TestOneStreamRefused(t *testing.T) {
+	h := newHarness(t)
+	srs := newTestSRS(t, h.j, srsReply{answer: func(o []sdpStream) []sdpStream {
+		return []sdpStream{{Port: 40000, Dir: "recvonly"}, {Port: 0}}
+	}})
+	h.record(t, srs.uri(), "active", "active")
+	e := h.wait(t)
+	expect(t, e, EventError, "", ReasonSRSRejected, ModeActive, ModeNone)
+	if !strings.Contains(e.Reason, "outbound") {
+		t.Errorf("reason %q", e.Reason)
+	}
+}
+
+func TestDataplaneFailure(t *testing.T) {
+	h := newHarness(t)
+	srs := newTestSRS(t, h.j)
+	h.eng.mu.Lock()
+	h.eng.failOpen = true
+	h.eng.mu.Unlock()
+	h.record(t, srs.uri(), "active", "none")
+	expect(t, h.wait(t), EventError, "", ReasonDataplane, ModeNone, ModeNone)
+}
+
+func TestCoalescing(t *testing.T) {
+	h := newHarness(t)
+	srs := newTestSRS(t, h.j, srsReply{ringing: true})
+	hold := make(chan struct{})
+	// Hold the first answer until the second request has been merged.
+	srs.mu.Lock()
+	srs.script[0].answer = func(o []sdpStream) []sdpStream {
+		<-hold
+		return []sdpStream{{Port: 40000, Dir: "recvonly"}}
+	}
+	srs.mu.Unlock()
+	h.record(t, srs.uri(), "active", "")
+	srs.waitInvite(t)
+	h.record(t, srs.uri(), "nochange", "active") // resolves against the pending target
+	close(hold)
+	inv := srs.waitInvite(t)
+	e := h.wait(t)
+	expect(t, e, EventUpdate, OpStart, "", ModeActive, ModeActive)
+	if !inv.reinv || len(inv.streams) != 2 {
+		t.Fatalf("second request should have become a re-INVITE adding outbound: %+v", inv.streams)
+	}
+	// Exactly one event: the next one belongs to the next request.
+	h.record(t, srs.uri(), "", "")
+	expect(t, h.wait(t), EventUpdate, OpUpdate, "", ModeActive, ModeActive)
+}
+
+func TestURIChange(t *testing.T) {
+	h := newHarness(t)
+	a := newTestSRS(t, h.j)
+	b := newTestSRS(t, h.j)
+	h.record(t, a.uri(), "active", "active")
+	a.waitInvite(t)
+	expect(t, h.wait(t), EventUpdate, OpStart, "", ModeActive, ModeActive)
+	h.record(t, b.uri(), "", "inactive")
+	a.waitBye(t)
+	inv := b.waitInvite(t)
+	e := h.wait(t)
+	expect(t, e, EventUpdate, OpRestart, "", ModeActive, ModeInactive)
+	if inv.reinv || len(inv.streams) != 2 || inv.streams[1].Dir != "inactive" || e.URI != b.uri() {
+		t.Fatalf("new session %+v event %+v", inv.streams, e)
+	}
+}
+
+func TestGlare491(t *testing.T) {
+	h := newHarness(t)
+	srs := newTestSRS(t, h.j, srsReply{}, srsReply{code: 491}, srsReply{code: 491}, srsReply{})
+	h.record(t, srs.uri(), "active", "active")
+	srs.waitInvite(t)
+	h.wait(t)
+	h.record(t, srs.uri(), "inactive", "")
+	for range 3 {
+		srs.waitInvite(t)
+	}
+	expect(t, h.wait(t), EventUpdate, OpUpdate, "", ModeInactive, ModeActive)
+}
+
+func TestGlareGivesUp(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.Timeouts.GlareRetries = 1 })
+	srs := newTestSRS(t, h.j, srsReply{}, srsReply{code: 491}, srsReply{code: 491})
+	h.record(t, srs.uri(), "active", "active")
+	h.wait(t)
+	h.record(t, srs.uri(), "inactive", "")
+	// The mute stays in force (PCI) although the SRS never accepted it.
+	e := h.wait(t)
+	expect(t, e, EventError, "", ReasonSRSRejected, ModeInactive, ModeActive)
+	if f, _ := h.eng.fork(7, dataplane.Inbound); f.Mode != dataplane.Inactive {
+		t.Fatalf("inbound fork %+v", f)
+	}
+}
+
+func TestReinviteRejected(t *testing.T) {
+	h := newHarness(t)
+	srs := newTestSRS(t, h.j, srsReply{}, srsReply{code: 488})
+	h.record(t, srs.uri(), "active", "none")
+	h.wait(t)
+	h.record(t, srs.uri(), "", "active")
+	e := h.wait(t)
+	expect(t, e, EventError, "", ReasonSRSRejected, ModeActive, ModeNone)
+	// The session survives a rejected re-INVITE, with its m-lines as before.
+	h.record(t, srs.uri(), "inactive", "")
+	var inv srsInvite
+	for range 3 { // the INVITE, the rejected re-INVITE, this one
+		inv = srs.waitInvite(t)
+	}
+	expect(t, h.wait(t), EventUpdate, OpUpdate, "", ModeInactive, ModeNone)
+	if len(inv.streams) != 1 {
+		t.Fatalf("m-lines after a rejected offer: %+v", inv.streams)
+	}
+}
+
+func TestSRSBye(t *testing.T) {
+	h := newHarness(t)
+	srs := newTestSRS(t, h.j)
+	h.record(t, srs.uri(), "active", "active")
+	h.wait(t)
+	srs.bye(t)
+	e := h.wait(t)
+	expect(t, e, EventError, "", ReasonSRSEnded, ModeNone, ModeNone)
+	if e.URI != srs.uri() {
+		t.Errorf("uri %q", e.URI)
+	}
+	if eps, forks := h.eng.counts(); eps != 1 || forks != 0 {
+		t.Fatalf("after srs bye: %d endpoints, %d forks", eps, forks)
+	}
+	// A new request starts a new session.
+	h.record(t, srs.uri(), "active", "")
+	expect(t, h.wait(t), EventUpdate, OpStart, "", ModeActive, ModeNone)
+}
+
+func TestEndTearsDown(t *testing.T) {
+	h := newHarness(t)
+	srs := newTestSRS(t, h.j, srsReply{}, srsReply{silent: true})
+	h.record(t, srs.uri(), "active", "active")
+	h.wait(t)
+	h.record(t, srs.uri(), "inactive", "")
+	srs.waitInvite(t)
+	srs.waitInvite(t) // the re-INVITE is in flight, unanswered
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := h.c.End(ctx, "conn1"); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, h.wait(t), EventError, "", ReasonConnectionState, ModeNone, ModeNone)
+	srs.waitBye(t)
+	if eps, forks := h.eng.counts(); eps != 1 || forks != 0 {
+		t.Fatalf("after end: %d endpoints, %d forks", eps, forks)
+	}
+	if err := h.c.End(ctx, "conn1"); err != ErrNoSession {
+		t.Fatalf("second end: %v", err)
+	}
+}
+
+func TestSRSReinviteAndMetadataRequest(t *testing.T) {
+	h := newHarness(t)
+	srs := newTestSRS(t, h.j)
+	h.record(t, srs.uri(), "active", "active")
+	srs.waitInvite(t)
+	h.wait(t)
+	// The SRS pauses the inbound stream ("not yet").
+	offer, _ := sdpOffer{SessionID: 7, Version: 9, IP: lo, Codecs: []Codec{{PayloadType: 0, Name: "PCMU", ClockRate: 8000}},
+		Streams: []sdpStream{{Port: 40000, Dir: "inactive"}, {Port: 40002, Dir: "recvonly"}}}.marshal()
+	res := srs.request(t, sip.INVITE, "application/sdp", offer)
+	if res.StatusCode != 200 {
+		t.Fatalf("re-invite answered %d", res.StatusCode)
+	}
+	_, ans, err := parseStreams(res.Body())
+	if err != nil || len(ans) != 2 || ans[0].Dir != "inactive" || ans[1].Dir != "sendonly" {
+		t.Fatalf("answer %+v %v", ans, err)
+	}
+	if f, _ := h.eng.fork(7, dataplane.Inbound); f.Mode != dataplane.Inactive {
+		t.Fatalf("paused inbound fork %+v", f)
+	}
+	if st, _ := h.c.Status("conn1"); !st.Streams[0].Paused {
+		t.Fatalf("status %+v", st)
+	}
+	// The SRS asks for metadata: a re-INVITE with a complete snapshot follows.
+	res = srs.request(t, sip.UPDATE, MetadataRequest, nil)
+	if res.StatusCode != 200 {
+		t.Fatalf("update answered %d", res.StatusCode)
+	}
+	inv := srs.waitInvite(t)
+	if !inv.reinv || inv.meta == nil || inv.meta.DataMode != DataComplete {
+		t.Fatalf("snapshot re-invite %+v", inv)
+	}
+}
+
+func TestPartialMetadataProfile(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.DefaultProfile = Profile{Metadata: MetadataPartial} })
+	srs := newTestSRS(t, h.j)
+	h.record(t, srs.uri(), "active", "none")
+	srs.waitInvite(t)
+	h.wait(t)
+	h.record(t, srs.uri(), "", "active")
+	inv := srs.waitInvite(t)
+	h.wait(t)
+	if inv.meta == nil || inv.meta.DataMode != DataPartial || len(inv.meta.Streams) != 1 || len(inv.meta.Participants) != 0 {
+		t.Fatalf("partial metadata %+v", inv.meta)
+	}
+	h.record(t, srs.uri(), "inactive", "")
+	inv = srs.waitInvite(t)
+	h.wait(t)
+	if inv.meta != nil || len(inv.parts) != 1 {
+		t.Fatalf("a mute changes no metadata: %+v", inv.parts)
+	}
+}
+
+func TestRedirect(t *testing.T) {
+	h := newHarness(t)
+	b := newTestSRS(t, h.j)
+	a := newTestSRS(t, h.j, srsReply{code: 302, contact: "<" + b.uri() + ">"})
+	h.record(t, a.uri(), "active", "")
+	a.waitInvite(t)
+	b.waitInvite(t)
+	e := h.wait(t)
+	expect(t, e, EventUpdate, OpStart, "", ModeActive, ModeNone)
+	if e.URI != a.uri() {
+		t.Errorf("event uri %q, want the requested one", e.URI)
+	}
+}
+
+func TestTCP(t *testing.T) {
+	h := newHarness(t)
+	srs := newTestSRS(t, h.j)
+	h.record(t, srs.uri()+";transport=tcp", "active", "active")
+	inv := srs.waitInvite(t)
+	expect(t, h.wait(t), EventUpdate, OpStart, "", ModeActive, ModeActive)
+	if inv.req.Transport() != "TCP" {
+		t.Fatalf("transport %s", inv.req.Transport())
+	}
+	h.record(t, srs.uri()+";transport=tcp", "inactive", "")
+	srs.waitInvite(t)
+	expect(t, h.wait(t), EventUpdate, OpUpdate, "", ModeInactive, ModeActive)
+	srs.bye(t)
+	expect(t, h.wait(t), EventError, "", ReasonSRSEnded, ModeNone, ModeNone)
+}
+
+func TestNewValidates(t *testing.T) {
+	eng := newFakeEngine(&journal{})
+	cases := []struct {
+		name string
+		cfg  Config
+	}{
+		{"no engine", Config{MediaIP: lo, OnEvent: func(Event) {}}},
+		{"no media ip", Config{Engine: eng, OnEvent: func(Event) {}}},
+		{"no callback", Config{Engine: eng, MediaIP: lo}},
+		{"bad transport", Config{Engine: eng, MediaIP: lo, OnEvent: func(Event) {}, DefaultProfile: Profile{Transport: "sctp"}}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := New(tc.cfg); err == nil {
+				t.Fatal("New accepted an invalid config")
+			}
+		})
+	}
+}

@@ -1,0 +1,136 @@
+package siprec
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"mime"
+	"mime/multipart"
+	"net/textproto"
+	"strings"
+)
+
+// Part is one body part of a SIP message body.
+type Part struct {
+	// ContentType is the media type with its parameters, e.g. "application/sdp".
+	ContentType string
+	// Disposition is the Content-Disposition header, e.g. "recording-session";
+	// empty means none.
+	Disposition string
+	Body        []byte
+}
+
+// MediaType returns the part's media type, lower case, without parameters.
+func (p Part) MediaType() string {
+	mt, _, err := mime.ParseMediaType(p.ContentType)
+	if err != nil {
+		return strings.ToLower(strings.TrimSpace(p.ContentType))
+	}
+	return mt
+}
+
+// maxBodySize bounds bodies we parse.
+const maxBodySize = 1 << 20
+
+// writeMultipart builds a multipart/mixed body (RFC 2046 §5.1) and returns it
+// with its Content-Type value. Part headers are written "Name: value" with
+// the space: one SRS's parser broke without it.
+func writeMultipart(boundary string, parts ...Part) (contentType string, body []byte, err error) {
+	if boundary == "" {
+		var b [12]byte
+		if _, err := rand.Read(b[:]); err != nil {
+			return "", nil, fmt.Errorf("multipart boundary: %w", err)
+		}
+		boundary = "recfork-" + hex.EncodeToString(b[:])
+	}
+	var buf bytes.Buffer
+	w := multipart.NewWriter(&buf)
+	if err := w.SetBoundary(boundary); err != nil {
+		return "", nil, fmt.Errorf("multipart boundary %q: %w", boundary, err)
+	}
+	for _, p := range parts {
+		h := textproto.MIMEHeader{}
+		h.Set("Content-Type", p.ContentType)
+		if p.Disposition != "" {
+			h.Set("Content-Disposition", p.Disposition)
+		}
+		pw, err := w.CreatePart(h)
+		if err != nil {
+			return "", nil, fmt.Errorf("multipart part: %w", err)
+		}
+		if _, err := pw.Write(p.Body); err != nil {
+			return "", nil, fmt.Errorf("multipart part: %w", err)
+		}
+	}
+	if err := w.Close(); err != nil {
+		return "", nil, fmt.Errorf("multipart close: %w", err)
+	}
+	return "multipart/mixed;boundary=" + boundary, buf.Bytes(), nil
+}
+
+// ParseBody splits a SIP message body by its Content-Type: a multipart/mixed
+// body gives its parts, anything else one part.
+func ParseBody(contentType string, body []byte) ([]Part, error) {
+	if len(body) > maxBodySize {
+		return nil, fmt.Errorf("parse body: %d bytes: %w", len(body), ErrBadBody)
+	}
+	if contentType == "" {
+		if len(body) == 0 {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("parse body: body without Content-Type: %w", ErrBadBody)
+	}
+	mt, params, err := mime.ParseMediaType(contentType)
+	if err != nil {
+		return nil, fmt.Errorf("parse body: content type %q: %v: %w", contentType, err, ErrBadBody)
+	}
+	if !strings.HasPrefix(mt, "multipart/") {
+		return []Part{{ContentType: contentType, Body: body}}, nil
+	}
+	boundary := params["boundary"]
+	if boundary == "" {
+		return nil, fmt.Errorf("parse body: %s without boundary: %w", mt, ErrBadBody)
+	}
+	r := multipart.NewReader(bytes.NewReader(body), boundary)
+	var parts []Part
+	for {
+		p, err := r.NextRawPart()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("parse body: %v: %w", err, ErrBadBody)
+		}
+		b, err := io.ReadAll(p)
+		if err != nil {
+			return nil, fmt.Errorf("parse body: part %d: %v: %w", len(parts)+1, err, ErrBadBody)
+		}
+		ct := p.Header.Get("Content-Type")
+		if ct == "" {
+			ct = "text/plain" // RFC 2046 §5.1: the default part type
+		}
+		parts = append(parts, Part{ContentType: ct, Disposition: p.Header.Get("Content-Disposition"), Body: b})
+		if len(parts) > 16 {
+			return nil, fmt.Errorf("parse body: more than 16 parts: %w", ErrBadBody)
+		}
+	}
+	if len(parts) == 0 {
+		return nil, fmt.Errorf("parse body: empty multipart: %w", ErrBadBody)
+	}
+	return parts, nil
+}
+
+// findPart returns the first part of one of the media types.
+func findPart(parts []Part, types ...string) (Part, bool) {
+	for _, p := range parts {
+		mt := p.MediaType()
+		for _, t := range types {
+			if mt == t {
+				return p, true
+			}
+		}
+	}
+	return Part{}, false
+}

@@ -1,0 +1,444 @@
+package siprec
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/emiago/sipgo"
+	"github.com/emiago/sipgo/sip"
+)
+
+// acceptValue is what the SRC accepts in bodies (RFC 7866 §6.1.1, BVR-RECORD.md).
+const acceptValue = "application/sdp, application/rs-metadata+xml, application/rs-metadata-request"
+
+// udpLimit is RFC 3261 §18.1.1's bound: a request larger than 1300 bytes
+// (path MTU unknown) must go over a congestion-controlled transport. SIPREC
+// INVITEs with metadata often are; headers take up to ~700 bytes.
+const udpLimit = 1300 - 700
+
+// clientFor picks the transport and the sipgo client for an SRS URI.
+func (s *session) clientFor(u sip.Uri, bodyLen int) (string, *sipgo.Client) {
+	tp := s.c.profile(u).Transport
+	if v, ok := u.UriParams.Get("transport"); ok && v != "" {
+		tp = strings.ToLower(v)
+	}
+	if tp == "tcp" || bodyLen > udpLimit {
+		return "TCP", s.c.tcpClient
+	}
+	return "UDP", s.c.udpClient
+}
+
+// invite sends the initial INVITE and waits for its final response,
+// following up to three redirects (RFC 3261 §8.1.3.4).
+func (s *session) invite(ctx context.Context, t target, ct string, body []byte) (*sip.Response, *sipgo.DialogClientSession, string, *opError) {
+	dest := *t.u.Clone()
+	for hop := 0; ; hop++ {
+		res, dlg, callID, oe, redirect := s.inviteOnce(ctx, dest, ct, body)
+		if redirect == nil || hop >= 3 {
+			return res, dlg, callID, oe
+		}
+		s.log.Info("srs redirected the recording session", "to", redirect.String())
+		dest = *redirect
+	}
+}
+
+func (s *session) inviteOnce(ctx context.Context, dest sip.Uri, ct string, body []byte) (*sip.Response, *sipgo.DialogClientSession, string, *opError, *sip.Uri) {
+	tport, cl := s.clientFor(dest, len(body))
+	req := sip.NewRequest(sip.INVITE, dest)
+	req.SetTransport(tport)
+	callID := EncodeID(randomUUID())[:22] + "@recfork"
+	cid := sip.CallIDHeader(callID)
+	req.AppendHeader(&cid)
+	from := &sip.FromHeader{Address: sip.Uri{Scheme: "sip", User: s.c.cfg.FromUser, Host: s.c.contact.Address.Host}}
+	from.Params = sip.NewParams()
+	from.Params.Add("tag", sip.GenerateTagN(16))
+	req.AppendHeader(from)
+	req.AppendHeader(&sip.ToHeader{Address: sip.Uri{Scheme: "sip", User: dest.User, Host: dest.Host, Port: dest.Port}})
+	// RFC 7866 §6.1.1: the SRS must understand siprec; our body types.
+	req.AppendHeader(sip.NewHeader("Require", "siprec"))
+	req.AppendHeader(sip.NewHeader("Accept", acceptValue))
+	req.AppendHeader(sip.NewHeader("Allow", "INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE"))
+	req.AppendHeader(sip.NewHeader("Content-Type", ct))
+	ch := s.c.contactFor(tport)
+	req.AppendHeader(&ch)
+	req.SetBody(body)
+
+	s.c.bindCallID(callID, s)
+	fail := func(oe *opError) (*sip.Response, *sipgo.DialogClientSession, string, *opError, *sip.Uri) {
+		s.c.bindCallID(callID, nil)
+		return nil, nil, "", oe, nil
+	}
+	s.dlgMu.Lock()
+	defer s.dlgMu.Unlock()
+	ua := sipgo.DialogUA{Client: cl, ContactHDR: ch}
+	dlg, err := ua.WriteInvite(ctx, req)
+	if err != nil {
+		return fail(opErr(ReasonSRSUnreachable, "%s: %v", dest.String(), err))
+	}
+	var provisional atomic.Bool
+	wctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	timer := time.AfterFunc(s.c.to.Invite, func() {
+		// sipgo only sends CANCEL once a provisional arrived; before that a
+		// plain cancel would wait for Timer B (SIPGO.md), so force the exit.
+		if provisional.Load() {
+			cancel(context.DeadlineExceeded)
+		} else {
+			cancel(sipgo.WaitAnswerForceCancelErr)
+		}
+	})
+	defer timer.Stop()
+	err = dlg.WaitAnswer(wctx, sipgo.AnswerOptions{OnResponse: func(r *sip.Response) error {
+		if r.IsProvisional() {
+			provisional.Store(true)
+		}
+		return nil
+	}})
+	if err != nil {
+		dlg.Close()
+		var de *sipgo.ErrDialogResponse
+		switch {
+		case errors.As(err, &de):
+			r := de.Res
+			if r.StatusCode >= 300 && r.StatusCode < 400 {
+				if c := r.Contact(); c != nil {
+					u := c.Address.Clone()
+					s.c.bindCallID(callID, nil)
+					return nil, nil, "", opErr(ReasonSRSRejected, "%d %s", r.StatusCode, r.Reason), u
+				}
+			}
+			return fail(opErr(ReasonSRSRejected, "%d %s", r.StatusCode, r.Reason))
+		case ctx.Err() != nil && wctx.Err() != nil && context.Cause(wctx) == ctx.Err():
+			return fail(opErr(ReasonConnectionState, "request abandoned: %v", ctx.Err()))
+		case errors.Is(context.Cause(wctx), context.DeadlineExceeded), errors.Is(context.Cause(wctx), sipgo.WaitAnswerForceCancelErr),
+			errors.Is(err, sip.ErrTransactionTimeout):
+			return fail(opErr(ReasonSRSTimeout, "no final answer from %s within %s", dest.String(), s.c.to.Invite))
+		default:
+			return fail(opErr(ReasonSRSUnreachable, "%s: %v", dest.String(), err))
+		}
+	}
+	res := dlg.InviteResponse
+	if err := dlg.Ack(ctx); err != nil {
+		dlg.Close()
+		return fail(opErr(ReasonSRSUnreachable, "ack to %s: %v", dest.String(), err))
+	}
+	s.mu.Lock()
+	s.tport = tport
+	s.mu.Unlock()
+	return res, dlg, callID, nil, nil
+}
+
+// reinvite sends a re-INVITE in the dialog, retrying after 491 with the
+// RFC 3261 §14.1 back-off. fatal reports that the dialog must end.
+func (s *session) reinvite(ctx context.Context, ct string, body []byte) (res *sip.Response, oe *opError, fatal bool) {
+	for attempt := 0; ; attempt++ {
+		res, oe, fatal, glare := s.reinviteOnce(ctx, ct, body)
+		if !glare {
+			return res, oe, fatal
+		}
+		if attempt >= s.c.to.GlareRetries {
+			return nil, opErr(ReasonSRSRejected, "491 Request Pending %d times", attempt+1), false
+		}
+		select {
+		case <-time.After(s.glareWait()):
+		case <-ctx.Done():
+			return nil, opErr(ReasonConnectionState, "request abandoned"), false
+		}
+	}
+}
+
+func (s *session) reinviteOnce(ctx context.Context, ct string, body []byte) (*sip.Response, *opError, bool, bool) {
+	s.dlgMu.Lock()
+	defer s.dlgMu.Unlock()
+	s.mu.Lock()
+	dlg, remote, tport := s.dlg, *s.remote.Clone(), s.tport
+	s.mu.Unlock()
+	if dlg == nil {
+		return nil, opErr(ReasonSRSEnded, "recording session gone"), false, false
+	}
+	req := sip.NewRequest(sip.INVITE, remote)
+	req.AppendHeader(sip.NewHeader("Accept", acceptValue))
+	req.AppendHeader(sip.NewHeader("Content-Type", ct))
+	ch := s.c.contactFor(tport)
+	req.AppendHeader(&ch)
+	req.SetBody(body)
+	tctx, cancel := context.WithTimeout(ctx, s.c.to.Invite)
+	defer cancel()
+	tx, err := dlg.TransactionRequest(tctx, req)
+	if err != nil {
+		return nil, opErr(ReasonSRSUnreachable, "re-invite: %v", err), true, false
+	}
+	for {
+		select {
+		case r := <-tx.Responses():
+			if r.IsProvisional() {
+				continue
+			}
+			if r.IsSuccess() {
+				ack := sip.NewRequest(sip.ACK, remote)
+				if err := dlg.WriteRequest(ack); err != nil {
+					tx.Terminate()
+					return nil, opErr(ReasonSRSUnreachable, "ack re-invite: %v", err), true, false
+				}
+				// The 200 may be retransmitted if our ACK is lost (UDP):
+				// answer every copy with the same ACK (RFC 3261 §13.2.2.4).
+				tmpl := ack.Clone()
+				tx.OnRetransmission(func(rr *sip.Response) {
+					if rr.IsSuccess() {
+						_ = dlg.UA.Client.WriteRequest(tmpl.Clone(), func(*sipgo.Client, *sip.Request) error { return nil })
+					}
+				})
+				return r, nil, false, false
+			}
+			tx.Terminate()
+			if r.StatusCode == 491 {
+				return nil, nil, false, true
+			}
+			fatal := r.StatusCode == 408 || r.StatusCode == 481
+			return nil, opErr(ReasonSRSRejected, "%d %s", r.StatusCode, r.Reason), fatal, false
+		case <-tx.Done():
+			if errors.Is(tx.Err(), sip.ErrTransactionTimeout) {
+				return nil, opErr(ReasonSRSTimeout, "no answer to re-invite"), true, false
+			}
+			return nil, opErr(ReasonSRSUnreachable, "re-invite: %v", tx.Err()), true, false
+		case <-tctx.Done():
+			tx.Terminate()
+			if ctx.Err() != nil {
+				return nil, opErr(ReasonConnectionState, "request abandoned"), false, false
+			}
+			return nil, opErr(ReasonSRSTimeout, "no final answer to re-invite within %s", s.c.to.Invite), true, false
+		}
+	}
+}
+
+// contactFor returns our Contact with the transport parameter when not UDP.
+func (c *Client) contactFor(tport string) sip.ContactHeader {
+	h := sip.ContactHeader{Address: *c.contact.Address.Clone(), Params: c.contact.Params.Clone()}
+	if tport == "TCP" {
+		h.Address.UriParams = sip.NewParams()
+		h.Address.UriParams.Add("transport", "tcp")
+	}
+	return h
+}
+
+func respond(tx sip.ServerTransaction, req *sip.Request, code int, reason string, body []byte, hdrs ...sip.Header) {
+	res := sip.NewResponseFromRequest(req, code, reason, body)
+	for _, h := range hdrs {
+		res.AppendHeader(h)
+	}
+	_ = tx.Respond(res)
+}
+
+func callIDOf(req *sip.Request) string {
+	if h := req.CallID(); h != nil {
+		return h.Value()
+	}
+	return ""
+}
+
+// onBye handles a BYE from the SRS: the recording ended on its side.
+func (c *Client) onBye(req *sip.Request, tx sip.ServerTransaction) {
+	s := c.sessionByCallID(callIDOf(req))
+	if s == nil {
+		respond(tx, req, 481, "Call/Transaction Does Not Exist", nil)
+		return
+	}
+	respond(tx, req, 200, "OK", nil)
+	s.mu.Lock()
+	dlg := s.dlg
+	s.mu.Unlock()
+	if dlg != nil {
+		s.log.Info("srs ended the recording session", "call_id", callIDOf(req))
+		s.srsBye()
+	}
+}
+
+// onAck takes the ACK of a 200 we sent to an SRS re-INVITE.
+func (c *Client) onAck(req *sip.Request, tx sip.ServerTransaction) {
+	if s := c.sessionByCallID(callIDOf(req)); s != nil {
+		select {
+		case s.ackCh <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// onInvite handles re-INVITEs from the SRS; a new INVITE is refused: the SRC
+// never receives recording sessions.
+func (c *Client) onInvite(req *sip.Request, tx sip.ServerTransaction) {
+	s := c.sessionByCallID(callIDOf(req))
+	if s == nil || req.To() == nil || func() bool { _, ok := req.To().Params.Get("tag"); return !ok }() {
+		respond(tx, req, 481, "Call/Transaction Does Not Exist", nil)
+		return
+	}
+	s.answerReinvite(req, tx)
+}
+
+// onUpdate takes an UPDATE (RFC 3311) from the SRS, typically carrying an
+// rs-metadata-request.
+func (c *Client) onUpdate(req *sip.Request, tx sip.ServerTransaction) {
+	s := c.sessionByCallID(callIDOf(req))
+	if s == nil {
+		respond(tx, req, 481, "Call/Transaction Does Not Exist", nil)
+		return
+	}
+	parts, err := ParseBody(contentType(req), req.Body())
+	if err != nil {
+		respond(tx, req, 400, "Bad Body", nil)
+		return
+	}
+	if _, ok := findPart(parts, "application/sdp"); ok {
+		// Session changes come by re-INVITE here; keep the session as it is.
+		respond(tx, req, 488, "Not Acceptable Here", nil)
+		return
+	}
+	respond(tx, req, 200, "OK", nil)
+	if _, ok := findPart(parts, MetadataRequest); ok {
+		s.requestSnapshot()
+	}
+}
+
+func (c *Client) onOptions(req *sip.Request, tx sip.ServerTransaction) {
+	respond(tx, req, 200, "OK", nil, sip.NewHeader("Accept", acceptValue),
+		sip.NewHeader("Allow", "INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE"), sip.NewHeader("Supported", "siprec"))
+}
+
+func (c *Client) onNoRoute(req *sip.Request, tx sip.ServerTransaction) {
+	if req.IsAck() {
+		return
+	}
+	respond(tx, req, 405, "Method Not Allowed", nil, sip.NewHeader("Allow", "INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE"))
+}
+
+func contentType(req *sip.Request) string {
+	if h := req.ContentType(); h != nil {
+		return h.Value()
+	}
+	return ""
+}
+
+func (s *session) requestSnapshot() {
+	s.mu.Lock()
+	s.snapshot = true
+	s.mu.Unlock()
+	s.poke()
+}
+
+// answerReinvite answers an SRS re-INVITE (RFC 7866 §7.1.2): 491 while our own
+// INVITE transaction is pending (RFC 3261 §14.2); otherwise it accepts the
+// SRS's view of each m-line (recvonly: send; inactive: pause; port 0: stop)
+// and answers with our m-lines in the same order.
+func (s *session) answerReinvite(req *sip.Request, tx sip.ServerTransaction) {
+	if !s.dlgMu.TryLock() {
+		respond(tx, req, 491, "Request Pending", nil)
+		return
+	}
+	defer s.dlgMu.Unlock()
+	s.mu.Lock()
+	dlg := s.dlg
+	s.mu.Unlock()
+	if dlg == nil {
+		respond(tx, req, 481, "Call/Transaction Does Not Exist", nil)
+		return
+	}
+	if err := dlg.ReadRequest(req, tx); err != nil {
+		respond(tx, req, 500, "Server Internal Error", nil)
+		return
+	}
+	parts, err := ParseBody(contentType(req), req.Body())
+	if err != nil {
+		respond(tx, req, 400, "Bad Body", nil)
+		return
+	}
+	_, wantSnapshot := findPart(parts, MetadataRequest)
+	sdpPart, hasSDP := findPart(parts, "application/sdp")
+	var offer []sdpStream
+	if hasSDP {
+		_, offer, err = parseStreams(sdpPart.Body)
+		if err != nil {
+			respond(tx, req, 488, "Not Acceptable Here", nil)
+			return
+		}
+	}
+	s.mu.Lock()
+	streams := append([]*stream(nil), s.streams...)
+	legEP := s.leg.Endpoint
+	if hasSDP && len(offer) != len(streams) {
+		s.mu.Unlock()
+		// RFC 3264 §8: m-lines are never removed; a different count is no
+		// offer we can answer.
+		respond(tx, req, 488, "Not Acceptable Here", nil)
+		return
+	}
+	s.sdpVer++
+	ans := s.offerLocked(streams)
+	s.mu.Unlock()
+	if hasSDP {
+		for i, st := range streams {
+			if st.ep.ID == 0 {
+				continue
+			}
+			o := offer[i]
+			if o.Port == 0 || o.Dir == "sendonly" || o.Dir == "inactive" {
+				// The SRS does not want this stream's media now: no copies.
+				ans.Streams[i].Dir = "inactive"
+				o.Dir = "inactive"
+				if o.Port == 0 {
+					if !st.forked {
+						continue
+					}
+					o.Port, o.Addr = int(st.recorder.Port()), st.recorder.Addr()
+				}
+			}
+			if err := s.applyStream(st, st.mode, o, legEP); err != nil {
+				s.log.Warn("apply srs re-invite", "err", err)
+			}
+		}
+	}
+	body, err := ans.marshal()
+	if err != nil {
+		respond(tx, req, 500, "Server Internal Error", nil)
+		return
+	}
+	s.mu.Lock()
+	tport := s.tport
+	s.mu.Unlock()
+	ch := s.c.contactFor(tport)
+	res := sip.NewResponseFromRequest(req, 200, "OK", body)
+	res.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
+	res.AppendHeader(&ch)
+	select {
+	case <-s.ackCh: // drop a stale ACK
+	default:
+	}
+	if err := tx.Respond(res); err != nil {
+		s.log.Info("answer srs re-invite", "err", err)
+		return
+	}
+	// sipgo does not retransmit a 200 on UDP (SIPGO.md): do it until the
+	// ACK (RFC 3261 §13.3.1.4: T1 doubling up to T2).
+	deadline := time.NewTimer(s.c.to.Confirm)
+	defer deadline.Stop()
+	interval := sip.T1
+	for {
+		select {
+		case <-s.ackCh:
+			if wantSnapshot {
+				s.requestSnapshot()
+			}
+			return
+		case <-deadline.C:
+			s.log.Info("no ack for our 200 to the srs re-invite")
+			return
+		case <-time.After(interval):
+			if !sip.IsReliable(req.Transport()) {
+				_ = s.c.srv.WriteResponse(res)
+			}
+			interval = min(interval*2, sip.T2)
+		}
+	}
+}
+
