@@ -19,7 +19,8 @@ type Document struct {
 	// lines maps a generated program's name to, per generated line (0-based),
 	// the index of the element that line belongs to, so a runtime error can
 	// name its element (tagname) and position.
-	lines map[string][]int32
+	lines    map[string][]int32
+	initName string
 	// exprOrder lists, per element tag, the expression attributes passed to
 	// the dispatcher in order.
 }
@@ -34,6 +35,7 @@ type transition struct {
 	name   string // legacy <transition name="evt">
 	cond   *goja.Program
 	body   *goja.Program
+	bname  string // the body program's name, for elementAt
 }
 
 // exprArgs returns, for an element, the expression attributes passed to the
@@ -222,6 +224,7 @@ func build(uri string, root *node) (*Document, error) {
 		add(root, "compile document scripts: %s", firstLine(err))
 	}
 	d.init, d.lines[name] = prg, g.lines
+	d.initName = name
 	if ep != nil {
 		if sv, ok := ep.attrs["statevariable"]; ok {
 			d.statevar = sv
@@ -251,6 +254,7 @@ func build(uri string, root *node) (*Document, error) {
 				add(t, "compile transition: %s", firstLine(err))
 			}
 			d.lines[bname] = tg.lines
+			tr.bname = bname
 			d.trans = append(d.trans, tr)
 		}
 	}
@@ -261,11 +265,12 @@ func build(uri string, root *node) (*Document, error) {
 }
 
 // elementAt names the element a runtime exception came from: the innermost
-// stack frame that belongs to one of this document's generated programs.
-func (d *Document) elementAt(frames []goja.StackFrame) *node {
+// stack frame of the program that was running (prog), so an exception inside
+// a script function called by an element is blamed on that element.
+func (d *Document) elementAt(frames []goja.StackFrame, prog string) *node {
+	lines := d.lines[prog]
 	for _, f := range frames {
-		lines, ok := d.lines[f.SrcName()]
-		if !ok {
+		if f.SrcName() != prog {
 			continue
 		}
 		l := f.Position().Line - 1

@@ -97,7 +97,7 @@ func (s *Session) start(d *Document) {
 	}
 	if d.init != nil {
 		err := s.guard(func() error { _, err := rt.RunProgram(d.init); return err })
-		s.jsError(err, d.nodes[0])
+		s.jsError(err, d.nodes[0], d.initName)
 	}
 }
 
@@ -123,7 +123,7 @@ func (s *Session) guard(f func() error) error {
 // (<exit>, <goto>) is not an error; a semantic error raised by an element, an
 // exception or an interrupted runaway script raises error.semantic with the
 // element's tagname (CCXML 1.0 section 9.4, error.semantic).
-func (s *Session) jsError(err error, fallback *node) {
+func (s *Session) jsError(err error, fallback *node, prog string) {
 	if err == nil {
 		return
 	}
@@ -139,15 +139,23 @@ func (s *Session) jsError(err error, fallback *node) {
 	tag := fallback.tag
 	var ie *goja.InterruptedError
 	if errors.As(err, &ie) {
-		if n := s.doc.elementAt(ie.Stack()); n != nil {
+		if n := s.doc.elementAt(ie.Stack(), prog); n != nil {
 			tag = n.tag
 		}
 		s.errorf("error.semantic", tag, "script exceeded its budget of %v", s.in.cfg.ScriptBudget)
 		return
 	}
+	var so *goja.StackOverflowError
+	if errors.As(err, &so) {
+		if n := s.doc.elementAt(so.Stack(), prog); n != nil {
+			tag = n.tag
+		}
+		s.errorf("error.semantic", tag, "call stack exceeds %d frames", s.in.cfg.MaxCallStackSize)
+		return
+	}
 	var ex *goja.Exception
 	if errors.As(err, &ex) {
-		if n := s.doc.elementAt(ex.Stack()); n != nil {
+		if n := s.doc.elementAt(ex.Stack(), prog); n != nil {
 			tag = n.tag
 		}
 		reason := "exception"
@@ -340,7 +348,7 @@ func (s *Session) dispatch(ev Event) {
 		if t.cond != nil {
 			ok, err := s.cond(i, evObj)
 			if err != nil {
-				s.jsError(err, t.node)
+				s.jsError(err, t.node, "")
 				continue
 			}
 			if !ok {
@@ -404,11 +412,11 @@ func (s *Session) runTransition(i int, evObj *goja.Object) {
 	if fn == nil {
 		var err error
 		if fn, err = s.function(t.body); err != nil {
-			s.jsError(err, t.node)
+			s.jsError(err, t.node, "")
 			return
 		}
 		s.fns[i] = fn
 	}
 	err := s.guard(func() error { _, err := fn(goja.Undefined(), evObj, evObj); return err })
-	s.jsError(err, t.node)
+	s.jsError(err, t.node, t.bname)
 }

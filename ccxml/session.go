@@ -225,12 +225,8 @@ func (s *Session) Run(ctx context.Context) (err error) {
 		return fmt.Errorf("run session %s: already run", s.id)
 	}
 	s.ran = true
-	// ccxml.loaded goes ahead of anything posted before Run.
-	loaded := qitem{ev: Event{Name: "ccxml.loaded", Fields: map[string]any{"sessionid": s.id, "parent": s.opts.ParentID,
-		"eventsource": s.id, "eventsourcetype": "ccxml"}}}
-	s.queue = append([]qitem{loaded}, s.queue[s.head:]...)
-	s.head = 0
 	s.mu.Unlock()
+	s.pushLoaded()
 	s.ctx = ctx
 	defer s.finish()
 	if perr := s.protect(func() { s.start(s.doc) }); perr != nil {
@@ -276,9 +272,21 @@ func (s *Session) Run(ctx context.Context) (err error) {
 			if s.protect(func() { s.start(d) }) != nil {
 				break
 			}
+			s.pushLoaded()
 		}
 	}
 	return s.Err()
+}
+
+// pushLoaded puts ccxml.loaded ahead of everything queued: a document's
+// first event, at the start and after <goto>.
+func (s *Session) pushLoaded() {
+	loaded := qitem{ev: Event{Name: "ccxml.loaded", Fields: map[string]any{"sessionid": s.id, "parent": s.opts.ParentID,
+		"eventsource": s.id, "eventsourcetype": "ccxml"}}}
+	s.mu.Lock()
+	s.queue = append([]qitem{loaded}, s.queue[s.head:]...)
+	s.head = 0
+	s.mu.Unlock()
 }
 
 func (s *Session) peek() (qitem, bool) {
