@@ -273,3 +273,17 @@ func (l localSDP) marshal() []byte {
 	}
 	return []byte(b.String())
 }
+
+// ParseAudioSDP reads the first RTP/AVP audio stream of an SDP body: the peer's
+// media address, the formats recfork knows and the direction. Tools (the demo
+// caller) and tests use it; malformed input gives an error wrapping ErrBadSDP.
+func ParseAudioSDP(body []byte) (MediaOffer, error) { return parseSDP(body) }
+
+// AudioSDP writes a one-stream audio SDP (sendrecv) at local with the given
+// formats; empty codecs means PCMU, PCMA and telephone-event.
+func AudioSDP(local netip.AddrPort, codecs []Codec) []byte {
+	if len(codecs) == 0 {
+		codecs = defaultCodecs
+	}
+	return localSDP{SessionID: randUint63(), Version: 1, Local: local, Codecs: codecs, Dir: DirSendRecv}.marshal()
+}

@@ -26,3 +26,12 @@ func sortConns(cs []ConnectionInfo) {
 		return cs[i].ID < cs[j].ID
 	})
 }
+
+func sortSessions(ss []SessionInfo) {
+	sort.Slice(ss, func(i, j int) bool {
+		if !ss[i].Started.Equal(ss[j].Started) {
+			return ss[i].Started.Before(ss[j].Started)
+		}
+		return ss[i].ID < ss[j].ID
+	})
+}

@@ -1,15 +1,202 @@
 // Command recforkd is the recfork daemon: it answers SIP calls, runs a CCXML
 // session per call and records calls over SIPREC with the data plane.
+//
+// It runs with no configuration at all; every flag has the same key in an
+// optional config file (--config), one "key = value" per line, '#' comments.
+// Flags given on the command line win over the file.
 package main
 
 import (
+	"context"
+	"errors"
+	"flag"
 	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
 	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/recfork/recfork/controlplane"
 )
 
-func main() {
-	// The daemon is assembled in issue 5/6 (controlplane); until then it says so
-	// plainly instead of pretending to serve calls.
-	fmt.Fprintln(os.Stderr, "recforkd: the daemon is not assembled yet (see README, Status)")
-	os.Exit(1)
+func main() { os.Exit(run(os.Args[1:], os.Stderr)) }
+
+// options are the daemon's flags, as strings so that the config file and the
+// command line share one path.
+type options struct {
+	fs                                     *flag.FlagSet
+	config, listen, app, mediaIP, rtpPorts string
+	dataplane, iface, admin, srs, recDir   string
+	http, destination, logLevel, logFormat string
+}
+
+func newOptions(stderr io.Writer) *options {
+	o := &options{fs: flag.NewFlagSet("recforkd", flag.ContinueOnError)}
+	fs := o.fs
+	fs.SetOutput(stderr)
+	fs.StringVar(&o.config, "config", "", "optional config file: the flags below as 'key = value' lines")
+	fs.StringVar(&o.listen, "listen", "127.0.0.1:5060", "SIP address (UDP and TCP)")
+	fs.StringVar(&o.app, "app", "", "CCXML document started for each new call (default: the embedded app)")
+	fs.StringVar(&o.mediaIP, "media-ip", "", "address for media endpoints (default: the --listen host, or 127.0.0.1)")
+	fs.StringVar(&o.rtpPorts, "rtp-ports", "20000-29999", "RTP/RTCP port range MIN-MAX")
+	fs.StringVar(&o.dataplane, "dataplane", "auto", "media engine: auto, ebpf or userspace")
+	fs.StringVar(&o.iface, "iface", "", "media interface(s) for the eBPF engine, comma-separated (default: the one owning --media-ip)")
+	fs.StringVar(&o.admin, "admin", controlplane.DefaultAdminSocket(), "admin API unix socket ('-' disables)")
+	fs.StringVar(&o.srs, "srs", "", "SRS URI the embedded app records to (default: a built-in SRS)")
+	fs.StringVar(&o.recDir, "recordings", "recordings", "directory of the built-in SRS's files")
+	fs.StringVar(&o.http, "http", "", "optional HTTP listener for /metrics and the CCXML basichttp processor")
+	fs.StringVar(&o.destination, "destination", "", "SIP URI the embedded app bridges callers to (default: echo)")
+	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&o.logFormat, "log-format", "text", "text or json")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: recforkd [flags]\n\nrecforkd answers SIP calls, runs a CCXML session per call and records calls over SIPREC.\nSIGTERM ends calls and recordings cleanly; SIGHUP reloads the app for new calls.\n\nflags:")
+		fs.PrintDefaults()
+	}
+	return o
+}
+
+// parse reads the command line, then the config file for the keys the
+// command line did not set.
+func (o *options) parse(args []string) error {
+	if err := o.fs.Parse(args); err != nil {
+		return err
+	}
+	if o.fs.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q", o.fs.Arg(0))
+	}
+	if o.config == "" {
+		return nil
+	}
+	b, err := os.ReadFile(o.config)
+	if err != nil {
+		return fmt.Errorf("read config: %w", err)
+	}
+	kv, err := parseConfigFile(b)
+	if err != nil {
+		return fmt.Errorf("config %s: %w", o.config, err)
+	}
+	set := map[string]bool{}
+	o.fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	for _, e := range kv {
+		if e.key == "config" || o.fs.Lookup(e.key) == nil {
+			return fmt.Errorf("config %s:%d: unknown key %q", o.config, e.line, e.key)
+		}
+		if set[e.key] {
+			continue
+		}
+		if err := o.fs.Set(e.key, e.value); err != nil {
+			return fmt.Errorf("config %s:%d: %s: %w", o.config, e.line, e.key, err)
+		}
+	}
+	return nil
+}
+
+type configEntry struct {
+	key, value string
+	line       int
+}
+
+// parseConfigFile reads "key = value" (or "key value") lines; blank lines and
+// lines starting with '#' are ignored; values may be double-quoted.
+func parseConfigFile(b []byte) ([]configEntry, error) {
+	var out []configEntry
+	for i, raw := range strings.Split(string(b), "\n") {
+		line := strings.TrimSpace(raw)
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		k, v, ok := strings.Cut(line, "=")
+		if !ok {
+			k, v, ok = strings.Cut(line, " ")
+		}
+		k, v = strings.TrimSpace(k), strings.TrimSpace(v)
+		if !ok || k == "" || strings.ContainsAny(k, " \t\"") {
+			return nil, fmt.Errorf("line %d: want 'key = value'", i+1)
+		}
+		k = strings.TrimPrefix(strings.TrimPrefix(k, "-"), "-")
+		if len(v) >= 2 && v[0] == '"' && v[len(v)-1] == '"' {
+			v = v[1 : len(v)-1]
+		}
+		out = append(out, configEntry{key: k, value: v, line: i + 1})
+	}
+	return out, nil
+}
+
+func (o *options) config2() (controlplane.Config, error) {
+	var cfg controlplane.Config
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
+		return cfg, fmt.Errorf("--log-level %q: %w", o.logLevel, err)
+	}
+	hopts := &slog.HandlerOptions{Level: level}
+	var h slog.Handler = slog.NewTextHandler(os.Stderr, hopts)
+	switch o.logFormat {
+	case "text":
+	case "json":
+		h = slog.NewJSONHandler(os.Stderr, hopts)
+	default:
+		return cfg, fmt.Errorf("--log-format %q: want text or json", o.logFormat)
+	}
+	cfg.Logger = slog.New(h)
+	cfg.Listen, cfg.App, cfg.Dataplane, cfg.Admin = o.listen, o.app, o.dataplane, o.admin
+	cfg.SRS, cfg.RecordingsDir, cfg.HTTP, cfg.Destination = o.srs, o.recDir, o.http, o.destination
+	if o.mediaIP != "" {
+		a, err := netip.ParseAddr(o.mediaIP)
+		if err != nil {
+			return cfg, fmt.Errorf("--media-ip: %w", err)
+		}
+		cfg.MediaIP = a
+	}
+	r, err := controlplane.ParsePortRange(o.rtpPorts)
+	if err != nil {
+		return cfg, fmt.Errorf("--rtp-ports: %w", err)
+	}
+	cfg.RTPPorts = r
+	for _, i := range strings.Split(o.iface, ",") {
+		if i = strings.TrimSpace(i); i != "" {
+			cfg.Ifaces = append(cfg.Ifaces, i)
+		}
+	}
+	return cfg, nil
+}
+
+func run(args []string, stderr io.Writer) int {
+	o := newOptions(stderr)
+	if err := o.parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		fmt.Fprintln(stderr, "recforkd:", err)
+		return 2
+	}
+	cfg, err := o.config2()
+	if err != nil {
+		fmt.Fprintln(stderr, "recforkd:", err)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	svc, err := controlplane.NewService(ctx, cfg)
+	if err != nil {
+		cfg.Logger.Error("start", "err", err)
+		return 1
+	}
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for range hup {
+			if err := svc.Reload(); err != nil {
+				cfg.Logger.Error("reload app", "err", err)
+			}
+		}
+	}()
+	if err := svc.Run(ctx); err != nil {
+		cfg.Logger.Error("run", "err", err)
+		return 1
+	}
+	return 0
 }
