@@ -62,6 +62,18 @@ var (
 	pathRE  = regexp.MustCompile(`^[A-Za-z_$][A-Za-z0-9_$]*(\.[A-Za-z_$][A-Za-z0-9_$]*)*$`)
 )
 
+// reserved are ECMAScript reserved words, which cannot name variables.
+var reserved = func() map[string]bool {
+	m := map[string]bool{}
+	for _, w := range strings.Fields(`break case catch class const continue debugger default delete do else enum
+		export extends false finally for function if import in instanceof new null return super switch this
+		throw true try typeof var void while with let static yield implements interface package private
+		protected public`) {
+		m[w] = true
+	}
+	return m
+}()
+
 // lineIndex turns byte offsets into line and column.
 type lineIndex struct {
 	src    []byte
@@ -301,7 +313,7 @@ func (p *docParser) checkElement(n *node, parent string) {
 			}
 		}
 	case "var":
-		if v := n.attrs["name"]; v != "" && !identRE.MatchString(v) {
+		if v := n.attrs["name"]; v != "" && (!identRE.MatchString(v) || reserved[v]) {
 			p.errf(n.line, n.col, "<var> name %q is not an ECMAScript identifier", v)
 		}
 	case "assign":
