@@ -15,5 +15,83 @@
 // The SRC runs its own SIP user agent on Config.Listen (UDP and TCP on one
 // port) rather than sharing the daemon's call UA: recording dialogs then
 // never mix with call dialogs, and the SRS sends its in-dialog requests
-// (BYE, re-INVITE, metadata requests) to the Contact of that UA.
+// (BYE, re-INVITE, UPDATE with a metadata request) to the Contact of that UA.
+//
+// # Data plane
+//
+// For each recorded direction the client opens a recording-leg endpoint on
+// the engine; its local port is the m-line's port and the copies' source
+// (ForkConfig.Source). Once the SRS answered, it forks the call leg's
+// endpoint for that direction to the SRS's answered address. Muting is
+// SetForkMode(Inactive) and happens before the a=inactive re-INVITE leaves;
+// unmuting happens after the SRS accepted the a=sendonly re-INVITE. A
+// direction the SRS answers a=inactive ("not yet") gets an inactive fork until
+// the SRS asks for media in a re-INVITE of its own.
+//
+// # Decided parts of the contract (notes/BVR-RECORD.md)
+//
+// These rows are recfork's own choices where the BVR page's tables were lost:
+//
+//   - type must be exactly "siprec" (bad-type). uri must be a sip: URI with a
+//     host; sips: is refused as no TLS client is configured (bad-uri). Modes
+//     are exactly active, inactive, none, nochange or omitted (empty); other
+//     values, upper case included, are bad-mode.
+//   - An invalid request (bad-type, bad-uri, bad-mode, no-connection,
+//     connection-state) resolves at once with its own error event and does
+//     not merge into a request in flight; its inbound/outbound report the
+//     state in force.
+//   - A valid request arriving while another is in flight is merged: nochange
+//     resolves against the pending target, the batch resolves with one event
+//     whose type and uri are those of its last request.
+//   - operation: start (no session before the batch, one after), stop (no
+//     session after; also for none/none when nothing was recording), restart
+//     (a different SRS URI than before the batch), update (anything else).
+//   - On error, inbound and outbound report the state in force. A mute stays
+//     in force even when the SRS then rejects the re-INVITE (PCI: copies stop
+//     first); a failed re-INVITE otherwise leaves the session as it was
+//     (RFC 3261 §14.1), except 408, 481 or no answer, which end it (BYE).
+//   - The SRS refusing some streams (port 0) is srs-rejected, with the other
+//     directions in force; refusing every stream ends the session.
+//   - The SRS ending the session (BYE) produces an error.bvr.record with
+//     reason srs-ended and both directions none, whether or not a request
+//     was in flight; the next bvr.record starts a new session.
+//   - The call ending (Client.End) resolves a request in flight with
+//     connection-state.
+//   - A new URI with nochange or omitted directions carries the old
+//     session's modes over to the new session.
+//   - 3xx answers are followed (up to three hops); the event reports the URI
+//     as requested.
+//   - A 491 to a re-INVITE is retried after Timeouts.GlareMin..GlareMax
+//     (RFC 3261 §14.1), at most Timeouts.GlareRetries times, then srs-rejected.
+//   - An INVITE larger than UDP allows (RFC 3261 §18.1.1) goes over TCP.
+//
+// # Reason codes
+//
+// Every error event's reason is "code: detail"; Event.Code returns the code.
+//
+//	bad-type          type is not "siprec"
+//	bad-uri           uri is not a usable sip: URI
+//	bad-mode          inbound or outbound is not a known mode
+//	no-connection     the connection does not exist
+//	connection-state  not connected, no media yet, or the call ended meanwhile
+//	srs-rejected      the SRS answered with a failure (e.g. "486 Busy Here"),
+//	                  refused streams, or kept answering 491
+//	srs-timeout       no final answer within Timeouts.Invite
+//	srs-unreachable   the request could not be sent (no route, refused TCP)
+//	srs-bad-answer    the answer's SDP does not fit the offer (m-line count,
+//	                  direction, address); the session is ended
+//	srs-ended         the SRS sent BYE mid-call
+//	dataplane         the engine could not open an endpoint or fork
+//
+// # Metadata
+//
+// The INVITE carries complete metadata (RFC 7865): one session (with the
+// call's Session-ID as sipSessionID when known), the remote party and the
+// platform as participants, one stream per m-line whose label is the SDP
+// label, and participantstreamassoc tying the inbound stream to the remote
+// party's send and the outbound stream to the platform's send. Re-INVITEs
+// carry complete metadata by default; Profile.Metadata = MetadataPartial sends
+// only changed streams (and no metadata part when only a mode changed). An
+// application/rs-metadata-request from the SRS (in a re-INVITE or an UPDATE)
+// is answered by a re-INVITE with a complete snapshot.
 package siprec

@@ -3,6 +3,7 @@ package siprec
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
 	"strings"
@@ -436,3 +437,7 @@ func (s *testSRS) request(t *testing.T, method sip.RequestMethod, ct string, bod
 	}
 	return res
 }
+
+func netipPort(p uint16) netip.AddrPort { return netip.AddrPortFrom(lo, p) }
+
+func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }

@@ -150,7 +150,7 @@ func validate(leg Leg, req Request) (intent, string) {
 			return intent{}, fmt.Sprintf("%s: %s %q", ReasonBadMode, f.name, f.v)
 		}
 	}
-	if leg.ConnectionID == "" {
+	if leg.ConnectionID == "" || (leg.CallID == "" && leg.Endpoint == 0 && !leg.Connected) {
 		return intent{}, ReasonNoConnection + ": no connection id"
 	}
 	if !leg.Connected {
@@ -850,10 +850,7 @@ func (s *session) metadataLocked(streams []*stream, mode string, only map[*strea
 	}
 	if mode == DataComplete {
 		m.Sessions = []MDSession{sess}
-		m.Participants = []MDParticipant{
-			{ID: s.md.remote, Names: []MDNameID{{AOR: leg.Remote.AOR, Name: leg.Remote.Name}}},
-			{ID: s.md.local, Names: []MDNameID{{AOR: leg.Local.AOR, Name: leg.Local.Name}}},
-		}
+		m.Participants = []MDParticipant{participant(s.md.remote, leg.Remote), participant(s.md.local, leg.Local)}
 		m.SessionRecordingAssocs = []MDAssoc{{SessionID: s.md.session, AssociateTime: s.started}}
 		m.ParticipantSessionAssocs = []MDAssoc{
 			{ParticipantID: s.md.remote, SessionID: s.md.session, AssociateTime: s.started},
@@ -951,4 +948,12 @@ func (s *session) glareWait() time.Duration {
 		return lo
 	}
 	return lo + time.Duration(rand.Int64N(int64(hi-lo)))
+}
+
+func participant(id string, p Participant) MDParticipant {
+	mp := MDParticipant{ID: id}
+	if p.AOR != "" {
+		mp.Names = []MDNameID{{AOR: p.AOR, Name: p.Name}}
+	}
+	return mp
 }

@@ -119,6 +119,9 @@ type Participant struct {
 }
 
 // Leg describes the recorded call leg (a CCXML connection) to the client.
+// A Leg with nothing but ConnectionID set (no CallID, no Endpoint, not
+// Connected) stands for a connection the daemon does not know: the request
+// fails with no-connection, naming that id.
 type Leg struct {
 	// ConnectionID is the CCXML connection id; required (else no-connection).
 	ConnectionID string

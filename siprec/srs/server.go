@@ -114,7 +114,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	log := cfg.Logger
 	if log == nil {
-		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+		log = discardLogger()
 	}
 	s := &Server{
 		cfg: cfg, log: log, mediaIP: media, ports: ports,
@@ -412,3 +412,5 @@ func (s *Server) dialog(key string) *session {
 	defer s.mu.Unlock()
 	return s.byDialog[key]
 }
+
+func discardLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
