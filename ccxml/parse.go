@@ -127,7 +127,7 @@ func scanPositions(file string, src []byte) ([]elemPos, *Diagnostic) {
 				msg = "xml: " + se.Msg
 				line = se.Line
 			}
-			return nil, &Diagnostic{File: file, Line: line, Col: col, Msg: msg}
+			return nil, &Diagnostic{File: file, Line: max(line, 1), Col: max(col, 1), Msg: msg}
 		}
 		if _, ok := tok.(xml.StartElement); ok {
 			l, c := li.pos(start)
@@ -153,7 +153,7 @@ func parseDoc(file string, src []byte) (*node, Diagnostics) {
 		if errors.As(err, &se) {
 			line, msg = se.Line, "xml: "+se.Msg
 		}
-		return nil, Diagnostics{{File: file, Line: line, Col: 1, Msg: msg}}
+		return nil, Diagnostics{{File: file, Line: max(line, 1), Col: 1, Msg: msg}}
 	}
 	root := x.Root()
 	if root == nil {
@@ -342,7 +342,7 @@ func (p *docParser) checkElement(n *node, parent string) {
 			}
 		}
 		if !hasSrc {
-			if _, err := goja.Parse("", n.text); err != nil {
+			if _, err := parser.ParseFile(nil, "", n.text, 0); err != nil {
 				line, col := n.textLine, n.textCol
 				var el parser.ErrorList
 				var pe *parser.Error
