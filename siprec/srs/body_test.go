@@ -3,8 +3,8 @@ package srs
 import (
 	"encoding/binary"
 	"errors"
-	"os"
 	"net/netip"
+	"os"
 	"strings"
 	"testing"
 	"time"

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -309,6 +308,5 @@ func TestRejections(t *testing.T) {
 func TestMain(m *testing.M) {
 	sip.SetTimers(500*time.Millisecond, 4*time.Second, 5*time.Second)
 	code := m.Run()
-	_ = runtime.NumGoroutine
 	os.Exit(code)
 }
