@@ -2,6 +2,8 @@ package siprec
 
 import (
 	"context"
+	"sync"
+	"os"
 	"net/netip"
 	"strings"
 	"testing"
@@ -43,10 +45,16 @@ func newHarness(t *testing.T, mod ...func(*Config)) *harness {
 		t.Fatal(err)
 	}
 	h.c = c
+	var once sync.Once
+	j.closeClient = func() {
+		once.Do(func() {
+			if err := c.Close(); err != nil {
+				t.Errorf("close: %v", err)
+			}
+		})
+	}
 	t.Cleanup(func() {
-		if err := c.Close(); err != nil {
-			t.Errorf("close: %v", err)
-		}
+		j.closeClient()
 		eps, forks := h.eng.counts()
 		if eps != 1 || forks != 0 {
 			t.Errorf("after close: %d endpoints (want only the call leg's), %d forks; journal:\n%s", eps, forks, j)
@@ -500,20 +508,56 @@ func TestRedirect(t *testing.T) {
 	}
 }
 
-func TestTCP(t *testing.T) {
-	h := newHarness(t)
-	srs := newTestSRS(t, h.j)
-	h.record(t, srs.uri()+";transport=tcp", "active", "active")
-	inv := srs.waitInvite(t)
-	expect(t, h.wait(t), EventUpdate, OpStart, "", ModeActive, ModeActive)
-	if inv.req.Transport() != "TCP" {
-		t.Fatalf("transport %s", inv.req.Transport())
+func TestTransports(t *testing.T) {
+	for _, tc := range []struct{ param, want string }{{"", "UDP"}, {";transport=tcp", "TCP"}, {";transport=udp", "UDP"}} {
+		t.Run(tc.want+tc.param, func(t *testing.T) {
+			h := newHarness(t)
+			srs := newTestSRS(t, h.j)
+			uri := srs.uri() + tc.param
+			h.record(t, uri, "active", "active")
+			inv := srs.waitInvite(t)
+			expect(t, h.wait(t), EventUpdate, OpStart, "", ModeActive, ModeActive)
+			if inv.req.Transport() != tc.want {
+				t.Fatalf("transport %s", inv.req.Transport())
+			}
+			// An SRS re-INVITE: the SRC answers, and retransmits its 200
+			// over UDP until the ACK.
+			offer, _ := sdpOffer{SessionID: 7, Version: 9, IP: lo, Codecs: []Codec{{PayloadType: 0, Name: "PCMU", ClockRate: 8000}},
+				Streams: []sdpStream{{Port: 40000, Dir: "recvonly"}, {Port: 40002, Dir: "recvonly"}}}.marshal()
+			if res := srs.request(t, sip.INVITE, "application/sdp", offer); res.StatusCode != 200 {
+				t.Fatalf("re-invite answered %d", res.StatusCode)
+			}
+			h.record(t, uri, "inactive", "")
+			inv = srs.waitInvite(t)
+			expect(t, h.wait(t), EventUpdate, OpUpdate, "", ModeInactive, ModeActive)
+			if inv.req.Transport() != tc.want {
+				t.Fatalf("re-invite transport %s", inv.req.Transport())
+			}
+			srs.bye(t)
+			expect(t, h.wait(t), EventError, "", ReasonSRSEnded, ModeNone, ModeNone)
+		})
 	}
-	h.record(t, srs.uri()+";transport=tcp", "inactive", "")
-	srs.waitInvite(t)
-	expect(t, h.wait(t), EventUpdate, OpUpdate, "", ModeInactive, ModeActive)
-	srs.bye(t)
-	expect(t, h.wait(t), EventError, "", ReasonSRSEnded, ModeNone, ModeNone)
+}
+
+func TestUDPSizeRule(t *testing.T) {
+	h := newHarness(t)
+	s := newSession(h.c, h.leg)
+	u := sip.Uri{Scheme: "sip", User: "srs", Host: "127.0.0.1", Port: 5060}
+	small := s.buildInvite(u, "UDP", "application/sdp", make([]byte, 100))
+	big := s.buildInvite(u, "UDP", "multipart/mixed;boundary=x", make([]byte, 1200))
+	if tooLargeForUDP(len(small.String()), 1500) || !tooLargeForUDP(len(big.String()), 1500) {
+		t.Fatalf("sizes %d and %d", len(small.String()), len(big.String()))
+	}
+	if tp, _, forced := s.clientFor(u); tp != "UDP" || forced {
+		t.Fatalf("default transport %s forced=%v", tp, forced)
+	}
+}
+
+func TestMain(m *testing.M) {
+	// Loopback carries any datagram; let forced-UDP tests send SIPREC
+	// INVITEs larger than RFC 3261 §18.1.1's bound.
+	sip.UDPMTUSize = 65000
+	os.Exit(m.Run())
 }
 
 func TestNewValidates(t *testing.T) {

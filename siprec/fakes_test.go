@@ -21,6 +21,9 @@ import (
 type journal struct {
 	mu    sync.Mutex
 	lines []string
+	// closeClient closes the client under test; test SRSs call it before
+	// they stop, so the client's closing BYEs still find them.
+	closeClient func()
 }
 
 func (j *journal) add(format string, args ...any) {
@@ -269,6 +272,9 @@ func newTestSRS(t *testing.T, j *journal, script ...srsReply) *testSRS {
 	go func() { defer s.wg.Done(); _ = srv.ServeUDP(u) }()
 	go func() { defer s.wg.Done(); _ = srv.ServeTCP(l) }()
 	t.Cleanup(func() {
+		if j.closeClient != nil {
+			j.closeClient()
+		}
 		s.cancel()
 		ua.Close()
 		u.Close()

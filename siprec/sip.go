@@ -14,21 +14,28 @@ import (
 // acceptValue is what the SRC accepts in bodies (RFC 7866 §6.1.1, BVR-RECORD.md).
 const acceptValue = "application/sdp, application/rs-metadata+xml, application/rs-metadata-request"
 
-// udpLimit is RFC 3261 §18.1.1's bound: a request larger than 1300 bytes
-// (path MTU unknown) must go over a congestion-controlled transport. SIPREC
-// INVITEs with metadata often are; headers take up to ~700 bytes.
-const udpLimit = 1300 - 700
+// tooLargeForUDP applies RFC 3261 §18.1.1 the way sipgo enforces it (within
+// 200 bytes of the MTU), leaving room for the Via header sipgo adds.
+func tooLargeForUDP(n, mtu int) bool {
+	const viaRoom = 160
+	return n+viaRoom > mtu-200
+}
 
-// clientFor picks the transport and the sipgo client for an SRS URI.
-func (s *session) clientFor(u sip.Uri, bodyLen int) (string, *sipgo.Client) {
+// clientFor picks the transport and the sipgo client for an SRS URI: the
+// URI's ;transport= parameter, else the SRS's Profile, else UDP. forced
+// reports that the choice was explicit.
+func (s *session) clientFor(u sip.Uri) (tport string, cl *sipgo.Client, forced bool) {
 	tp := s.c.profile(u).Transport
 	if v, ok := u.UriParams.Get("transport"); ok && v != "" {
 		tp = strings.ToLower(v)
 	}
-	if tp == "tcp" || bodyLen > udpLimit {
-		return "TCP", s.c.tcpClient
+	switch tp {
+	case "tcp":
+		return "TCP", s.c.tcpClient, true
+	case "udp":
+		return "UDP", s.c.udpClient, true
 	}
-	return "UDP", s.c.udpClient
+	return "UDP", s.c.udpClient, false
 }
 
 // invite sends the initial INVITE and waits for its final response,
@@ -46,25 +53,16 @@ func (s *session) invite(ctx context.Context, t target, ct string, body []byte) 
 }
 
 func (s *session) inviteOnce(ctx context.Context, dest sip.Uri, ct string, body []byte) (*sip.Response, *sipgo.DialogClientSession, string, *opError, *sip.Uri) {
-	tport, cl := s.clientFor(dest, len(body))
-	req := sip.NewRequest(sip.INVITE, dest)
-	req.SetTransport(tport)
-	callID := EncodeID(randomUUID())[:22] + "@recfork"
-	cid := sip.CallIDHeader(callID)
-	req.AppendHeader(&cid)
-	from := &sip.FromHeader{Address: sip.Uri{Scheme: "sip", User: s.c.cfg.FromUser, Host: s.c.contact.Address.Host}}
-	from.Params = sip.NewParams()
-	from.Params.Add("tag", sip.GenerateTagN(16))
-	req.AppendHeader(from)
-	req.AppendHeader(&sip.ToHeader{Address: sip.Uri{Scheme: "sip", User: dest.User, Host: dest.Host, Port: dest.Port}})
-	// RFC 7866 §6.1.1: the SRS must understand siprec; our body types.
-	req.AppendHeader(sip.NewHeader("Require", "siprec"))
-	req.AppendHeader(sip.NewHeader("Accept", acceptValue))
-	req.AppendHeader(sip.NewHeader("Allow", "INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE"))
-	req.AppendHeader(sip.NewHeader("Content-Type", ct))
-	ch := s.c.contactFor(tport)
-	req.AppendHeader(&ch)
-	req.SetBody(body)
+	tport, cl, forced := s.clientFor(dest)
+	req := s.buildInvite(dest, tport, ct, body)
+	if tport == "UDP" && !forced && tooLargeForUDP(len(req.String()), sip.UDPMTUSize) {
+		// RFC 3261 §18.1.1: a request this large must use a congestion-
+		// controlled transport. SIPREC INVITEs with metadata usually are.
+		tport, cl = "TCP", s.c.tcpClient
+		req = s.buildInvite(dest, tport, ct, body)
+	}
+	callID := req.CallID().Value()
+	ch := *req.Contact()
 
 	s.c.bindCallID(callID, s)
 	fail := func(oe *opError) (*sip.Response, *sipgo.DialogClientSession, string, *opError, *sip.Uri) {
@@ -442,3 +440,25 @@ func (s *session) answerReinvite(req *sip.Request, tx sip.ServerTransaction) {
 	}
 }
 
+
+// buildInvite builds the initial INVITE (RFC 7866 §6.1.1).
+func (s *session) buildInvite(dest sip.Uri, tport, ct string, body []byte) *sip.Request {
+	req := sip.NewRequest(sip.INVITE, dest)
+	req.SetTransport(tport)
+	cid := sip.CallIDHeader(EncodeID(randomUUID())[:22] + "@recfork")
+	req.AppendHeader(&cid)
+	from := &sip.FromHeader{Address: sip.Uri{Scheme: "sip", User: s.c.cfg.FromUser, Host: s.c.contact.Address.Host}}
+	from.Params = sip.NewParams()
+	from.Params.Add("tag", sip.GenerateTagN(16))
+	req.AppendHeader(from)
+	req.AppendHeader(&sip.ToHeader{Address: sip.Uri{Scheme: "sip", User: dest.User, Host: dest.Host, Port: dest.Port}})
+	// The SRS must understand siprec; we accept metadata requests.
+	req.AppendHeader(sip.NewHeader("Require", "siprec"))
+	req.AppendHeader(sip.NewHeader("Accept", acceptValue))
+	req.AppendHeader(sip.NewHeader("Allow", "INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE"))
+	req.AppendHeader(sip.NewHeader("Content-Type", ct))
+	ch := s.c.contactFor(tport)
+	req.AppendHeader(&ch)
+	req.SetBody(body)
+	return req
+}

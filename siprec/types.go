@@ -157,8 +157,13 @@ const (
 type Profile struct {
 	// Metadata picks complete (zero, default) or partial updates.
 	Metadata MetadataMode
-	// Transport is "udp" or "tcp"; empty means the URI's ;transport= parameter,
-	// else UDP (sips: URIs are refused: no TLS client is configured).
+	// Transport is "udp" or "tcp" (a ;transport= parameter in the URI wins).
+	// Empty means UDP when the request fits, else TCP (RFC 3261 §18.1.1: a
+	// request over 1300 bytes needs a congestion-controlled transport; an
+	// INVITE with complete metadata usually is that large). A forced "udp"
+	// sends large requests over UDP only if the process raised sipgo's
+	// sip.UDPMTUSize; otherwise they fail with srs-unreachable. sips: URIs are
+	// refused: no TLS client is configured.
 	Transport string
 }
 
