@@ -1,8 +1,187 @@
 #!/usr/bin/env bash
-# make demo: today it builds the binaries and says honestly what is not there yet.
-# With recforkd assembled it will place recorded calls and check the WAV files.
+# make demo — the main job in one command.
+#
+# Starts recforkd (userspace data plane without root; with root the automatic
+# choice, eBPF when it loads) with its built-in SRS and the embedded default
+# app, a callee that answers with an 880 Hz tone, and places CALLS calls that
+# send a 440 Hz tone. The app answers each call, records both directions over
+# SIPREC and bridges the caller to the callee. Mid-call, the inbound direction
+# of one call is muted through recforkctl (the same SIPREC path as a CCXML
+# bvr.record: fork inactive, then a=inactive re-INVITE) and unmuted again.
+# After the hang-up it checks the WAV files the SRS wrote: audio present in
+# every stream, the right tone per direction, the muted window silent in the
+# muted stream and nowhere else, and nothing left in the data plane. Exit 0
+# only if all of that held.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-echo "demo: built $(ls bin | tr '\n' ' ')"
-echo "demo: recorded calls need recforkd (issue 5/6), which is not assembled yet."
-echo "demo: see README.md, section Status."
+
+CALLS=${CALLS:-3}
+DURATION=${DURATION:-9}   # seconds of media per call
+MUTE_AT=${MUTE_AT:-3}     # seconds into the calls
+MUTE_FOR=${MUTE_FOR:-3}   # seconds muted
+BIN=./bin
+CTL="$BIN/recforkctl"
+work=$(mktemp -d "${TMPDIR:-/tmp}/recfork-demo.XXXXXX")
+admin="$work/admin.sock"
+pids=()
+
+cleanup() {
+	local p
+	for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+	for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+}
+trap cleanup EXIT
+
+fail() {
+	echo "demo: FAIL: $*" >&2
+	echo "demo: logs and files are in $work" >&2
+	tail -n 20 "$work/recforkd.log" >&2 2>/dev/null || true
+	exit 1
+}
+
+# val KEY FILE: the values of a "key": value field of indented JSON, one a line.
+val() { sed -n "s/^ *\"$1\": \"\{0,1\}\([^\",]*\)\"\{0,1\},\{0,1\}$/\1/p" "$2"; }
+
+# wait_for SECONDS WHAT COMMAND...: poll until COMMAND succeeds.
+wait_for() {
+	local secs=$1 what=$2 i
+	shift 2
+	for ((i = 0; i < secs * 20; i++)); do
+		if "$@" >/dev/null 2>&1; then return 0; fi
+		sleep 0.05
+	done
+	fail "timed out waiting for $what"
+}
+
+dataplane=userspace
+if [ "$(id -u)" = 0 ]; then dataplane=${DATAPLANE:-auto}; fi
+
+echo "demo: work directory $work"
+
+# The callee: answers every call and plays 880 Hz until stopped.
+"$CTL" answer --listen 127.0.0.1:0 --tone 880 --json >"$work/callee.json" 2>"$work/callee.log" &
+callee_pid=$!
+pids+=("$callee_pid")
+wait_for 10 "the callee" grep -q "listening on" "$work/callee.log"
+callee=$(sed -n 's/.*listening on //p' "$work/callee.log")
+
+# The daemon: built-in SRS, embedded app bridging to the callee.
+"$BIN/recforkd" --listen 127.0.0.1:0 --admin "$admin" --recordings "$work/recordings" \
+	--destination "sip:callee@$callee" --dataplane "$dataplane" --rtp-ports 31000-31999 \
+	--log-level info 2>"$work/recforkd.log" &
+pids+=($!)
+wait_for 20 "recforkd's admin API" "$CTL" status --admin "$admin"
+"$CTL" status --admin "$admin" --json >"$work/status.json"
+sip=$(val sip "$work/status.json")
+engine=$(val engine "$work/status.json")
+srs=$(val srs "$work/status.json")
+echo "demo: recforkd on sip:$sip, data plane $engine, built-in SRS $srs"
+
+# The calls: CALLS concurrent calls, 440 Hz each, DURATION seconds of media.
+"$CTL" call --to "sip:demo@$sip" --calls "$CALLS" --duration "${DURATION}s" --tone 440 --json \
+	>"$work/calls.json" 2>"$work/caller.log" &
+caller_pid=$!
+pids+=("$caller_pid")
+
+active_streams() { [ "$("$CTL" recordings --admin "$admin" --json | grep -c '"mode": "active"')" -ge $((2 * CALLS)) ]; }
+wait_for 20 "$CALLS recordings with both directions active" active_streams
+sleep "$MUTE_AT"
+
+"$CTL" recordings --admin "$admin" --json >"$work/recordings-before.json"
+conn=$(val connection_id "$work/recordings-before.json" | head -n 1)
+echo "demo: muting the inbound direction of $conn for ${MUTE_FOR}s"
+"$CTL" record mute "$conn" --direction inbound --admin "$admin" || fail "mute $conn"
+sleep "$MUTE_FOR"
+"$CTL" record unmute "$conn" --direction inbound --admin "$admin" || fail "unmute $conn"
+"$CTL" recordings --admin "$admin" --json >"$work/recordings-during.json"
+
+# Which files belong to the muted connection: the SRS names a session's
+# directory after the recording's Call-ID, and each file after its label.
+awk '
+	/"connection_id":/ { gsub(/[",]/, "", $2); conn = $2 }
+	/"call_id":/       { gsub(/[",]/, "", $2); cid = $2 }
+	/"direction":/     { gsub(/[",]/, "", $2); dir = $2 }
+	/"label":/         { gsub(/[",]/, "", $2); print conn, cid, dir, $2 }
+' "$work/recordings-during.json" >"$work/streams.txt"
+muted_packets=$(awk -v c="$conn" '
+	/"connection_id":/ { gsub(/[",]/, "", $2); conn = $2 }
+	/"direction":/     { gsub(/[",]/, "", $2); dir = $2 }
+	/"MutedPackets":/  { gsub(/[",]/, "", $2); if (conn == c && dir == "inbound") print $2 }
+' "$work/recordings-during.json")
+[ "${muted_packets:-0}" -gt 0 ] || fail "the data plane counted no muted packets for $conn"
+
+caller_status=0
+wait "$caller_pid" || caller_status=$?
+[ "$caller_status" = 0 ] || fail "the caller reported a failed call: $(cat "$work/calls.json")"
+
+no_calls() { "$CTL" calls --admin "$admin" --json | grep -q '^\[\]$'; }
+wait_for 20 "every call to end" no_calls
+no_recordings() { "$CTL" recordings --admin "$admin" --json | grep -q '^\[\]$'; }
+wait_for 20 "every recording to end" no_recordings
+"$CTL" stats --admin "$admin" --json >"$work/stats.json"
+for k in Endpoints Joins Forks; do
+	[ "$(val "$k" "$work/stats.json")" = 0 ] || fail "the data plane still holds $k: $(cat "$work/stats.json")"
+done
+copied=$(val CopiedPackets "$work/stats.json")
+muted=$(val MutedPackets "$work/stats.json")
+
+kill -TERM "$callee_pid"
+wait "$callee_pid" || true
+
+# What the parties heard: the caller the callee's tone, and back.
+for hz in $(val heard_hz "$work/calls.json"); do
+	awk -v h="$hz" 'BEGIN { exit !(h >= 860 && h <= 900) }' || fail "a caller heard ${hz} Hz, not the callee's 880 Hz"
+done
+for hz in $(val heard_hz "$work/callee.json"); do
+	awk -v h="$hz" 'BEGIN { exit !(h >= 420 && h <= 460) }' || fail "the callee heard ${hz} Hz, not the caller's 440 Hz"
+done
+
+# The recordings.
+shopt -s nullglob
+wavs=("$work"/recordings/*/*.wav)
+[ "${#wavs[@]}" = $((2 * CALLS)) ] || fail "want $((2 * CALLS)) WAV files, found ${#wavs[@]}"
+"$CTL" wav --json "${wavs[@]}" >"$work/wav.json" || fail "unreadable WAV files"
+
+summary="$work/summary.txt"
+printf "%-12s %-9s %-6s %8s %8s %9s %8s  %s\n" CONNECTION DIRECTION LABEL SECONDS AUDIO "GAP" TONE FILE >"$summary"
+problems=0
+while read -r c cid dir label; do
+	dirname=$(printf "%s" "$cid" | sed 's/[^A-Za-z0-9._-]/_/g')
+	f="$work/recordings/$dirname/$label.wav"
+	line=$(awk -v f="$f" '
+		/"file":/           { gsub(/[",]/, "", $2); cur = $2 }
+		/"seconds":/        { gsub(/,/, "", $2); if (cur == f) s = $2 }
+		/"active_seconds":/ { gsub(/,/, "", $2); if (cur == f) a = $2 }
+		/"gap_seconds":/    { gsub(/,/, "", $2); if (cur == f) g = $2 }
+		/"tone_hz":/        { gsub(/,/, "", $2); if (cur == f) t = $2 }
+		END { if (s != "") print s, a, g, t }
+	' "$work/wav.json")
+	if [ -z "$line" ]; then
+		echo "demo: no recording for $c $dir at $f" >&2
+		problems=$((problems + 1))
+		continue
+	fi
+	read -r secs audio gap tone <<<"$line"
+	printf "%-12s %-9s %-6s %8.2f %8.2f %9.2f %6.0fHz  %s\n" "$c" "$dir" "$label" "$secs" "$audio" "$gap" "$tone" "$f" >>"$summary"
+	want=880
+	[ "$dir" = inbound ] && want=440
+	ok=$(awk -v a="$audio" -v g="$gap" -v t="$tone" -v w="$want" -v d="$DURATION" -v m="$MUTE_FOR" \
+		-v muted="$([ "$c" = "$conn" ] && [ "$dir" = inbound ] && echo 1 || echo 0)" 'BEGIN {
+		okTone = (t >= w - 20 && t <= w + 20)
+		if (muted) okAudio = (a >= d - m - 2.5 && g >= m - 0.6 && g <= m + 1.5)
+		else okAudio = (a >= d - 2.5 && g < 0.5)
+		print (okTone && okAudio) ? "yes" : "no"
+	}')
+	if [ "$ok" != yes ]; then
+		echo "demo: $c $dir ($f): audio ${audio}s, longest silence ${gap}s, tone ${tone} Hz — not as expected" >&2
+		problems=$((problems + 1))
+	fi
+done <"$work/streams.txt"
+
+echo
+echo "demo: $CALLS calls bridged and recorded (data plane: $engine), inbound of $conn muted for ${MUTE_FOR}s"
+cat "$summary"
+echo
+echo "demo: packets copied to the SRS: $copied; packets not copied while muted: $muted"
+[ "$problems" = 0 ] || fail "$problems recorded stream(s) not as expected"
+echo "demo: PASS — every stream has its tone, the muted window is silent only where muted, nothing left in the data plane"

@@ -103,17 +103,24 @@ func (m *media) send(ctx context.Context, peer netip.AddrPort) {
 	payload := make([]byte, 160)
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
+	// Paced by the wall clock, not by ticks: on a loaded machine ticks come
+	// late, and a sender that skipped them would compress its RTP timeline.
+	start := time.Now()
+	var n int64
 	for {
-		m.tone.frameULaw(payload)
-		pkt.Payload = payload
-		if raw, err := pkt.Marshal(); err == nil {
-			if _, err := m.conn.WriteToUDPAddrPort(raw, peer); err == nil {
-				m.sent.Add(1)
+		due := int64(time.Since(start)/(20*time.Millisecond)) + 1
+		for ; n < due; n++ {
+			m.tone.frameULaw(payload)
+			pkt.Payload = payload
+			if raw, err := pkt.Marshal(); err == nil {
+				if _, err := m.conn.WriteToUDPAddrPort(raw, peer); err == nil {
+					m.sent.Add(1)
+				}
 			}
+			pkt.SequenceNumber++
+			pkt.Timestamp += 160
+			pkt.Marker = false
 		}
-		pkt.SequenceNumber++
-		pkt.Timestamp += 160
-		pkt.Marker = false
 		select {
 		case <-ctx.Done():
 			return
@@ -216,8 +223,7 @@ type CallOptions struct {
 
 // Call places one call to the SIP URI to, sends the tone for the duration,
 // hangs up and reports. The far end hanging up early is an error.
-func (e *Endpoint) Call(ctx context.Context, to string, o CallOptions) Result {
-	var r Result
+func (e *Endpoint) Call(ctx context.Context, to string, o CallOptions) (r Result) {
 	start := time.Now()
 	defer func() { r.Seconds = time.Since(start).Seconds() }()
 	if o.Tone == 0 {

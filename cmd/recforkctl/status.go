@@ -1,0 +1,152 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"strconv"
+	"time"
+
+	"github.com/recfork/recfork/controlplane"
+	"github.com/recfork/recfork/dataplane"
+)
+
+func init() {
+	register(command{name: "status", summary: "show the daemon: SIP address, engine, SRS, counts", run: runStatus})
+	register(command{name: "calls", summary: "list calls and their connections", run: runCalls})
+	register(command{name: "sessions", summary: "list CCXML sessions", run: runSessions})
+	register(command{name: "stats", summary: "show data-plane engine counters", run: runStats})
+}
+
+func runStatus(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("status", flag.ContinueOnError)
+	socket, asJSON := adminFlags(fs)
+	if code, ok := parseFlags(fs, args, stderr, "recforkctl status [--admin SOCKET] [--json]"); !ok {
+		return code
+	}
+	var st controlplane.StatusInfo
+	if err := newAdminClient(*socket).do("GET", "/v1/status", &st); err != nil {
+		return errCode(stderr, "status", err)
+	}
+	if *asJSON {
+		printJSON(stdout, st)
+		return exitOK
+	}
+	t := newTable("FIELD", "VALUE")
+	t.row("version", st.Version)
+	t.row("uptime", time.Since(st.Started).Round(time.Second).String())
+	t.row("sip", st.SIP+" (udp, tcp)")
+	t.row("media ip", st.MediaIP)
+	t.row("engine", st.Engine)
+	t.row("srs", st.SRS)
+	t.row("app", st.App)
+	t.row("calls", strconv.Itoa(st.Calls))
+	t.row("connections", strconv.Itoa(st.Connections))
+	t.row("recordings", strconv.Itoa(st.Recordings))
+	t.row("ccxml sessions", strconv.Itoa(st.Sessions))
+	t.row("endpoints", strconv.Itoa(st.Endpoints))
+	t.row("ports free", strconv.Itoa(st.PortsFree))
+	t.write(stdout)
+	return exitOK
+}
+
+func runCalls(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("calls", flag.ContinueOnError)
+	socket, asJSON := adminFlags(fs)
+	if code, ok := parseFlags(fs, args, stderr, "recforkctl calls [--admin SOCKET] [--json]"); !ok {
+		return code
+	}
+	var calls []controlplane.CallInfo
+	if err := newAdminClient(*socket).do("GET", "/v1/calls", &calls); err != nil {
+		return errCode(stderr, "calls", err)
+	}
+	if *asJSON {
+		printJSON(stdout, calls)
+		return exitOK
+	}
+	t := newTable("SESSION", "CONNECTION", "STATE", "DIR", "REMOTE", "MEDIA", "CODEC", "REC", "RX", "TX", "AGE")
+	for _, c := range calls {
+		for _, ci := range c.Connections {
+			dir := "in"
+			if ci.Originator == "local" {
+				dir = "out"
+			}
+			var rx, tx uint64
+			if ci.Stats != nil {
+				rx, tx = ci.Stats.RxPackets, ci.Stats.TxPackets
+			}
+			rec := "-"
+			if ci.Recording {
+				rec = "yes"
+			}
+			t.row(orDash(c.SessionID), ci.ID, string(ci.State), dir, ci.Remote, orDash(ci.MediaLocal)+" <-> "+orDash(ci.MediaPeer),
+				orDash(ci.Codec), rec, strconv.FormatUint(rx, 10), strconv.FormatUint(tx, 10),
+				time.Since(ci.Created).Round(time.Second).String())
+		}
+	}
+	t.write(stdout)
+	return exitOK
+}
+
+func runSessions(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("sessions", flag.ContinueOnError)
+	socket, asJSON := adminFlags(fs)
+	if code, ok := parseFlags(fs, args, stderr, "recforkctl sessions [--admin SOCKET] [--json]"); !ok {
+		return code
+	}
+	var ss []controlplane.SessionInfo
+	if err := newAdminClient(*socket).do("GET", "/v1/sessions", &ss); err != nil {
+		return errCode(stderr, "sessions", err)
+	}
+	if *asJSON {
+		printJSON(stdout, ss)
+		return exitOK
+	}
+	t := newTable("SESSION", "STARTUP", "URI", "CONNECTIONS", "AGE")
+	for _, s := range ss {
+		conns := "-"
+		if len(s.Connections) > 0 {
+			conns = fmt.Sprint(s.Connections)
+		}
+		t.row(s.ID, s.StartupMode, s.URI, conns, time.Since(s.Started).Round(time.Second).String())
+	}
+	t.write(stdout)
+	return exitOK
+}
+
+func runStats(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("stats", flag.ContinueOnError)
+	socket, asJSON := adminFlags(fs)
+	if code, ok := parseFlags(fs, args, stderr, "recforkctl stats [--admin SOCKET] [--json]"); !ok {
+		return code
+	}
+	var st dataplane.EngineStats
+	if err := newAdminClient(*socket).do("GET", "/v1/stats", &st); err != nil {
+		return errCode(stderr, "stats", err)
+	}
+	if *asJSON {
+		printJSON(stdout, st)
+		return exitOK
+	}
+	t := newTable("COUNTER", "VALUE")
+	t.row("engine", st.Engine)
+	for _, kv := range []struct {
+		k string
+		v uint64
+	}{
+		{"endpoints", uint64(st.Endpoints)}, {"joins", uint64(st.Joins)}, {"forks", uint64(st.Forks)},
+		{"ports free", uint64(st.PortsFree)}, {"packets copied", st.CopiedPackets}, {"packets muted", st.MutedPackets},
+		{"packets relayed", st.Relayed}, {"packets dropped", st.Dropped},
+	} {
+		t.row(kv.k, strconv.FormatUint(kv.v, 10))
+	}
+	t.write(stdout)
+	return exitOK
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
