@@ -188,7 +188,9 @@ func (s *Server) tracked(h sipgo.RequestHandler) sipgo.RequestHandler {
 		s.mu.Lock()
 		if s.closed {
 			s.mu.Unlock()
-			_ = tx.Respond(sip.NewResponseFromRequest(req, 503, "Service Unavailable", nil))
+			if !req.IsAck() {
+				_ = tx.Respond(sip.NewResponseFromRequest(req, 503, "Service Unavailable", nil))
+			}
 			return
 		}
 		s.handlers.Add(1)

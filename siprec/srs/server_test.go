@@ -306,7 +306,9 @@ func TestRejections(t *testing.T) {
 }
 
 func TestMain(m *testing.M) {
-	sip.SetTimers(500*time.Millisecond, 4*time.Second, 5*time.Second)
+	// Short SIP timers keep the retransmission and no-ACK tests quick;
+	// everything runs on loopback.
+	sip.SetTimers(50*time.Millisecond, 400*time.Millisecond, 500*time.Millisecond)
 	code := m.Run()
 	os.Exit(code)
 }
