@@ -153,9 +153,9 @@ func TestParseMetadata(t *testing.T) {
 func TestMetadataRoundTrip(t *testing.T) {
 	at := time.Date(2026, 1, 2, 3, 4, 5, 6e6, time.UTC)
 	m := &Metadata{DataMode: DataComplete,
-		Sessions:     []MDSession{{ID: "s", SIPSessionIDs: []string{"x"}, StartTime: at, StopTime: at.Add(time.Minute)}},
-		Participants: []MDParticipant{{ID: "p", Names: []MDNameID{{AOR: "sip:a@b", Name: "A & <B>"}}}},
-		Streams:      []MDStream{{ID: "st", SessionID: "s", Label: "1"}},
+		Sessions:                 []MDSession{{ID: "s", SIPSessionIDs: []string{"x"}, StartTime: at, StopTime: at.Add(time.Minute)}},
+		Participants:             []MDParticipant{{ID: "p", Names: []MDNameID{{AOR: "sip:a@b", Name: "A & <B>"}}}},
+		Streams:                  []MDStream{{ID: "st", SessionID: "s", Label: "1"}},
 		SessionRecordingAssocs:   []MDAssoc{{SessionID: "s", AssociateTime: at}},
 		ParticipantSessionAssocs: []MDAssoc{{SessionID: "s", ParticipantID: "p", AssociateTime: at, DisassociateTime: at}},
 		ParticipantStreamAssocs:  []MDStreamAssoc{{ParticipantID: "p", Send: []string{"st"}}},

@@ -41,7 +41,7 @@ type Client struct {
 
 	events        *dispatcher
 	fixedBoundary string
-	wg     sync.WaitGroup // session workers
+	wg            sync.WaitGroup // session workers
 }
 
 // New validates cfg, binds the SRC's SIP port (UDP and TCP) and starts serving

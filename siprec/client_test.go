@@ -2,10 +2,11 @@ package siprec
 
 import (
 	"context"
-	"sync"
-	"os"
 	"net/netip"
+	"os"
+	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -577,5 +578,51 @@ func TestNewValidates(t *testing.T) {
 				t.Fatal("New accepted an invalid config")
 			}
 		})
+	}
+}
+
+// TestCloseReleases checks that a client leaves no goroutine, endpoint or
+// fork behind, with a session live at Close.
+func TestCloseReleases(t *testing.T) {
+	j := &journal{}
+	srs := newTestSRS(t, j)
+	eng := newFakeEngine(j)
+	eng.eps[7] = dataplane.EndpointInfo{ID: 7}
+	base := runtime.NumGoroutine()
+	events := make(chan Event, 4)
+	c, err := New(Config{Engine: eng, MediaIP: lo, OnEvent: func(e Event) { events <- e },
+		Timeouts: Timeouts{Invite: 2 * time.Second, Bye: time.Second}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Record(testLeg(), Request{Type: "siprec", URI: srs.uri(), Inbound: "active", Outbound: "active"}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case e := <-events:
+		if e.Name != EventUpdate {
+			t.Fatalf("%+v", e)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no event")
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	srs.waitBye(t)
+	if eps, forks := eng.counts(); eps != 1 || forks != 0 {
+		t.Fatalf("after close: %d endpoints, %d forks", eps, forks)
+	}
+	if err := c.Record(testLeg(), Request{Type: "siprec"}); err != ErrClosed {
+		t.Fatalf("record after close: %v", err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for runtime.NumGoroutine() > base {
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<16)
+			t.Fatalf("%d goroutines after close, %d before:\n%s", runtime.NumGoroutine(), base, buf[:runtime.Stack(buf, true)])
+		}
+		runtime.Gosched()
+		time.Sleep(10 * time.Millisecond) // polling the count; no event exists for it
 	}
 }

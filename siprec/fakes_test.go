@@ -116,7 +116,7 @@ func (f *fakeEngine) CloseEndpoint(id dataplane.EndpointID) error {
 }
 
 func (f *fakeEngine) Join(from, to dataplane.EndpointID, d dataplane.Duplex) error { return nil }
-func (f *fakeEngine) Unjoin(a, b dataplane.EndpointID) error                        { return nil }
+func (f *fakeEngine) Unjoin(a, b dataplane.EndpointID) error                       { return nil }
 
 func (f *fakeEngine) AddFork(ep dataplane.EndpointID, dir dataplane.Direction, cfg dataplane.ForkConfig) error {
 	f.mu.Lock()
@@ -230,6 +230,26 @@ type testSRS struct {
 	byes    int
 	seen    chan srsInvite
 	byeSeen chan struct{}
+	dlgSig  chan struct{}
+}
+
+// dialog waits for the established dialog.
+func (s *testSRS) dialog(t *testing.T) *sipgo.DialogServerSession {
+	t.Helper()
+	deadline := time.After(10 * time.Second)
+	for {
+		s.mu.Lock()
+		d := s.dlg
+		s.mu.Unlock()
+		if d != nil {
+			return d
+		}
+		select {
+		case <-s.dlgSig:
+		case <-deadline:
+			t.Fatalf("srs: no established dialog; journal:\n%s", s.j)
+		}
+	}
 }
 
 func newTestSRS(t *testing.T, j *journal, script ...srsReply) *testSRS {
@@ -251,7 +271,7 @@ func newTestSRS(t *testing.T, j *journal, script ...srsReply) *testSRS {
 	srv, _ := sipgo.NewServer(ua)
 	cl, _ := sipgo.NewClient(ua, sipgo.WithClientHostname("127.0.0.1"))
 	s := &testSRS{t: t, j: j, addr: netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(port)), ua: ua, srv: srv, client: cl,
-		script: script, seen: make(chan srsInvite, 32), byeSeen: make(chan struct{}, 8)}
+		script: script, seen: make(chan srsInvite, 32), byeSeen: make(chan struct{}, 8), dlgSig: make(chan struct{}, 1)}
 	s.cache = sipgo.NewDialogServerCache(cl, sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: "srs", Host: "127.0.0.1", Port: port},
 		Params: sip.HeaderParams{{K: "+sip.srs"}}})
 	s.ctx, s.cancel = context.WithCancel(context.Background())
@@ -375,11 +395,18 @@ func (s *testSRS) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	case r.code >= 300:
 		_ = dlg.Respond(r.code, "Scripted", nil)
 	default:
+		// RespondSDP returns once the ACK arrived; only then may the test
+		// use the dialog (sipgo writes it until then).
+		if err := dlg.RespondSDP(ansBody); err != nil {
+			s.j.add("srs: respond sdp: %v", err)
+			return
+		}
 		s.mu.Lock()
 		s.dlg = dlg
 		s.mu.Unlock()
-		if err := dlg.RespondSDP(ansBody); err != nil {
-			s.j.add("srs: respond sdp: %v", err)
+		select {
+		case s.dlgSig <- struct{}{}:
+		default:
 		}
 	}
 }
@@ -408,9 +435,7 @@ func (s *testSRS) waitBye(t *testing.T) {
 // bye sends a BYE from the SRS.
 func (s *testSRS) bye(t *testing.T) {
 	t.Helper()
-	s.mu.Lock()
-	dlg := s.dlg
-	s.mu.Unlock()
+	dlg := s.dialog(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := dlg.Bye(ctx); err != nil {
@@ -421,9 +446,7 @@ func (s *testSRS) bye(t *testing.T) {
 // request sends an in-dialog request from the SRS and returns the response.
 func (s *testSRS) request(t *testing.T, method sip.RequestMethod, ct string, body []byte) *sip.Response {
 	t.Helper()
-	s.mu.Lock()
-	dlg := s.dlg
-	s.mu.Unlock()
+	dlg := s.dialog(t)
 	req := sip.NewRequest(method, dlg.InviteRequest.Contact().Address)
 	if ct != "" {
 		req.AppendHeader(sip.NewHeader("Content-Type", ct))

@@ -440,7 +440,6 @@ func (s *session) answerReinvite(req *sip.Request, tx sip.ServerTransaction) {
 	}
 }
 
-
 // buildInvite builds the initial INVITE (RFC 7866 §6.1.1).
 func (s *session) buildInvite(dest sip.Uri, tport, ct string, body []byte) *sip.Request {
 	req := sip.NewRequest(sip.INVITE, dest)
