@@ -626,3 +626,24 @@ func TestCloseReleases(t *testing.T) {
 		time.Sleep(10 * time.Millisecond) // polling the count; no event exists for it
 	}
 }
+
+func TestRemoteCSeq(t *testing.T) {
+	s := &session{}
+	req := func(n uint32) *sip.Request {
+		r := sip.NewRequest(sip.INVITE, sip.Uri{Scheme: "sip", Host: "127.0.0.1"})
+		r.AppendHeader(&sip.CSeqHeader{SeqNo: n, MethodName: sip.INVITE})
+		return r
+	}
+	// The SRS may start at 1 even though our own CSeq is far higher.
+	for i, tc := range []struct {
+		n  uint32
+		ok bool
+	}{{1, true}, {2, true}, {2, false}, {1, false}, {9, true}} {
+		if got := s.remoteCSeqOK(req(tc.n)); got != tc.ok {
+			t.Fatalf("step %d: CSeq %d ok=%v", i, tc.n, got)
+		}
+	}
+	if s.remoteCSeqOK(sip.NewRequest(sip.INVITE, sip.Uri{})) {
+		t.Fatal("request without CSeq accepted")
+	}
+}

@@ -106,7 +106,9 @@ type session struct {
 	srsEnded bool
 	snapshot bool
 	gone     bool
-	md       mdIDs
+	// remoteCSeq is the CSeq of the SRS's last in-dialog request.
+	remoteCSeq uint32
+	md         mdIDs
 }
 
 type mdIDs struct {
@@ -436,7 +438,7 @@ func (s *session) hangup(ctx context.Context, bye bool) {
 		s.dropStream(st)
 	}
 	s.mu.Lock()
-	s.dlg, s.streams, s.uri, s.u, s.callID = nil, nil, "", sip.Uri{}, ""
+	s.dlg, s.streams, s.uri, s.u, s.callID, s.remoteCSeq = nil, nil, "", sip.Uri{}, "", 0
 	s.state = ""
 	s.mu.Unlock()
 	if callID != "" {

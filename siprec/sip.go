@@ -293,6 +293,10 @@ func (c *Client) onUpdate(req *sip.Request, tx sip.ServerTransaction) {
 		respond(tx, req, 488, "Not Acceptable Here", nil)
 		return
 	}
+	if !s.remoteCSeqOK(req) {
+		respond(tx, req, 500, "Server Internal Error", nil, sip.NewHeader("Retry-After", "1"))
+		return
+	}
 	respond(tx, req, 200, "OK", nil)
 	if _, ok := findPart(parts, MetadataRequest); ok {
 		s.requestSnapshot()
@@ -342,8 +346,9 @@ func (s *session) answerReinvite(req *sip.Request, tx sip.ServerTransaction) {
 		respond(tx, req, 481, "Call/Transaction Does Not Exist", nil)
 		return
 	}
-	if err := dlg.ReadRequest(req, tx); err != nil {
-		respond(tx, req, 500, "Server Internal Error", nil)
+	if !s.remoteCSeqOK(req) {
+		// RFC 3261 §12.2.2: a lower CSeq than the last request is out of order.
+		respond(tx, req, 500, "Server Internal Error", nil, sip.NewHeader("Retry-After", "1"))
 		return
 	}
 	parts, err := ParseBody(contentType(req), req.Body())
@@ -460,4 +465,21 @@ func (s *session) buildInvite(dest sip.Uri, tport, ct string, body []byte) *sip.
 	req.AppendHeader(&ch)
 	req.SetBody(body)
 	return req
+}
+
+// remoteCSeqOK tracks the SRS's CSeq in the dialog. The SRS numbers its own
+// requests independently of ours (RFC 3261 §12.2.1.1), so the first one sets
+// the base; later ones must increase.
+func (s *session) remoteCSeqOK(req *sip.Request) bool {
+	h := req.CSeq()
+	if h == nil {
+		return false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.remoteCSeq != 0 && h.SeqNo <= s.remoteCSeq {
+		return false
+	}
+	s.remoteCSeq = h.SeqNo
+	return true
 }

@@ -45,7 +45,20 @@
 //	500 (with Retry-After)             re-INVITE while another is unanswered
 //	                                   (RFC 3261 §14.2), or CSeq out of order
 //
-// A rejected re-INVITE leaves the session as it was.
+// A rejected re-INVITE leaves the session as it was. A missing Require:
+// siprec is a rejection, not a recorded violation (there is no session to
+// record it in); the server log says why. UPDATE (metadata snapshots) and
+// rs-metadata-request are not implemented; UPDATE gets 405.
+//
+// # Strictness
+//
+// Unless Config.Lenient is set, every session lists the SIPREC rules its SRC
+// broke (the Rule* constants): Contact without +sip.src, sendrecv or
+// recvonly offered, fewer m-lines in a re-INVITE, a label changed at a
+// position, a changed offer without a bumped o= version (or a lower one),
+// a first metadata document that is not datamode complete or not in the
+// RFC 7865 namespace, a metadata part without its Content-Disposition, and
+// a 2xx never ACKed. Each is also logged at warn level.
 //
 // # Files
 //
