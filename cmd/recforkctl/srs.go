@@ -10,11 +10,13 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 
+	"github.com/emiago/sipgo/sip"
 	"github.com/recfork/recfork/siprec/srs"
 )
 
@@ -31,6 +33,13 @@ session starts and one when it ends.`
 func runSRS(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// sipgo logs transport noise through its process-wide logger; in this
+	// process nothing else uses it, so keep it to errors unless asked.
+	level := slog.LevelError
+	if slices.Contains(args, "--verbose") || slices.Contains(args, "-verbose") {
+		level = slog.LevelDebug
+	}
+	sip.SetDefaultLogger(slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})))
 	return serveSRS(ctx, args, stdout, stderr)
 }
 
