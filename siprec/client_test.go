@@ -493,6 +493,14 @@ func TestPartialMetadataProfile(t *testing.T) {
 	if inv.meta != nil || len(inv.parts) != 1 {
 		t.Fatalf("a mute changes no metadata: %+v", inv.parts)
 	}
+	h.record(t, srs.uri(), "", "none")
+	inv = srs.waitInvite(t)
+	h.wait(t)
+	m := inv.meta
+	if m == nil || m.DataMode != DataPartial || len(m.Streams) != 0 || len(m.ParticipantStreamAssocs) != 2 ||
+		len(m.ParticipantStreamAssocs[0].Send) != 1 || len(m.ParticipantStreamAssocs[0].Recv) != 0 {
+		t.Fatalf("partial metadata of a removal %+v", m)
+	}
 }
 
 func TestRedirect(t *testing.T) {

@@ -843,7 +843,6 @@ func (s *session) offerLocked(streams []*stream) sdpOffer {
 // inbound stream is sent by the remote party and received by the platform,
 // the outbound one the reverse.
 func (s *session) metadataLocked(streams []*stream, mode string, only map[*stream]bool) []byte {
-	now := s.c.cfg.Now()
 	leg := s.leg
 	m := &Metadata{DataMode: mode}
 	sess := MDSession{ID: s.md.session, StartTime: s.started}
@@ -865,10 +864,11 @@ func (s *session) metadataLocked(streams []*stream, mode string, only map[*strea
 		if st.offered == "" {
 			continue // removed: no longer part of the recording
 		}
-		if only != nil && !only[st] {
-			continue
+		if only == nil || only[st] {
+			m.Streams = append(m.Streams, MDStream{ID: st.id, SessionID: s.md.session, Label: st.label})
 		}
-		m.Streams = append(m.Streams, MDStream{ID: st.id, SessionID: s.md.session, Label: st.label})
+		// The associations always list every live stream, so a partial
+		// update that removes one says so by its absence.
 		if st.dir == dataplane.Inbound {
 			remote.Send = append(remote.Send, st.id)
 			local.Recv = append(local.Recv, st.id)
@@ -877,10 +877,7 @@ func (s *session) metadataLocked(streams []*stream, mode string, only map[*strea
 			remote.Recv = append(remote.Recv, st.id)
 		}
 	}
-	if mode == DataComplete || len(only) > 0 {
-		m.ParticipantStreamAssocs = []MDStreamAssoc{remote, local}
-	}
-	_ = now
+	m.ParticipantStreamAssocs = []MDStreamAssoc{remote, local}
 	b, err := m.Marshal()
 	if err != nil {
 		s.log.Error("marshal metadata", "err", err)

@@ -60,15 +60,16 @@ type Server struct {
 	udp    net.PacketConn
 	tcp    net.Listener
 
-	mu        sync.Mutex
-	live      map[string]*session // by ID
-	byDialog  map[string]*session
-	ended     []*session
-	closed    bool
-	running   bool
-	closing   chan struct{}
-	serveDone sync.WaitGroup
-	handlers  sync.WaitGroup // SIP handlers and BYE senders in flight
+	mu         sync.Mutex
+	live       map[string]*session // by ID
+	byDialog   map[string]*session
+	ended      []*session
+	rejections []Rejection
+	closed     bool
+	running    bool
+	closing    chan struct{}
+	serveDone  sync.WaitGroup
+	handlers   sync.WaitGroup // SIP handlers and BYE senders in flight
 
 	waiters  atomic.Int32
 	notifyMu sync.Mutex

@@ -297,6 +297,13 @@ func TestRejections(t *testing.T) {
 			})
 		}
 	}
+	rej := srv.Rejections()
+	if len(rej) != 2*len(cases) {
+		t.Fatalf("%d rejections recorded, want %d", len(rej), 2*len(cases))
+	}
+	if r := rej[0]; r.Code != 421 || r.Reason != "Extension Required" || r.ReInvite || r.CallID == "" {
+		t.Fatalf("first rejection %+v", r)
+	}
 	if len(srv.Sessions()) != 0 {
 		t.Fatalf("rejected invites left sessions: %+v", srv.Sessions())
 	}

@@ -78,7 +78,7 @@ func (s *Server) reject(req *sip.Request, tx sip.ServerTransaction, err error) {
 	if !errors.As(err, &be) {
 		be = &BodyError{Code: 500, Reason: "Server Internal Error", Detail: err.Error()}
 	}
-	s.log.Info("siprec invite rejected", "call_id", callIDOf(req), "code", be.Code, "reason", be.Reason, "detail", be.Detail)
+	s.noteRejection(req, be.Code, be.Reason, be.Detail)
 	var hdrs []sip.Header
 	if be.Code == 415 {
 		hdrs = append(hdrs, sip.NewHeader("Accept", acceptTypes))
@@ -121,7 +121,7 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	// recording session. This server records and does nothing else, so it
 	// says what it needs (RFC 3261 §21.4.15, 421 with Require).
 	if !hasOptionTag(req, "Require", "siprec") {
-		s.log.Info("siprec invite rejected", "call_id", callIDOf(req), "code", 421, "reason", "no Require: siprec")
+		s.noteRejection(req, 421, "Extension Required", "no siprec option tag in Require")
 		s.respond(req, tx, 421, "Extension Required", sip.NewHeader("Require", "siprec"))
 		return
 	}
@@ -460,4 +460,42 @@ func (s *Server) bye(ctx context.Context, ss *session, reason string) error {
 			return fmt.Errorf("bye %s: %w", ss.id, ctx.Err())
 		}
 	}
+}
+
+// Rejection is an INVITE the server refused, kept for tests to read.
+type Rejection struct {
+	Time     time.Time
+	CallID   string
+	ReInvite bool // true for an in-dialog INVITE
+	Code     int
+	Reason   string
+	Detail   string
+}
+
+// maxRejections bounds the list Rejections returns.
+const maxRejections = 1000
+
+// noteRejection logs and keeps a rejection before the response goes out, so
+// a caller that saw the response finds it in Rejections.
+func (s *Server) noteRejection(req *sip.Request, code int, reason, detail string) {
+	r := Rejection{Time: timeNow(), CallID: callIDOf(req), Code: code, Reason: reason, Detail: detail}
+	if to := req.To(); to != nil && tagOf(to.Params) != "" {
+		r.ReInvite = true
+	}
+	s.log.Info("siprec invite rejected", "call_id", r.CallID, "re_invite", r.ReInvite, "code", code, "reason", reason, "detail", detail)
+	s.mu.Lock()
+	s.rejections = append(s.rejections, r)
+	if len(s.rejections) > maxRejections {
+		s.rejections = s.rejections[len(s.rejections)-maxRejections:]
+	}
+	s.mu.Unlock()
+	s.changed()
+}
+
+// Rejections returns the INVITEs refused so far (the latest 1000), oldest
+// first.
+func (s *Server) Rejections() []Rejection {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]Rejection(nil), s.rejections...)
 }
