@@ -45,6 +45,7 @@
 //	500 (with Retry-After)             re-INVITE while another is unanswered
 //	                                   (RFC 3261 §14.2), or CSeq out of order
 //
+// Server.Rejections lists the refused INVITEs with code, reason and detail.
 // A rejected re-INVITE leaves the session as it was. A missing Require:
 // siprec is a rejection, not a recorded violation (there is no session to
 // record it in); the server log says why. UPDATE (metadata snapshots) and
