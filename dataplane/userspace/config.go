@@ -1,0 +1,56 @@
+package userspace
+
+import (
+	"fmt"
+	"log/slog"
+	"runtime"
+
+	"github.com/recfork/recfork/dataplane"
+)
+
+// Config configures an Engine.
+type Config struct {
+	// PortRange is where endpoints take their RTP/RTCP port pairs; zero means
+	// dataplane.DefaultPortRange.
+	PortRange dataplane.PortRange
+	// Logger receives start-up, shutdown and error lines, never one per
+	// packet; nil discards them.
+	Logger *slog.Logger
+	// Workers is the number of worker goroutines; zero means GOMAXPROCS.
+	Workers int
+	// Batch is the number of datagrams per recvmmsg and sendmmsg call; zero
+	// means 64.
+	Batch int
+	// SocketBuffer sets SO_RCVBUF and SO_SNDBUF of every media socket, in
+	// bytes; zero keeps the kernel default.
+	SocketBuffer int
+}
+
+// maxDatagram is the largest datagram relayed; longer ones are counted as
+// dropped. RTP over UDP stays under the path MTU (RFC 8085 §3.2).
+const maxDatagram = 2048
+
+func (c Config) withDefaults() (Config, error) {
+	if c.PortRange == (dataplane.PortRange{}) {
+		c.PortRange = dataplane.DefaultPortRange
+	}
+	if err := c.PortRange.Validate(); err != nil {
+		return c, fmt.Errorf("userspace config: %w", err)
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Workers < 0 || c.Batch < 0 || c.SocketBuffer < 0 {
+		return c, fmt.Errorf("userspace config: negative workers, batch or socket buffer: %w", dataplane.ErrInvalid)
+	}
+	if c.Workers == 0 {
+		c.Workers = runtime.GOMAXPROCS(0)
+	}
+	if c.Batch == 0 {
+		c.Batch = 64
+	}
+	if c.Batch > 1024 {
+		return c, fmt.Errorf("userspace config: batch %d above 1024: %w", c.Batch, dataplane.ErrInvalid)
+	}
+	return c, nil
+}

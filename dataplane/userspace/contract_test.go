@@ -1,0 +1,44 @@
+package userspace
+
+import (
+	"net/netip"
+	"testing"
+
+	"github.com/recfork/recfork/dataplane"
+	"github.com/recfork/recfork/dataplane/dataplanetest"
+)
+
+// testRange keeps this package's tests off the default range other packages'
+// tests may use at the same time.
+var testRange = dataplane.PortRange{Min: 41000, Max: 42999}
+
+func newTestEngine(t testing.TB, cfg Config) *Engine {
+	t.Helper()
+	if cfg.PortRange == (dataplane.PortRange{}) {
+		cfg.PortRange = testRange
+	}
+	e, err := New(cfg)
+	if err != nil {
+		t.Fatalf("new engine: %v", err)
+	}
+	t.Cleanup(func() { e.Close() })
+	return e
+}
+
+func TestContract(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		ip   netip.Addr
+	}{
+		{"IPv4", netip.MustParseAddr("127.0.0.1")},
+		{"IPv6", netip.MustParseAddr("::1")},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dataplanetest.Run(t, dataplanetest.Harness{
+				NewEngine: func(t *testing.T) dataplane.Engine { return newTestEngine(t, Config{}) },
+				LocalIP:   tc.ip,
+				PeerIP:    tc.ip,
+			})
+		})
+	}
+}

@@ -1,0 +1,368 @@
+package userspace
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net/netip"
+	"sync"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/recfork/recfork/dataplane"
+)
+
+// maxOuts bounds the distinct sockets one worker sends from between flushes.
+// A received batch needs one per relay target, one per copy source and one for
+// each target's outbound fork; more than that flushes early, which is correct,
+// only less batched.
+const maxOuts = 16
+
+// worker serves the sockets registered with its epoll instance. Everything
+// below mu is owned by the worker goroutine; see the package doc for the
+// locking protocol.
+type worker struct {
+	e     *Engine
+	epfd  int
+	evfd  int
+	batch int
+
+	// mu is held by the worker from epoll_wait's return until the last send
+	// of that wake-up, and by control operations that need no batch in flight.
+	mu       sync.Mutex
+	stopping bool
+	socks    map[int32]*sock
+
+	events  []unix.EpollEvent
+	buf     []byte
+	rxMsgs  []unix.Mmsghdr
+	rxIov   []unix.Iovec
+	rxNames []unix.RawSockaddrInet6
+	outs    [maxOuts]outQueue
+	nouts   int
+}
+
+// outQueue is one sendmmsg vector: datagrams that leave from one socket.
+type outQueue struct {
+	fd   int
+	n    int
+	msgs []unix.Mmsghdr
+	iov  []unix.Iovec
+	acct []*counter // what each datagram counts as once sent
+}
+
+func newWorker(e *Engine, batch int) (*worker, error) {
+	w := &worker{e: e, batch: batch, epfd: -1, evfd: -1, socks: make(map[int32]*sock)}
+	var err error
+	if w.epfd, err = unix.EpollCreate1(unix.EPOLL_CLOEXEC); err != nil {
+		return nil, fmt.Errorf("epoll_create1: %w", err)
+	}
+	if w.evfd, err = unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC); err != nil {
+		w.closeFDs()
+		return nil, fmt.Errorf("eventfd: %w", err)
+	}
+	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(w.evfd)}
+	if err := unix.EpollCtl(w.epfd, unix.EPOLL_CTL_ADD, w.evfd, &ev); err != nil {
+		w.closeFDs()
+		return nil, fmt.Errorf("epoll_ctl add eventfd: %w", err)
+	}
+	w.events = make([]unix.EpollEvent, 256)
+	w.buf = make([]byte, batch*maxDatagram)
+	w.rxMsgs = make([]unix.Mmsghdr, batch)
+	w.rxIov = make([]unix.Iovec, batch)
+	w.rxNames = make([]unix.RawSockaddrInet6, batch)
+	for i := range batch {
+		w.rxIov[i].Base = &w.buf[i*maxDatagram]
+		w.rxIov[i].SetLen(maxDatagram)
+		h := &w.rxMsgs[i].Hdr
+		h.Name = (*byte)(unsafe.Pointer(&w.rxNames[i]))
+		h.Iov = &w.rxIov[i]
+		h.SetIovlen(1)
+	}
+	for i := range w.outs {
+		w.outs[i] = outQueue{
+			msgs: make([]unix.Mmsghdr, batch),
+			iov:  make([]unix.Iovec, batch),
+			acct: make([]*counter, batch),
+		}
+	}
+	return w, nil
+}
+
+// add registers an endpoint's sockets with the worker.
+func (w *worker) add(socks []*sock) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for i, s := range socks {
+		ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(s.fd)}
+		if err := unix.EpollCtl(w.epfd, unix.EPOLL_CTL_ADD, s.fd, &ev); err != nil {
+			w.removeLocked(socks[:i])
+			return fmt.Errorf("epoll_ctl add: %w", err)
+		}
+		w.socks[int32(s.fd)] = s
+	}
+	return nil
+}
+
+// remove unregisters sockets; the caller holds w.mu (through lockWorkers).
+func (w *worker) remove(socks []*sock) { w.removeLocked(socks) }
+
+func (w *worker) removeLocked(socks []*sock) {
+	for _, s := range socks {
+		if w.socks[int32(s.fd)] == s {
+			delete(w.socks, int32(s.fd))
+			// Closing the socket would drop it from the epoll set too; doing it
+			// now keeps the set exact while the fd is still open.
+			_ = unix.EpollCtl(w.epfd, unix.EPOLL_CTL_DEL, s.fd, nil)
+		}
+	}
+}
+
+// stop asks the worker goroutine to return.
+func (w *worker) stop() error {
+	w.mu.Lock()
+	w.stopping = true
+	w.mu.Unlock()
+	if w.evfd < 0 {
+		return nil
+	}
+	var one [8]byte
+	binary.NativeEndian.PutUint64(one[:], 1)
+	if _, err := unix.Write(w.evfd, one[:]); err != nil && !errors.Is(err, unix.EAGAIN) {
+		return fmt.Errorf("wake worker: %w", err)
+	}
+	return nil
+}
+
+func (w *worker) closeFDs() {
+	for _, fd := range []*int{&w.epfd, &w.evfd} {
+		if *fd >= 0 {
+			unix.Close(*fd)
+			*fd = -1
+		}
+	}
+}
+
+// run is the worker goroutine.
+func (w *worker) run() {
+	for {
+		n, err := unix.EpollWait(w.epfd, w.events, -1)
+		if err != nil {
+			if errors.Is(err, unix.EINTR) {
+				continue
+			}
+			w.e.log.Error("userspace worker stopped", "err", fmt.Errorf("epoll_wait: %w", err))
+			return
+		}
+		w.mu.Lock()
+		if w.stopping {
+			w.mu.Unlock()
+			return
+		}
+		for i := range n {
+			// A socket removed after epoll_wait returned is no longer in the
+			// map; its fd number may already belong to a new socket of this
+			// worker, which is then merely read early.
+			if s := w.socks[w.events[i].Fd]; s != nil {
+				w.serve(s)
+			}
+		}
+		w.mu.Unlock()
+	}
+}
+
+// maxRounds bounds how many full batches one socket is served per wake-up, so
+// a flooded socket cannot starve the others.
+const maxRounds = 4
+
+func (w *worker) serve(s *sock) {
+	for range maxRounds {
+		n := w.recv(s.fd)
+		if n <= 0 {
+			return
+		}
+		w.process(s, n)
+		w.flush()
+		if n < w.batch {
+			return
+		}
+	}
+}
+
+// recv reads up to one batch; it returns 0 when nothing is waiting.
+func (w *worker) recv(fd int) int {
+	for i := range w.rxMsgs {
+		w.rxMsgs[i].Hdr.Namelen = unix.SizeofSockaddrInet6
+	}
+	for {
+		r, _, errno := unix.Syscall6(unix.SYS_RECVMMSG, uintptr(fd),
+			uintptr(unsafe.Pointer(&w.rxMsgs[0])), uintptr(len(w.rxMsgs)), unix.MSG_DONTWAIT, 0, 0)
+		if errno == unix.EINTR {
+			continue
+		}
+		if errno != 0 {
+			// EAGAIN, or a pending error (ICMP) reported instead of data; the
+			// next readiness event retries.
+			return 0
+		}
+		return int(r)
+	}
+}
+
+// process decides the fate of n received datagrams of one socket.
+func (w *worker) process(s *sock, n int) {
+	ep := s.ep
+	idx := rtpIdx
+	if s.kind == kindRTCP {
+		idx = rtcpIdx
+	}
+	in := ep.forks[dataplane.Inbound-1]
+	var rxPackets, rxBytes, dropped, relayed uint64
+	for i := range n {
+		m := &w.rxMsgs[i]
+		size := int(m.Len)
+		b := w.buf[i*maxDatagram : i*maxDatagram+size]
+		k := classify(b)
+		if m.Hdr.Flags&unix.MSG_TRUNC != 0 || k == kindInvalid || (idx == rtcpIdx && k != kindRTCP) {
+			dropped++
+			continue
+		}
+		src, ok := keyOf(&w.rxNames[i])
+		if !ok || !w.accept(ep, idx, src) {
+			dropped++
+			continue
+		}
+		rxPackets++
+		rxBytes += uint64(size)
+		if in != nil {
+			w.copy(in, idx, b)
+		}
+		sent := false
+		for _, t := range ep.targets {
+			r := t.remote[idx].Load()
+			if r == nil {
+				continue // the target's remote is not known yet
+			}
+			w.queue(t.socks[idx].fd, r, b, &t.tx)
+			sent = true
+			if out := t.forks[dataplane.Outbound-1]; out != nil {
+				w.copy(out, idx, b)
+			}
+		}
+		if sent {
+			relayed++
+		}
+	}
+	if rxPackets > 0 {
+		ep.rx.packets.Add(rxPackets)
+		ep.rx.bytes.Add(rxBytes)
+	}
+	if relayed > 0 {
+		ep.relayed.Add(relayed)
+	}
+	if dropped > 0 {
+		ep.dropped.Add(dropped)
+	}
+}
+
+// accept applies the endpoint's source rule to a valid packet on socket idx:
+// the known remote is accepted; an unknown remote is learnt from the first
+// packet; with Latch, the first packet after SetRemote (or opening) moves the
+// remote to its source (symmetric RTP, RFC 4961 §3). After that, other
+// sources are refused.
+func (w *worker) accept(ep *endpoint, idx int, src addrKey) bool {
+	r := ep.remote[idx].Load()
+	if r != nil && r.key == src {
+		return true
+	}
+	if r != nil && (!ep.latch || ep.latched[idx]) {
+		return false
+	}
+	ap := src.addrPort()
+	ep.remote[idx].Store(newPeer(ap, ep.v6))
+	ep.latched[idx] = true
+	if idx == rtpIdx && !ep.latched[rtcpIdx] && ap.Port() < 65535 {
+		// Until RTCP is seen, send it next to the latched RTP (RFC 3550 §11).
+		ep.remote[rtcpIdx].Store(newPeer(netip.AddrPortFrom(ap.Addr(), ap.Port()+1), ep.v6))
+	}
+	return true
+}
+
+// copy queues a fork's copy of b, or counts it as muted. The mode is loaded
+// here, per packet, right before queuing: together with SetForkMode's barrier
+// that makes a mute final when SetForkMode returns.
+func (w *worker) copy(f *fork, idx int, b []byte) {
+	if f.mode.Load() != uint32(dataplane.Active) {
+		f.muted.add(len(b))
+		return
+	}
+	w.queue(f.src.socks[idx].fd, f.rec[idx], b, &f.copied)
+}
+
+// queue adds b, to be sent from fd to p, to the current wake-up's batches.
+// The datagram is sent from the receive buffer itself.
+func (w *worker) queue(fd int, p *peer, b []byte, acct *counter) {
+	q := w.out(fd)
+	j := q.n
+	q.iov[j].Base = &b[0]
+	q.iov[j].SetLen(len(b))
+	h := &q.msgs[j].Hdr
+	h.Name = &p.sa[0]
+	h.Namelen = p.salen
+	h.Iov = &q.iov[j]
+	h.SetIovlen(1)
+	q.acct[j] = acct
+	q.n++
+	if q.n == len(q.msgs) {
+		w.send(q)
+	}
+}
+
+func (w *worker) out(fd int) *outQueue {
+	for i := range w.nouts {
+		if w.outs[i].fd == fd {
+			return &w.outs[i]
+		}
+	}
+	if w.nouts == len(w.outs) {
+		w.flush()
+	}
+	q := &w.outs[w.nouts]
+	w.nouts++
+	q.fd, q.n = fd, 0
+	return q
+}
+
+// flush sends every queued datagram.
+func (w *worker) flush() {
+	for i := range w.nouts {
+		if w.outs[i].n > 0 {
+			w.send(&w.outs[i])
+		}
+	}
+	w.nouts = 0
+}
+
+// send hands one queue to sendmmsg, resuming after partial sends and skipping
+// a datagram the kernel refuses (full buffer, no route) so one bad destination
+// cannot hold up the rest.
+func (w *worker) send(q *outQueue) {
+	for i := 0; i < q.n; {
+		r, _, errno := unix.Syscall6(unix.SYS_SENDMMSG, uintptr(q.fd),
+			uintptr(unsafe.Pointer(&q.msgs[i])), uintptr(q.n-i), unix.MSG_DONTWAIT, 0, 0)
+		if errno == unix.EINTR {
+			continue
+		}
+		if errno != 0 || r == 0 {
+			w.e.sendErrors.Add(1)
+			i++
+			continue
+		}
+		for j := i; j < i+int(r); j++ {
+			q.acct[j].add(int(q.iov[j].Len))
+		}
+		i += int(r)
+	}
+	q.n = 0
+}
