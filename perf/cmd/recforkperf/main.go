@@ -1,0 +1,83 @@
+// Command recforkperf runs recfork's performance suite and writes its results
+// (JSON), the Markdown report and the fork chart. It needs root.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"github.com/recfork/recfork/perf"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:]))
+}
+
+func run(args []string) int {
+	fs := flag.NewFlagSet("recforkperf", flag.ContinueOnError)
+	out := fs.String("out", "perf/results/latest.json", "results file (JSON)")
+	readme := fs.String("readme", "", "Markdown report to write (empty: none)")
+	chart := fs.String("chart", "", "SVG chart of the fork scenarios (default: fork.svg beside -out)")
+	quick := fs.Bool("quick", false, "fewer samples: the whole suite in under a minute")
+	only := fs.String("only", "", "comma-separated scenario name prefixes to run (default all)")
+	verbose := fs.Bool("v", false, "debug logging")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	level := slog.LevelWarn
+	if *verbose {
+		level = slog.LevelDebug
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	if *chart == "" {
+		*chart = filepath.Join(filepath.Dir(*out), "fork.svg")
+	}
+
+	// Ctrl-C or SIGTERM cancels the running scenario, whose deferred cleanup
+	// stops its processes and deletes its namespaces; the partial results are
+	// still written.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	res := perf.NewResults(*quick)
+	r := &perf.Runner{
+		Env:       &perf.Env{Quick: *quick, Results: res, Progress: perf.NewProgress(os.Stderr), Log: log, Shared: map[string]any{}},
+		Scenarios: perf.Suite(),
+		Budget:    perf.Budget(*quick),
+	}
+	if *only != "" {
+		r.Only = strings.Split(*only, ",")
+	}
+	r.Run(ctx)
+
+	code := 0
+	if err := res.WriteFile(*out); err != nil {
+		fmt.Fprintln(os.Stderr, "recforkperf:", err)
+		code = 1
+	}
+	if err := perf.WriteChart(*chart, res); err != nil {
+		fmt.Fprintln(os.Stderr, "recforkperf:", err)
+		code = 1
+	}
+	if *readme != "" {
+		if err := perf.WriteReadme(*readme, res); err != nil {
+			fmt.Fprintln(os.Stderr, "recforkperf:", err)
+			code = 1
+		}
+	}
+	for _, s := range perf.Summary(res) {
+		fmt.Fprintln(os.Stderr, "  "+s)
+	}
+	fmt.Fprintf(os.Stderr, "results: %s\n", *out)
+	if ctx.Err() != nil {
+		return 130
+	}
+	return code
+}

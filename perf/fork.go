@@ -1,0 +1,305 @@
+package perf
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"os"
+	"time"
+
+	"github.com/recfork/recfork/perf/xdpgen"
+)
+
+// forkSubject is one media engine under the fork scenarios, running in the
+// media namespace of a Pair.
+type forkSubject interface {
+	// Prepare makes n streams ready (stream i as in StreamPorts), relaying
+	// each caller to its callee and, when fork is set, copying it to its
+	// recorder. It returns the engine port each caller must send to.
+	Prepare(ctx context.Context, n int, fork bool) ([]uint16, error)
+	// Pids are the processes besides this one whose CPU counts.
+	Pids() []int
+	// Check returns a reason when the subject noticed it was overloaded in a
+	// way the counters do not show (rtpengine's receive-queue trap).
+	Check() error
+	Close() error
+}
+
+type forkOpener func(ctx context.Context, env *Env, p *Pair) (forkSubject, error)
+
+// ForkScenario measures one engine: the highest lossless copy rate (relay
+// rate for "none") and the extra CPU per copy at a reference rate.
+type ForkScenario struct {
+	Engine string
+	open   forkOpener
+	// Generator chooses the load generator: "xdp" (live frames, the
+	// default, sendmmsg when live frames are unavailable) or "sendmmsg".
+	Generator string
+}
+
+func (f *ForkScenario) Name() string { return "fork." + f.Engine }
+
+func (f *ForkScenario) Keys() []string {
+	ks := []string{"fork." + f.Engine + ".pps", "fork." + f.Engine + ".cpu_ns_per_copy", "fork." + f.Engine + ".loss"}
+	if f.Engine == "none" {
+		ks = append(ks, "fork.none.cpu_ns_per_packet")
+	}
+	return ks
+}
+
+// forkParams are the bounds of one scenario run.
+type forkParams struct {
+	Streams    int           // streams of the rate ladder
+	Rates      []float64     // offered rates, ascending
+	Warm, Step time.Duration // per rate: warm-up, then measured window
+	RefRate    float64       // reference rate of the CPU comparison
+	RefStreams int           // RefRate / 50: 50 pps per stream
+	CPUPairs   int           // with/without-fork pairs at the reference rate
+}
+
+func paramsFor(quick bool) forkParams {
+	if quick {
+		return forkParams{Streams: 1000, Rates: Ladder(25000, 1600000, 4), Warm: 300 * time.Millisecond,
+			Step: 700 * time.Millisecond, RefRate: 20000, RefStreams: 400, CPUPairs: 1}
+	}
+	return forkParams{Streams: MaxStreams, Rates: Ladder(25000, 1600000, 2), Warm: 500 * time.Millisecond,
+		Step: 3 * time.Second, RefRate: 40000, RefStreams: 800, CPUPairs: 3}
+}
+
+func (f *ForkScenario) Steps(quick bool) int {
+	p := paramsFor(quick)
+	return len(p.Rates) + 2*p.CPUPairs + 1
+}
+
+// forkRun is the state of one scenario run.
+type forkRun struct {
+	env    *Env
+	pair   *Pair
+	sink   *xdpgen.Sink
+	sender Sender
+	subj   forkSubject
+	meter  *CPUMeter
+	gen    string
+}
+
+// stepResult is one measured window.
+type stepResult struct {
+	RateStep
+	Sent, Relayed, Copied uint64
+	CPU, Wall             time.Duration
+	RelayLoss, CopyLoss   float64
+}
+
+func (f *ForkScenario) Run(ctx context.Context, env *Env) (err error) {
+	if f.open == nil {
+		return fmt.Errorf("engine %s: %w", f.Engine, ErrNotBuilt)
+	}
+	if err := needRoot(); err != nil {
+		return err
+	}
+	p := paramsFor(env.Quick)
+	r := &forkRun{env: env}
+	if r.pair, err = NewPair(); err != nil {
+		return err
+	}
+	defer r.pair.Close()
+	objs, err := xdpgen.Load(CalleeBase, CalleeBase+2*MaxStreams, RecBase, RecBase+2*MaxStreams)
+	if err != nil {
+		return Skip("load the traffic programs: %v", err)
+	}
+	defer objs.Close()
+	if err := r.pair.G.Do(func() (err error) { r.sink, err = objs.AttachSink(r.pair.GIndex); return err }); err != nil {
+		return Skip("attach the tcx sink: %v", err)
+	}
+	defer r.sink.Close()
+
+	if r.subj, err = f.open(ctx, env, r.pair); err != nil {
+		return err
+	}
+	defer r.subj.Close()
+	r.meter = NewCPUMeter(append([]int{0}, r.subj.Pids()...)...)
+
+	fork := f.Engine != "none"
+	if err := r.chooseSender(ctx, objs, f.Generator, p.Streams, fork); err != nil {
+		return err
+	}
+	defer r.sender.Close()
+	env.Config(f.Name(), map[string]any{
+		"generator": r.gen, "streams": p.Streams, "step_s": p.Step.Seconds(), "warmup_s": p.Warm.Seconds(),
+		"rates": p.Rates, "ref_rate_pps": p.RefRate, "ref_streams": p.RefStreams, "cpu_pairs": p.CPUPairs,
+		"frame_bytes": xdpgen.HeaderLen + xdpgen.PayloadLen, "loss_threshold": LossThreshold,
+	})
+
+	// The rate ladder: stop at the first rate the engine does not sustain.
+	var steps []RateStep
+	var best stepResult
+	for _, rate := range p.Rates {
+		s, err := r.measure(ctx, p.Streams, fork, rate, p.Warm, p.Step)
+		if err != nil {
+			return err
+		}
+		steps = append(steps, s.RateStep)
+		env.Progress.Step(fmt.Sprintf("%.0f pps offered: out %.0f/s, loss %.4f", rate, s.Out, s.Loss))
+		if s.Sustained() && s.Out > best.Out {
+			best = s
+		}
+		if !s.Sustained() {
+			break
+		}
+		if s.Achieved < 0.95*s.Target {
+			// The machine could not offer more: the generator shares the
+			// two cores with the engine. The engine lost nothing at the
+			// rate it was offered, which is what the step reports.
+			env.Results.Note("%s: generator reached %.0f of %.0f pps offered; the ladder stops there (machine-bound, not engine loss)",
+				f.Name(), s.Achieved, s.Target)
+			break
+		}
+	}
+	env.Progress.Total(len(steps) + 2*p.CPUPairs + 1)
+	env.Config(f.Name(), map[string]any{"ladder": steps})
+	prefix := "fork." + f.Engine
+	if best.Out > 0 {
+		env.Results.Set(prefix+".pps", best.Out, len(steps))
+		env.Results.Set(prefix+".loss", best.Loss, 1)
+	} else {
+		env.Results.Mark(prefix+".pps", StatusNotMeasured, fmt.Sprintf("no offered rate was sustained (lowest %.0f pps)", p.Rates[0]))
+		if len(steps) > 0 {
+			env.Results.Set(prefix+".loss", steps[0].Loss, 1)
+		}
+	}
+
+	// CPU at the reference rate, 50 pps per stream.
+	if !fork {
+		s, err := r.measure(ctx, p.RefStreams, false, p.RefRate, p.Warm, p.Step)
+		if err != nil {
+			return err
+		}
+		env.Progress.Step("reference rate without forks")
+		env.Results.Set("fork.none.cpu_ns_per_packet", float64(s.CPU)/float64(max(s.Sent, 1)), int(s.Sent))
+		env.Results.Mark("fork.none.cpu_ns_per_copy", StatusNA, "no copies are made without a fork; see fork.none.cpu_ns_per_packet")
+		return nil
+	}
+	var perCopy []float64
+	for i := 0; i < p.CPUPairs; i++ {
+		without, err := r.measure(ctx, p.RefStreams, false, p.RefRate, p.Warm, p.Step)
+		if err != nil {
+			return err
+		}
+		env.Progress.Step("reference rate without forks")
+		with, err := r.measure(ctx, p.RefStreams, true, p.RefRate, p.Warm, p.Step)
+		if err != nil {
+			return err
+		}
+		env.Progress.Step(fmt.Sprintf("reference rate with forks: copy loss %.4f", with.CopyLoss))
+		if with.CopyLoss >= LossThreshold || without.RelayLoss >= LossThreshold {
+			env.Results.Note("%s: loss at the %.0f pps reference rate (with forks %.4f, without %.4f); per-copy CPU of that pair discarded",
+				f.Name(), p.RefRate, with.CopyLoss, without.RelayLoss)
+			continue
+		}
+		// Scale the run without forks to the packets of the run with forks:
+		// both offered the same rate, the windows differ by microseconds.
+		base := float64(without.CPU) * float64(with.Sent) / float64(max(without.Sent, 1))
+		perCopy = append(perCopy, PerUnit(float64(with.CPU), base, with.Copied))
+	}
+	if len(perCopy) == 0 {
+		return fmt.Errorf("no loss-free run at the %.0f pps reference rate", p.RefRate)
+	}
+	env.Results.Set(prefix+".cpu_ns_per_copy", Median(perCopy), len(perCopy))
+	return nil
+}
+
+// chooseSender prefers the live-frames generator and falls back to sendmmsg
+// when the kernel refuses live frames.
+func (r *forkRun) chooseSender(ctx context.Context, objs *xdpgen.Objects, want string, n int, fork bool) error {
+	ports, err := r.subj.Prepare(ctx, min(n, 16), fork)
+	if err != nil {
+		return fmt.Errorf("prepare probe streams: %w", err)
+	}
+	if want != "sendmmsg" {
+		x := newXDPSender(objs, r.pair)
+		if err := x.SetStreams(ports); err == nil {
+			if err = r.pair.G.Do(func() error { return x.Send(16) }); err == nil {
+				r.sender, r.gen = x, "xdp-live-frames"
+				return nil
+			}
+		} else {
+			r.env.Results.Note("xdp live-frames generator unavailable (%v); sendmmsg used", err)
+		}
+	}
+	m, err := newMmsgSender(r.pair)
+	if err != nil {
+		return err
+	}
+	r.sender, r.gen = m, "sendmmsg"
+	return nil
+}
+
+// measure offers rate for warm, lets the queues drain, then offers it again
+// for d and counts what arrived at the callees and the recorder.
+func (r *forkRun) measure(ctx context.Context, n int, fork bool, rate float64, warm, d time.Duration) (stepResult, error) {
+	var res stepResult
+	ports, err := r.subj.Prepare(ctx, n, fork)
+	if err != nil {
+		return res, fmt.Errorf("prepare %d streams: %w", n, err)
+	}
+	if err := r.sender.SetStreams(ports); err != nil {
+		return res, err
+	}
+	if _, _, err := paceIn(ctx, r.pair.G, rate, warm, r.sender); err != nil {
+		return res, err
+	}
+	if err := sleepCtx(ctx, 200*time.Millisecond); err != nil {
+		return res, err
+	}
+	c0, k0, err := r.sink.Counts()
+	if err != nil {
+		return res, err
+	}
+	cpu0 := r.meter.Sample()
+	sent, took, err := paceIn(ctx, r.pair.G, rate, d, r.sender)
+	if err != nil {
+		return res, err
+	}
+	if err := sleepCtx(ctx, 200*time.Millisecond); err != nil {
+		return res, err
+	}
+	res.CPU, res.Wall = r.meter.Since(cpu0)
+	c1, k1, err := r.sink.Counts()
+	if err != nil {
+		return res, err
+	}
+	res.Sent, res.Relayed, res.Copied = sent, c1-c0, k1-k0
+	res.RelayLoss = Loss(sent, res.Relayed)
+	res.CopyLoss = 0
+	if fork {
+		res.CopyLoss = Loss(sent, res.Copied)
+	}
+	res.Target = rate
+	res.Achieved = float64(sent) / took.Seconds()
+	res.Loss = math.Max(res.RelayLoss, res.CopyLoss)
+	if fork {
+		res.Out = float64(res.Copied) / took.Seconds()
+	} else {
+		res.Out = float64(res.Relayed) / took.Seconds()
+	}
+	if os.Getenv("RECFORKPERF_DEBUG") != "" {
+		out, _ := r.pair.M.IP("-s", "link", "show", "dev", r.pair.MIf)
+		fmt.Fprintf(os.Stderr, "\nrate %.0f sent %d relayed %d copied %d\n%s\n", rate, sent, res.Relayed, res.Copied, out)
+	}
+	if err := r.subj.Check(); err != nil {
+		res.Loss = math.Max(res.Loss, 1)
+		r.env.Results.Note("%.0f pps: %v", rate, err)
+	}
+	return res, nil
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}

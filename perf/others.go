@@ -1,0 +1,54 @@
+package perf
+
+import (
+	"context"
+	"fmt"
+)
+
+// BPFScenario test-runs the eBPF engine's TCX programs.
+type BPFScenario struct{}
+
+func (*BPFScenario) Name() string { return "bpf" }
+func (*BPFScenario) Keys() []string {
+	return []string{"baseline.xdp_pass_ns", "bpf.testrun_ns.active", "bpf.testrun_ns.inactive", "bpf.testrun_ns.miss"}
+}
+func (*BPFScenario) Steps(bool) int { return 4 }
+func (*BPFScenario) Run(ctx context.Context, env *Env) error {
+	return fmt.Errorf("dataplane/ebpf exposes no programs yet: %w", ErrNotBuilt)
+}
+
+// MuteScenario times mute on the eBPF engine.
+type MuteScenario struct{}
+
+func (*MuteScenario) Name() string { return "mute" }
+func (*MuteScenario) Keys() []string {
+	return []string{"baseline.map_update_us", "mute.map_write_us.p50", "mute.map_write_us.p99", "mute.send_to_silence_us.p99"}
+}
+func (*MuteScenario) Steps(bool) int { return 3 }
+func (*MuteScenario) Run(ctx context.Context, env *Env) error {
+	return fmt.Errorf("dataplane/ebpf has no engine yet: %w", ErrNotBuilt)
+}
+
+// CallsScenario drives recforkd with sipp.
+type CallsScenario struct{}
+
+func (*CallsScenario) Name() string { return "calls" }
+func (*CallsScenario) Keys() []string {
+	return []string{"baseline.sipp_uas_cps", "calls.cps", "calls.concurrent", "calls.bytes_per_call"}
+}
+func (*CallsScenario) Steps(bool) int { return 3 }
+func (*CallsScenario) Run(ctx context.Context, env *Env) error {
+	return fmt.Errorf("recforkd cannot record calls yet: %w", ErrNotBuilt)
+}
+
+// CCXMLScenario measures the interpreter.
+type CCXMLScenario struct{}
+
+func (*CCXMLScenario) Name() string { return "ccxml" }
+func (*CCXMLScenario) Keys() []string {
+	return []string{"baseline.goja_calls_per_s", "ccxml.events_per_s", "ccxml.bytes_per_session"}
+}
+func (*CCXMLScenario) Steps(bool) int { return 3 }
+func (*CCXMLScenario) Run(ctx context.Context, env *Env) error {
+	return fmt.Errorf("not written yet: %w", ErrNotBuilt)
+}

@@ -1,0 +1,329 @@
+package perf
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"encoding/xml"
+	"errors"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestPercentile(t *testing.T) {
+	xs := []float64{5, 1, 4, 2, 3}
+	for _, tc := range []struct {
+		p, want float64
+	}{{0, 1}, {50, 3}, {100, 5}, {25, 2}, {90, 4.6}, {99, 4.96}} {
+		t.Run("", func(t *testing.T) {
+			if got := Percentile(xs, tc.p); math.Abs(got-tc.want) > 1e-9 {
+				t.Errorf("p%v = %v, want %v", tc.p, got, tc.want)
+			}
+		})
+	}
+	if !math.IsNaN(Percentile(nil, 50)) {
+		t.Error("percentile of nothing is not NaN")
+	}
+	if xs[0] != 5 {
+		t.Error("Percentile sorted its input")
+	}
+}
+
+func TestLossAndPerUnit(t *testing.T) {
+	for _, tc := range []struct {
+		name           string
+		sent, received uint64
+		want           float64
+	}{
+		{"none lost", 1000, 1000, 0},
+		{"one in a thousand", 1000, 999, 0.001},
+		{"extra counts as none lost", 10, 11, 0},
+		{"all lost", 10, 0, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := Loss(tc.sent, tc.received); math.Abs(got-tc.want) > 1e-12 {
+				t.Errorf("Loss = %v, want %v", got, tc.want)
+			}
+		})
+	}
+	if !math.IsNaN(Loss(0, 0)) || !math.IsNaN(PerUnit(1, 0, 0)) {
+		t.Error("empty denominators must give NaN")
+	}
+	if got := PerUnit(3000, 1000, 1000); got != 2 {
+		t.Errorf("PerUnit = %v, want 2", got)
+	}
+}
+
+func TestLadderAndBest(t *testing.T) {
+	got := Ladder(25000, 1600000, 2)
+	want := []float64{25000, 50000, 100000, 200000, 400000, 800000, 1600000}
+	if len(got) != len(want) {
+		t.Fatalf("Ladder = %v", got)
+	}
+	for i := range got {
+		if got[i] != want[i] {
+			t.Fatalf("Ladder = %v, want %v", got, want)
+		}
+	}
+	if Ladder(0, 1, 2) != nil || Ladder(1, 2, 1) != nil {
+		t.Error("invalid ladders must be empty")
+	}
+	steps := []RateStep{
+		{Target: 1000, Achieved: 1000, Out: 1000, Loss: 0},
+		{Target: 2000, Achieved: 2000, Out: 1990, Loss: 0.0005},
+		{Target: 4000, Achieved: 4000, Out: 3000, Loss: 0.25},
+	}
+	best, ok := BestSustained(steps)
+	if !ok || best.Target != 2000 {
+		t.Errorf("BestSustained = %+v, %v", best, ok)
+	}
+	if _, ok := BestSustained(steps[2:]); ok {
+		t.Error("a lossy step counted as sustained")
+	}
+}
+
+func TestResultsCarryEveryKey(t *testing.T) {
+	r := NewResults(true)
+	r.Set("fork.none.pps", 100000, 3)
+	r.Set("fork.ebpf.pps", 50000, 3)
+	r.Mark("fork.rtpengine.pps", StatusSkipped, "rtpengine is not installed")
+	r.MarkUnset([]string{"fork.ebpf.pps", "fork.ebpf.loss"}, StatusNotMeasured, "boom")
+	r.ComputeRatios()
+	path := filepath.Join(t.TempDir(), "r.json")
+	if err := r.WriteFile(path); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		Metrics map[string]Metric `json:"metrics"`
+	}
+	if err := json.Unmarshal(b, &doc); err != nil {
+		t.Fatal(err)
+	}
+	if len(doc.Metrics) != len(Keys) {
+		t.Fatalf("%d keys in the file, %d declared", len(doc.Metrics), len(Keys))
+	}
+	for _, k := range Keys {
+		m, ok := doc.Metrics[k.Key]
+		if !ok {
+			t.Fatalf("key %s missing", k.Key)
+		}
+		if m.Status == "" || (m.Value == nil) == (m.Status == StatusMeasured) {
+			t.Errorf("key %s: status %q with value %v", k.Key, m.Status, m.Value)
+		}
+	}
+	e := doc.Metrics["fork.ebpf.pps"]
+	if e.Ratio == nil || *e.Ratio != 0.5 || e.RatioTo != "fork.none.pps" {
+		t.Errorf("fork.ebpf.pps ratio = %v to %q, want 0.5 to fork.none.pps", e.Ratio, e.RatioTo)
+	}
+	if l := doc.Metrics["fork.ebpf.loss"]; l.Status != StatusNotMeasured || l.Reason != "boom" {
+		t.Errorf("fork.ebpf.loss = %+v", l)
+	}
+	if s := doc.Metrics["fork.rtpengine.pps"]; s.Status != StatusSkipped || !strings.Contains(s.Reason, "not installed") {
+		t.Errorf("fork.rtpengine.pps = %+v", s)
+	}
+	// Every key the issue names is declared.
+	for _, k := range []string{"bpf.testrun_ns.active", "bpf.testrun_ns.inactive", "bpf.testrun_ns.miss",
+		"mute.map_write_us.p50", "mute.map_write_us.p99", "mute.send_to_silence_us.p99",
+		"calls.cps", "calls.concurrent", "calls.bytes_per_call", "ccxml.events_per_s", "ccxml.bytes_per_session"} {
+		if _, ok := Spec(k); !ok {
+			t.Errorf("key %s not declared", k)
+		}
+	}
+	for _, e := range []string{"ebpf", "userspace", "rtpengine", "none"} {
+		for _, s := range []string{"pps", "cpu_ns_per_copy", "loss"} {
+			if _, ok := Spec("fork." + e + "." + s); !ok {
+				t.Errorf("key fork.%s.%s not declared", e, s)
+			}
+		}
+	}
+}
+
+func TestSetRejectsUndeclaredKey(t *testing.T) {
+	defer func() {
+		if recover() == nil {
+			t.Error("Set of an undeclared key did not panic")
+		}
+	}()
+	NewResults(false).Set("fork.bogus.pps", 1, 1)
+}
+
+func TestScenarioSuiteKeysAreDeclared(t *testing.T) {
+	seen := map[string]string{}
+	for _, s := range Suite() {
+		for _, k := range s.Keys() {
+			if _, ok := Spec(k); !ok {
+				t.Errorf("scenario %s writes undeclared key %s", s.Name(), k)
+			}
+			if o, dup := seen[k]; dup {
+				t.Errorf("key %s written by %s and %s", k, o, s.Name())
+			}
+			seen[k] = s.Name()
+		}
+	}
+	for _, k := range Keys {
+		if _, ok := seen[k.Key]; !ok {
+			t.Errorf("no scenario writes %s", k.Key)
+		}
+	}
+}
+
+type fakeScenario struct {
+	name string
+	keys []string
+	run  func(env *Env) error
+}
+
+func (f *fakeScenario) Name() string   { return f.name }
+func (f *fakeScenario) Keys() []string { return f.keys }
+func (f *fakeScenario) Steps(bool) int { return 1 }
+func (f *fakeScenario) Run(_ context.Context, env *Env) error {
+	return f.run(env)
+}
+
+func TestRunnerMarksOutcomes(t *testing.T) {
+	var out bytes.Buffer
+	res := NewResults(true)
+	r := &Runner{
+		Env: &Env{Results: res, Progress: NewProgress(&out), Log: discardLogger()},
+		Scenarios: []Scenario{
+			&fakeScenario{"ok", []string{"ccxml.events_per_s", "ccxml.bytes_per_session"}, func(env *Env) error {
+				env.Results.Set("ccxml.events_per_s", 10, 1)
+				return nil
+			}},
+			&fakeScenario{"skip", []string{"fork.rtpengine.pps"}, func(*Env) error { return Skip("no rtpengine") }},
+			&fakeScenario{"fail", []string{"calls.cps"}, func(*Env) error { return errors.New("daemon failed") }},
+			&fakeScenario{"panic", []string{"calls.concurrent"}, func(*Env) error { panic("bug") }},
+		},
+		Budget: func(Scenario) time.Duration { return time.Second },
+	}
+	r.Run(context.Background())
+	for _, tc := range []struct{ key, status, reason string }{
+		{"ccxml.events_per_s", StatusMeasured, ""},
+		{"ccxml.bytes_per_session", StatusNotMeasured, "scenario ended without measuring this key"},
+		{"fork.rtpengine.pps", StatusSkipped, "no rtpengine"},
+		{"calls.cps", StatusNotMeasured, "not measured: daemon failed"},
+		{"calls.concurrent", StatusNotMeasured, "not measured: scenario panicked: bug"},
+		{"mute.map_write_us.p50", StatusNotMeasured, "scenario did not run"},
+	} {
+		t.Run(tc.key, func(t *testing.T) {
+			m := res.Metrics[tc.key]
+			if m.Status != tc.status || m.Reason != tc.reason {
+				t.Errorf("%s = %q %q, want %q %q", tc.key, m.Status, m.Reason, tc.status, tc.reason)
+			}
+		})
+	}
+	if res.Scenarios["skip"].Status != StatusSkipped || res.Scenarios["fail"].Status != StatusNotMeasured {
+		t.Errorf("scenario results: %+v", res.Scenarios)
+	}
+	if !strings.Contains(out.String(), "[##############################] 100%") {
+		t.Errorf("no finished progress bar in %q", out.String())
+	}
+}
+
+func TestTextBar(t *testing.T) {
+	for _, tc := range []struct {
+		done, total int
+		want        string
+	}{{0, 4, "[....]"}, {2, 4, "[##..]"}, {4, 4, "[####]"}, {9, 4, "[####]"}, {1, 0, "[####]"}} {
+		if got := TextBar(tc.done, tc.total, 4); got != tc.want {
+			t.Errorf("TextBar(%d, %d) = %q, want %q", tc.done, tc.total, got, tc.want)
+		}
+	}
+}
+
+func TestForkChartIsValidSVG(t *testing.T) {
+	r := NewResults(false)
+	r.Set("fork.none.pps", 200000, 1)
+	r.Set("fork.ebpf.pps", 150000, 1)
+	r.Set("fork.ebpf.cpu_ns_per_copy", 900, 1)
+	r.Mark("fork.rtpengine.pps", StatusSkipped, "rtpengine <missing> & more")
+	svg := ForkChart(r)
+	d := xml.NewDecoder(bytes.NewReader(svg))
+	rects, texts := 0, []string{}
+	for {
+		tok, err := d.Token()
+		if err != nil {
+			if err.Error() == "EOF" {
+				break
+			}
+			t.Fatalf("invalid SVG: %v\n%s", err, svg)
+		}
+		switch el := tok.(type) {
+		case xml.StartElement:
+			if el.Name.Local == "rect" {
+				rects++
+			}
+		case xml.CharData:
+			texts = append(texts, string(el))
+		}
+	}
+	// Background plus three measured bars.
+	if rects != 4 {
+		t.Errorf("%d rects, want 4", rects)
+	}
+	all := strings.Join(texts, "|")
+	for _, want := range []string{"200k", "150k", "900", "skipped", "not measured", "ebpf", "rtpengine"} {
+		if !strings.Contains(all, want) {
+			t.Errorf("chart text lacks %q: %s", want, all)
+		}
+	}
+}
+
+func TestReadmeHasTableAndReproduction(t *testing.T) {
+	r := NewResults(true)
+	r.Set("fork.ebpf.cpu_ns_per_copy", 800, 1)
+	r.Set("fork.userspace.cpu_ns_per_copy", 4000, 1)
+	r.Mark("fork.rtpengine.cpu_ns_per_copy", StatusSkipped, "a | b")
+	path := filepath.Join(t.TempDir(), "README.md")
+	if err := WriteReadme(path, r); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(path)
+	s := string(b)
+	for _, want := range []string{"make bench", "make bench-quick", "apt-get install", "| `fork.ebpf.cpu_ns_per_copy` | 800 |",
+		"eBPF/userspace 0.20", "target eBPF <= 1/3 of either: met", "a \\| b", "results/fork.svg", "--table=-1"} {
+		if !strings.Contains(s, want) {
+			t.Errorf("README lacks %q", want)
+		}
+	}
+	for _, k := range Keys {
+		if !strings.Contains(s, "`"+k.Key+"`") {
+			t.Errorf("README table lacks %s", k.Key)
+		}
+	}
+}
+
+func TestHuman(t *testing.T) {
+	for _, tc := range []struct {
+		v    float64
+		want string
+	}{{1234567, "1.23M"}, {45678, "45.7k"}, {950, "950"}, {3.14159, "3.14"}, {0, "0"}, {0.00042, "0.00042"}, {math.NaN(), "-"}} {
+		if got := Human(tc.v); got != tc.want {
+			t.Errorf("Human(%v) = %q, want %q", tc.v, got, tc.want)
+		}
+	}
+}
+
+func TestParseProcFiles(t *testing.T) {
+	if got := ParseSchedstat("123456789 42 7\n"); got != 123456789 {
+		t.Errorf("ParseSchedstat = %v", got)
+	}
+	if got := ParseSchedstat("garbage"); got != 0 {
+		t.Errorf("ParseSchedstat(garbage) = %v", got)
+	}
+	rss, err := ParseVmRSS("Name:\tx\nVmRSS:\t   2048 kB\nThreads: 3\n")
+	if err != nil || rss != 2048*1024 {
+		t.Errorf("ParseVmRSS = %v, %v", rss, err)
+	}
+	if _, err := ParseVmRSS("Name: x\n"); err == nil {
+		t.Error("ParseVmRSS without VmRSS gave no error")
+	}
+}

@@ -1,0 +1,55 @@
+package perf
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// Suite returns the scenarios of `make bench`, in run order.
+func Suite() []Scenario {
+	return []Scenario{
+		&BPFScenario{},
+		&ForkScenario{Engine: "none", open: openUserspaceRelay},
+		&ForkScenario{Engine: "userspace", open: openUserspace},
+		&ForkScenario{Engine: "ebpf", open: openEBPF},
+		&ForkScenario{Engine: "rtpengine", open: openRTPEngine},
+		&MuteScenario{},
+		&CallsScenario{},
+		&CCXMLScenario{},
+	}
+}
+
+// Budget bounds each scenario: the quick suite must end within a minute.
+func Budget(quick bool) func(Scenario) time.Duration {
+	return func(s Scenario) time.Duration {
+		if quick {
+			switch s.(type) {
+			case *ForkScenario:
+				return 10 * time.Second
+			default:
+				return 6 * time.Second
+			}
+		}
+		switch s.(type) {
+		case *ForkScenario:
+			return 4 * time.Minute
+		default:
+			return 90 * time.Second
+		}
+	}
+}
+
+// pending is a scenario whose subject is not in the tree yet.
+type pending struct {
+	name string
+	keys []string
+	why  string
+}
+
+func (p *pending) Name() string   { return p.name }
+func (p *pending) Keys() []string { return p.keys }
+func (p *pending) Steps(bool) int { return 1 }
+func (p *pending) Run(context.Context, *Env) error {
+	return fmt.Errorf("%s: %w", p.why, ErrNotBuilt)
+}
