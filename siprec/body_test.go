@@ -13,9 +13,9 @@ import (
 
 var update = flag.Bool("update", false, "rewrite golden files")
 
-// goldenClient builds a Client without sockets, with a fixed clock, ids and
+// goldenSession builds a Client without sockets, with a fixed clock, ids and
 // boundary, to render bodies deterministically.
-func goldenSession(t *testing.T) *session {
+func goldenSession(t testing.TB) *session {
 	t.Helper()
 	var n uint64
 	c := &Client{cfg: Config{

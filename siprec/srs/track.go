@@ -19,7 +19,9 @@ type track struct {
 	lostPrev  uint64 // losses of earlier epochs
 	seen      [seqWindow / 64]uint64
 	lastWall  time.Time // arrival of the newest packet
-	end       int64     // end of the highest placed packet (samples)
+	badSeq    uint16    // sequence number that confirms a restart
+	hasBad    bool
+	end       int64 // end of the highest placed packet (samples)
 
 	packets, bytes, duplicates, late uint64
 	ssrcChanges, reanchors           uint64
@@ -30,7 +32,8 @@ type track struct {
 const (
 	seqWindow = 1024 // sequence numbers remembered for duplicate detection
 	// maxMisorder is how far behind the newest packet a packet may arrive and
-	// still be placed (RFC 3550 §A.1 uses 100).
+	// still be placed (RFC 3550 §A.1 uses 100); further is a stray or a
+	// restart.
 	maxMisorder = 100
 	// maxDropout is the sequence jump treated as a restart (RFC 3550 §A.1).
 	maxDropout = 3000
@@ -73,10 +76,18 @@ func (t *track) place(ssrc uint32, seq uint16, ts uint32, payloadLen int, sample
 	d := int64(int16(seq - uint16(t.maxSeq)))
 	ext := t.maxSeq + d
 	switch {
-	case d > maxDropout:
-		// A restart with the same SSRC: count it as a re-anchor.
-		t.reanchors++
-		return t.finish(t.newEpoch(ssrc, seq, ts, arrival, wallPos), samples, arrival)
+	case d > maxDropout || -d > maxMisorder:
+		// RFC 3550 §A.1: a big jump is a stray packet unless the next one
+		// follows it; then the sender restarted with the same SSRC (a
+		// translator switching sources does that) and the stream re-anchors.
+		if t.hasBad && seq == t.badSeq {
+			t.hasBad = false
+			t.reanchors++
+			return t.finish(t.newEpoch(ssrc, seq, ts, arrival, wallPos), samples, arrival)
+		}
+		t.hasBad, t.badSeq = true, seq+1
+		t.late++
+		return placement{}
 	case d > 0:
 		if d >= seqWindow {
 			t.seen = [seqWindow / 64]uint64{}
@@ -86,9 +97,6 @@ func (t *track) place(ssrc uint32, seq uint16, ts uint32, payloadLen int, sample
 			}
 		}
 		t.maxSeq = ext
-	case -d > maxMisorder:
-		t.late++
-		return placement{}
 	case t.isSeen(ext):
 		t.duplicates++
 		return placement{}
@@ -154,6 +162,7 @@ func (t *track) newEpoch(ssrc uint32, seq uint16, ts uint32, arrival time.Time, 
 	t.received = 1
 	t.seen = [seqWindow / 64]uint64{}
 	t.markSeen(t.maxSeq)
+	t.hasBad = false
 	return pos
 }
 

@@ -186,7 +186,9 @@ func TestTrack(t *testing.T) {
 		{"ssrc change re-anchors on arrival", []trackPacket{{1, 10, 1000, 0, 0}, {1, 11, 1160, 20 * time.Millisecond, 160}, {2, 7000, 99999, 500 * time.Millisecond, 4000}, {2, 7001, 99999 + 160, 520 * time.Millisecond, 4160}}, 0, 0, 0, 1, 0},
 		{"ssrc change never overlaps", []trackPacket{{1, 10, 1000, 0, 0}, {2, 5, 0, 1 * time.Millisecond, 160}}, 0, 0, 0, 1, 0},
 		{"timestamp jump beyond arrival", []trackPacket{{1, 1, 0, 0, 0}, {1, 2, 160 + 8000*3600, 20 * time.Millisecond, 160}}, 0, 0, 0, 0, 1},
-		{"sequence restart", []trackPacket{{1, 1, 0, 0, 0}, {1, 9000, 160, 20 * time.Millisecond, 160}}, 0, 0, 0, 0, 1},
+		{"stray jump dropped", []trackPacket{{1, 1, 0, 0, 0}, {1, 9000, 160, 20 * time.Millisecond, -1}, {1, 2, 160, 20 * time.Millisecond, 160}}, 0, 0, 1, 0, 0},
+		{"restart forward confirmed", []trackPacket{{1, 1, 0, 0, 0}, {1, 9000, 50000, 20 * time.Millisecond, -1}, {1, 9001, 50160, 40 * time.Millisecond, 320}, {1, 9002, 50320, 60 * time.Millisecond, 480}}, 0, 0, 1, 0, 1},
+		{"restart backward confirmed", []trackPacket{{1, 30000, 0, 0, 0}, {1, 30001, 160, 20 * time.Millisecond, 160}, {1, 10, 7, 40 * time.Millisecond, -1}, {1, 11, 167, 60 * time.Millisecond, 480}}, 0, 0, 1, 0, 1},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
