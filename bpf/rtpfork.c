@@ -1,0 +1,320 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR MIT)
+/* TCX fork programs of recfork: copy one direction of a media endpoint's RTP
+ * and RTCP to a recorder, in the kernel.
+ *
+ * For each UDP packet that belongs to a forked stream the program rewrites
+ * L2-L4 to the recorder with the checksum helpers, marks the skb, clones it
+ * to the recorder's egress interface, restores the headers and the mark and
+ * passes the original on with TCX_NEXT, so other TCX programs still run.
+ * Everything it cannot handle is passed on untouched and counted.
+ */
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/in.h>
+#include <linux/ip.h>
+#include <linux/ipv6.h>
+#include <linux/udp.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
+#include "rtpfork.h"
+
+/* The 6.1 UAPI headers predate TCX; these are the kernel's values. */
+#define TCX_NEXT -1
+
+#define L3_OFF ETH_HLEN
+#define IP4_CSUM_OFF (L3_OFF + 10)
+#define IP4_ADDR_OFF (L3_OFF + 12)
+#define IP6_ADDR_OFF (L3_OFF + 8)
+#define L4_OFF_V4 (L3_OFF + 20)
+#define L4_OFF_V6 (L3_OFF + 40)
+#define IP_MF 0x2000
+#define IP_OFFSET 0x1fff
+#define WRITE_NONE -2 /* write_hdr changed nothing */
+
+char __license[] SEC("license") = "Dual MIT/GPL";
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct stream_key);
+	__type(value, struct stream_value);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+} streams SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 65536);
+	__type(key, __u32);
+	__type(value, struct fork_counters);
+} counters SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, STAT_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} stats SEC(".maps");
+
+/* The L2-L4 fields a fork rewrites. addrs holds source then destination:
+ * bytes 0-7 for IPv4, 0-31 for IPv6, in packet order so one csum_diff
+ * covers both. ports are source then destination, network byte order. */
+struct fork_hdr {
+	__u8 macs[12]; /* destination then source, as in the frame */
+	__u8 addrs[32];
+	__be16 ports[2];
+};
+
+static __always_inline void count(enum stat_reason reason)
+{
+	__u32 key = reason;
+	__u64 *v = bpf_map_lookup_elem(&stats, &key);
+	if (v)
+		*v += 1;
+}
+
+/* write_hdr turns the fields from into to, keeping every checksum right:
+ * addresses are part of the UDP pseudo-header (RFC 768; RFC 8200 section
+ * 8.1), so their diff goes in with BPF_F_PSEUDO_HDR, which also keeps a
+ * CHECKSUM_PARTIAL skb from the local stack correct; ports are plain L4
+ * data. An IPv4 UDP checksum of zero means "none" (RFC 768) and stays zero
+ * (BPF_F_MARK_MANGLED_0). */
+static __always_inline int write_hdr(struct __sk_buff *skb, int v6,
+				     struct fork_hdr *from, struct fork_hdr *to)
+{
+	__s64 diff;
+
+	/* The first write makes the skb private (it may be a clone); only it
+	 * can fail for want of memory, and then nothing has changed. */
+	if (bpf_skb_store_bytes(skb, 0, to->macs, sizeof(to->macs), 0))
+		return WRITE_NONE;
+	if (v6) {
+		diff = bpf_csum_diff((__be32 *)from->addrs, 32, (__be32 *)to->addrs, 32, 0);
+		if (bpf_l4_csum_replace(skb, L4_OFF_V6 + 6, 0, diff, BPF_F_PSEUDO_HDR))
+			return -1;
+		if (bpf_skb_store_bytes(skb, IP6_ADDR_OFF, to->addrs, 32, 0))
+			return -1;
+		diff = bpf_csum_diff((__be32 *)from->ports, 4, (__be32 *)to->ports, 4, 0);
+		if (bpf_l4_csum_replace(skb, L4_OFF_V6 + 6, 0, diff, 0))
+			return -1;
+		return bpf_skb_store_bytes(skb, L4_OFF_V6, to->ports, 4, 0);
+	}
+	diff = bpf_csum_diff((__be32 *)from->addrs, 8, (__be32 *)to->addrs, 8, 0);
+	if (bpf_l3_csum_replace(skb, IP4_CSUM_OFF, 0, diff, 0))
+		return -1;
+	if (bpf_l4_csum_replace(skb, L4_OFF_V4 + 6, 0, diff,
+				BPF_F_PSEUDO_HDR | BPF_F_MARK_MANGLED_0))
+		return -1;
+	if (bpf_skb_store_bytes(skb, IP4_ADDR_OFF, to->addrs, 8, 0))
+		return -1;
+	diff = bpf_csum_diff((__be32 *)from->ports, 4, (__be32 *)to->ports, 4, 0);
+	if (bpf_l4_csum_replace(skb, L4_OFF_V4 + 6, 0, diff, BPF_F_MARK_MANGLED_0))
+		return -1;
+	return bpf_skb_store_bytes(skb, L4_OFF_V4, to->ports, 4, 0);
+}
+
+/* is_media reports whether the UDP payload at off (plen bytes) is what the
+ * media sockets accept: on the RTP port an RTP header whose CSRC list and
+ * extension fit (RFC 3550 section 5.1, 5.3.1), on the RTCP port an RTCP
+ * packet type (RFC 5761 section 4) whose first length fits (RFC 3550
+ * section 6.4.1). STUN, DTLS and garbage are never copied. */
+static __always_inline int is_media(struct __sk_buff *skb, __u32 off, __u32 plen, int rtcp)
+{
+	__u8 b[4];
+	__u32 hl;
+	__be16 ext;
+
+	if (plen < 4 || bpf_skb_load_bytes(skb, off, b, 4))
+		return 0;
+	if ((b[0] >> 6) != 2)
+		return 0;
+	if (rtcp)
+		return b[1] >= 192 && b[1] <= 223 &&
+		       ((__u32)((b[2] << 8) | b[3]) + 1) * 4 <= plen;
+	hl = 12 + 4 * (b[0] & 0x0f);
+	if (hl > plen)
+		return 0;
+	if (b[0] & 0x10) {
+		if (hl + 4 > plen || bpf_skb_load_bytes(skb, off + hl + 2, &ext, 2))
+			return 0;
+		hl += 4 + 4 * (__u32)bpf_ntohs(ext);
+		if (hl > plen)
+			return 0;
+	}
+	return 1;
+}
+
+static __always_inline int fork_packet(struct __sk_buff *skb, __u8 dir)
+{
+	struct stream_key key = {};
+	struct fork_hdr old = {}, new = {};
+	struct stream_value *v;
+	struct fork_counters *c;
+	struct udphdr *udp;
+	void *data, *end;
+	__u32 payload, mark;
+	__u16 rtcp = 0, port;
+	int v6, hdr_len, ret;
+
+	if (skb->mark == FORK_MARK) {
+		count(STAT_LOOPED);
+		return TCX_NEXT;
+	}
+	/* A GSO skb carries several datagrams behind one header. */
+	if (skb->gso_size) {
+		count(STAT_GSO);
+		return TCX_NEXT;
+	}
+	if (skb->protocol == bpf_htons(ETH_P_IP)) {
+		v6 = 0;
+		hdr_len = L4_OFF_V4 + sizeof(struct udphdr);
+	} else if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
+		v6 = 1;
+		hdr_len = L4_OFF_V6 + sizeof(struct udphdr);
+	} else {
+		count(STAT_NOT_IP);
+		return TCX_NEXT;
+	}
+
+	data = (void *)(long)skb->data;
+	end = (void *)(long)skb->data_end;
+	if (data + hdr_len > end) {
+		/* Headers may sit in paged data; pulling them in changes
+		 * no byte of the packet. */
+		if (skb->len < hdr_len || bpf_skb_pull_data(skb, hdr_len)) {
+			count(STAT_SHORT);
+			return TCX_NEXT;
+		}
+		data = (void *)(long)skb->data;
+		end = (void *)(long)skb->data_end;
+		if (data + hdr_len > end) {
+			count(STAT_SHORT);
+			return TCX_NEXT;
+		}
+	}
+
+	if (v6) {
+		struct ipv6hdr *ip6 = data + L3_OFF;
+
+		if (ip6->nexthdr != IPPROTO_UDP) {
+			count(STAT_NOT_UDP);
+			return TCX_NEXT;
+		}
+		udp = data + L4_OFF_V6;
+		__builtin_memcpy(old.addrs, &ip6->saddr, 32);
+		__builtin_memcpy(key.addr, dir == DIR_INBOUND ? (void *)&ip6->daddr : (void *)&ip6->saddr, 16);
+		key.family = 6;
+	} else {
+		struct iphdr *ip4 = data + L3_OFF;
+
+		if (ip4->ihl != 5) {
+			count(ip4->ihl < 5 ? STAT_SHORT : STAT_IP_OPTIONS);
+			return TCX_NEXT;
+		}
+		if (ip4->frag_off & bpf_htons(IP_MF | IP_OFFSET)) {
+			count(STAT_FRAGMENT);
+			return TCX_NEXT;
+		}
+		if (ip4->protocol != IPPROTO_UDP) {
+			count(STAT_NOT_UDP);
+			return TCX_NEXT;
+		}
+		udp = data + L4_OFF_V4;
+		__builtin_memcpy(old.addrs, &ip4->saddr, 8);
+		__builtin_memcpy(key.addr, dir == DIR_INBOUND ? (void *)&ip4->daddr : (void *)&ip4->saddr, 4);
+		key.family = 4;
+	}
+	payload = bpf_ntohs(udp->len);
+	if (payload < sizeof(struct udphdr) || payload > skb->len - (hdr_len - sizeof(struct udphdr))) {
+		count(STAT_SHORT);
+		return TCX_NEXT;
+	}
+	payload -= sizeof(struct udphdr);
+	__builtin_memcpy(old.macs, data, 12);
+	old.ports[0] = udp->source;
+	old.ports[1] = udp->dest;
+
+	key.dir = dir;
+	key.port = dir == DIR_INBOUND ? udp->dest : udp->source;
+	v = bpf_map_lookup_elem(&streams, &key);
+	if (!v) {
+		/* RTCP travels on the RTP port + 1 and follows its stream
+		 * (RFC 3550 section 11). */
+		port = bpf_ntohs(key.port);
+		if (!(port & 1)) {
+			count(STAT_MISS);
+			return TCX_NEXT;
+		}
+		key.port = bpf_htons(port - 1);
+		v = bpf_map_lookup_elem(&streams, &key);
+		if (!v) {
+			count(STAT_MISS);
+			return TCX_NEXT;
+		}
+		rtcp = 1;
+	}
+	if (!is_media(skb, hdr_len, payload, rtcp)) {
+		count(STAT_NOT_RTP);
+		return TCX_NEXT;
+	}
+	c = bpf_map_lookup_elem(&counters, &v->slot);
+	if (!c)
+		return TCX_NEXT;
+	if (v->mode != MODE_ACTIVE) {
+		c->muted_packets++;
+		c->muted_bytes += payload;
+		return TCX_NEXT;
+	}
+	if (!(v->flags & STREAM_F_RESOLVED) || v->family != key.family) {
+		c->failed_packets++;
+		return TCX_NEXT;
+	}
+
+	__builtin_memcpy(new.macs, v->dst_mac, 6);
+	__builtin_memcpy(new.macs + 6, v->src_mac, 6);
+	if (v6) {
+		__builtin_memcpy(new.addrs, v->src_addr, 16);
+		__builtin_memcpy(new.addrs + 16, v->rec_addr, 16);
+	} else {
+		__builtin_memcpy(new.addrs, v->src_addr, 4);
+		__builtin_memcpy(new.addrs + 4, v->rec_addr, 4);
+	}
+	new.ports[0] = bpf_htons(v->src_port + rtcp);
+	new.ports[1] = bpf_htons(v->rec_port + rtcp);
+
+	ret = write_hdr(skb, v6, &old, &new);
+	if (ret == WRITE_NONE) {
+		c->failed_packets++;
+		return TCX_NEXT;
+	}
+	if (!ret) {
+		mark = skb->mark;
+		skb->mark = FORK_MARK;
+		ret = bpf_clone_redirect(skb, v->ifindex, 0);
+		skb->mark = mark;
+	}
+	/* Restore, also after a failure half-way (which the offsets checked
+	 * above rule out): the original must leave exactly as it came. */
+	write_hdr(skb, v6, &new, &old);
+	if (ret) {
+		c->failed_packets++;
+		return TCX_NEXT;
+	}
+	c->copied_packets++;
+	c->copied_bytes += payload;
+	return TCX_NEXT;
+}
+
+/* Inbound: remote party -> platform, keyed by the destination. */
+SEC("tcx/ingress")
+int rtpfork_ingress(struct __sk_buff *skb)
+{
+	return fork_packet(skb, DIR_INBOUND);
+}
+
+/* Outbound: platform -> remote party, keyed by the source. */
+SEC("tcx/egress")
+int rtpfork_egress(struct __sk_buff *skb)
+{
+	return fork_packet(skb, DIR_OUTBOUND);
+}

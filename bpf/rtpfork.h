@@ -1,0 +1,76 @@
+/* Structures shared between the TCX fork programs (rtpfork.c) and the Go
+ * engine (dataplane/ebpf). bpf2go generates the Go mirrors from these
+ * definitions; any change here needs `make generate`. */
+#ifndef RTPFORK_H
+#define RTPFORK_H
+
+#include <linux/types.h>
+
+/* Directions, as dataplane.Direction. */
+#define DIR_INBOUND 1
+#define DIR_OUTBOUND 2
+
+/* Modes, as dataplane.Mode. */
+#define MODE_ACTIVE 1
+#define MODE_INACTIVE 2
+
+/* stream_value.flags */
+#define STREAM_F_RESOLVED 1 /* ifindex and both MACs are valid */
+
+/* skb->mark of a copy while it is being cloned: the egress program passes
+ * marked packets on untouched, so a copy is never forked again. */
+#define FORK_MARK 0x52464b31 /* "RFK1" */
+
+/* Key of the stream table: one media endpoint's RTP port and one direction.
+ * The address is the platform's (destination on ingress, source on egress);
+ * IPv4 uses the first four bytes and leaves the rest zero. */
+struct stream_key {
+	__u8 addr[16];
+	__be16 port; /* RTP port, network byte order; RTCP is port+1 */
+	__u8 dir;    /* DIR_INBOUND or DIR_OUTBOUND */
+	__u8 family; /* 4 or 6 */
+};
+
+/* Value of the stream table: where the copies of one direction go. The
+ * whole value is replaced by one map update, so a mute is atomic. */
+struct stream_value {
+	__u32 slot;    /* index into the counters map */
+	__u32 ifindex; /* egress interface of the copy */
+	__u8 mode;     /* MODE_ACTIVE or MODE_INACTIVE */
+	__u8 family;   /* 4 or 6, equal to the key's */
+	__u8 flags;    /* STREAM_F_* */
+	__u8 pad;
+	__u16 rec_port;   /* recorder RTP port, host byte order */
+	__u16 src_port;   /* copy's source RTP port, host byte order */
+	__u8 dst_mac[6];  /* next hop towards the recorder */
+	__u8 src_mac[6];  /* MAC of ifindex */
+	__u8 rec_addr[16];
+	__u8 src_addr[16];
+};
+
+/* Per-CPU counters of one fork, indexed by stream_value.slot. Bytes are
+ * UDP payload bytes, as in dataplane.ForkStats. */
+struct fork_counters {
+	__u64 copied_packets;
+	__u64 copied_bytes;
+	__u64 muted_packets;
+	__u64 muted_bytes;
+	__u64 failed_packets; /* active, but no copy: next hop unresolved or clone failed */
+};
+
+/* Indexes of the per-CPU global counters: what the programs passed on
+ * untouched, and why. */
+enum stat_reason {
+	STAT_MISS = 0,       /* UDP without a stream entry */
+	STAT_NOT_IP,         /* neither IPv4 nor IPv6 (includes VLAN-tagged frames) */
+	STAT_NOT_UDP,        /* other protocols and IPv6 extension headers */
+	STAT_SHORT,          /* truncated headers or UDP length */
+	STAT_FRAGMENT,       /* IPv4 fragments */
+	STAT_IP_OPTIONS,     /* IPv4 header with options */
+	STAT_GSO,            /* GSO or GRO-coalesced skb */
+	STAT_LOOPED,         /* a copy seen again (marked) */
+	STAT_NOT_RTP,        /* a forked stream's datagram that is not RTP or RTCP */
+	STAT_MAX,
+};
+
+#endif

@@ -1,0 +1,60 @@
+package ebpf
+
+import (
+	"log/slog"
+	"time"
+
+	"github.com/recfork/recfork/dataplane"
+)
+
+// Config configures New.
+type Config struct {
+	// Media is the engine that owns media endpoints and joins (normally the
+	// userspace engine); the eBPF engine delegates OpenEndpoint, SetRemote,
+	// CloseEndpoint, Join, Unjoin and EndpointStats to it and never calls its
+	// fork methods, so a packet is never copied twice. Required. Close closes
+	// it too.
+	Media dataplane.Engine
+	// Interfaces are the media interfaces the fork programs attach to (TCX
+	// ingress and egress). Empty means every interface that is up, is not
+	// loopback and has an Ethernet address when New runs.
+	Interfaces []string
+	// Logger receives the engine's few log lines (attach, detach, next-hop
+	// changes). Nil means slog.Default().
+	Logger *slog.Logger
+	// ResolveTimeout bounds how long AddFork waits for the recorder's next hop
+	// to be resolved (ARP or neighbour discovery). A fork whose next hop is
+	// still unknown is installed anyway and starts copying once the kernel
+	// resolves it. Zero means 3 seconds.
+	ResolveTimeout time.Duration
+	// NeighRefresh is how often the next hops of forks are re-confirmed with
+	// the kernel, so a recorder whose MAC changes is followed even if no
+	// other traffic refreshes the neighbour entry. Zero means 30 seconds.
+	NeighRefresh time.Duration
+}
+
+// KernelStats are what the fork programs passed on untouched, and why, since
+// the engine was created. They are engine-wide, not per stream.
+type KernelStats struct {
+	// Miss counts UDP packets with no stream entry.
+	Miss uint64
+	// NotIP counts frames that are neither IPv4 nor IPv6 (VLAN tags included).
+	NotIP uint64
+	// NotUDP counts other protocols and IPv6 packets with extension headers.
+	NotUDP uint64
+	// Short counts truncated headers or UDP lengths.
+	Short uint64
+	// Fragment counts IPv4 fragments.
+	Fragment uint64
+	// IPOptions counts IPv4 headers with options.
+	IPOptions uint64
+	// GSO counts GSO or GRO-coalesced packets.
+	GSO uint64
+	// Looped counts copies seen again by a fork program (never forked twice).
+	Looped uint64
+	// NotRTP counts datagrams of a forked stream that are not RTP or RTCP.
+	NotRTP uint64
+	// Failed counts packets of active forks that could not be copied (next
+	// hop unresolved, clone failed), summed over live forks.
+	Failed uint64
+}

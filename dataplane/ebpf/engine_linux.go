@@ -1,0 +1,756 @@
+//go:build linux && (386 || amd64 || arm || arm64 || loong64 || mips64le || mipsle || ppc64le || riscv64)
+
+package ebpf
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/bits"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"golang.org/x/sys/unix"
+
+	"github.com/recfork/recfork/dataplane"
+)
+
+// Must be in sync with bpf/rtpfork.h.
+const (
+	modeActive   = 1
+	flagResolved = 1
+	statMax      = 9
+	maxForks     = 65536
+	familyV4     = 4
+	familyV6     = 6
+)
+
+// Engine is the eBPF data-plane engine. It implements dataplane.Engine: media
+// endpoints and joins stay with Config.Media, forks are entries of the
+// kernel's stream table.
+type Engine struct {
+	media dataplane.Engine
+	log   *slog.Logger
+	cfg   Config
+
+	objs  rtpforkObjects
+	links []link.Link
+	// barrier is an array of maps: updating it makes the kernel wait for
+	// every running BPF program to finish (synchronize_rcu), which turns a
+	// map write into "no packet that saw the old value is still in flight".
+	barrier, barrierInner *ebpf.Map
+	ncpu                  int
+
+	nl    *rtnl
+	watch *watcher
+	wg    sync.WaitGroup
+	stop  chan struct{}
+	// kick asks the resolver goroutine to re-resolve every fork.
+	kick chan struct{}
+
+	mu        sync.Mutex
+	closed    bool
+	endpoints map[dataplane.EndpointID]netip.AddrPort
+	forks     map[forkID]*fork
+	freeSlots []uint32
+	nextSlot  uint32
+	// gone totals the counters of removed forks, for Stats.
+	goneCopied, goneMuted uint64
+	// changed is closed and replaced whenever the kernel reports a change of
+	// routes, neighbours or links; AddFork waits on it for a resolution.
+	changed chan struct{}
+}
+
+type forkID struct {
+	ep  dataplane.EndpointID
+	dir dataplane.Direction
+}
+
+type fork struct {
+	source   dataplane.EndpointID
+	recorder netip.AddrPort
+	srcAddr  netip.AddrPort
+	key      rtpforkStreamKey
+	val      rtpforkStreamValue
+}
+
+var _ dataplane.Engine = (*Engine)(nil)
+
+// New loads the fork programs, attaches them to cfg.Interfaces and starts
+// following route and neighbour changes. Everything it creates belongs to the
+// network namespace of the calling thread. It fails with an error wrapping
+// dataplane.ErrNotSupported when the kernel or the privileges cannot carry
+// the engine; the caller may then fall back to the userspace engine.
+func New(cfg Config) (*Engine, error) {
+	if cfg.Media == nil {
+		return nil, fmt.Errorf("new ebpf engine: Config.Media is required: %w", dataplane.ErrInvalid)
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.ResolveTimeout <= 0 {
+		cfg.ResolveTimeout = 3 * time.Second
+	}
+	if cfg.NeighRefresh <= 0 {
+		cfg.NeighRefresh = 30 * time.Second
+	}
+	e := &Engine{
+		media:     cfg.Media,
+		log:       cfg.Logger,
+		cfg:       cfg,
+		stop:      make(chan struct{}),
+		kick:      make(chan struct{}, 1),
+		endpoints: make(map[dataplane.EndpointID]netip.AddrPort),
+		forks:     make(map[forkID]*fork),
+		changed:   make(chan struct{}),
+	}
+	if err := e.load(); err != nil {
+		e.release()
+		return nil, err
+	}
+	if err := e.attach(cfg.Interfaces); err != nil {
+		e.release()
+		return nil, err
+	}
+	var err error
+	if e.nl, err = openRTNL(); err != nil {
+		e.release()
+		return nil, err
+	}
+	if e.watch, err = openWatcher(); err != nil {
+		e.release()
+		return nil, err
+	}
+	e.wg.Add(2)
+	go func() { defer e.wg.Done(); e.watch.run(e.onChange) }()
+	go func() { defer e.wg.Done(); e.resolver() }()
+	return e, nil
+}
+
+// unsupported wraps err with dataplane.ErrNotSupported and says what is
+// missing, so that the --dataplane flag's error names the cause.
+func unsupported(op string, err error) error {
+	why := ""
+	switch {
+	case errors.Is(err, unix.EPERM), errors.Is(err, unix.EACCES):
+		why = "needs CAP_BPF and CAP_NET_ADMIN (run as root)"
+	case errors.Is(err, ebpf.ErrNotSupported), errors.Is(err, unix.EINVAL):
+		why = "the kernel lacks TCX links or a BPF feature used here (needs Linux 6.6 or newer)"
+	case errors.Is(err, unix.ENOSYS):
+		why = "the kernel has no bpf() system call"
+	}
+	if why != "" {
+		return fmt.Errorf("%s: %w: %s: %w", op, dataplane.ErrNotSupported, why, err)
+	}
+	return fmt.Errorf("%s: %w: %w", op, dataplane.ErrNotSupported, err)
+}
+
+func (e *Engine) load() error {
+	if err := loadRtpforkObjects(&e.objs, nil); err != nil {
+		var ve *ebpf.VerifierError
+		if errors.As(err, &ve) {
+			return unsupported("load fork programs (verifier rejected them)", err)
+		}
+		return unsupported("load fork programs", err)
+	}
+	n, err := ebpf.PossibleCPU()
+	if err != nil {
+		return fmt.Errorf("count possible cpus: %w", err)
+	}
+	e.ncpu = n
+	inner := &ebpf.MapSpec{Type: ebpf.Array, KeySize: 4, ValueSize: 4, MaxEntries: 1}
+	if e.barrierInner, err = ebpf.NewMap(inner); err != nil {
+		return unsupported("create barrier map", err)
+	}
+	if e.barrier, err = ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.ArrayOfMaps, KeySize: 4, ValueSize: 4, MaxEntries: 1, InnerMap: inner}); err != nil {
+		return unsupported("create barrier map", err)
+	}
+	return nil
+}
+
+func (e *Engine) attach(names []string) error {
+	if len(names) == 0 {
+		ifs, err := net.Interfaces()
+		if err != nil {
+			return fmt.Errorf("list interfaces: %w", err)
+		}
+		for _, ifc := range ifs {
+			if ifc.Flags&net.FlagUp != 0 && ifc.Flags&net.FlagLoopback == 0 && len(ifc.HardwareAddr) == 6 {
+				names = append(names, ifc.Name)
+			}
+		}
+		if len(names) == 0 {
+			return fmt.Errorf("attach fork programs: no Ethernet interface is up: %w", dataplane.ErrNotSupported)
+		}
+	}
+	for _, name := range names {
+		ifc, err := net.InterfaceByName(name)
+		if err != nil {
+			return fmt.Errorf("attach fork programs to %s: %w", name, err)
+		}
+		for _, a := range []struct {
+			prog *ebpf.Program
+			at   ebpf.AttachType
+			hook string
+		}{{e.objs.RtpforkIngress, ebpf.AttachTCXIngress, "ingress"}, {e.objs.RtpforkEgress, ebpf.AttachTCXEgress, "egress"}} {
+			l, err := link.AttachTCX(link.TCXOptions{Interface: ifc.Index, Program: a.prog, Attach: a.at})
+			if err != nil {
+				return unsupported(fmt.Sprintf("attach tcx %s %s", a.hook, name), err)
+			}
+			e.links = append(e.links, l)
+		}
+		e.log.Info("ebpf fork programs attached", "interface", name, "ifindex", ifc.Index)
+	}
+	return nil
+}
+
+// release frees every kernel object and socket; it is safe on a partly built
+// engine.
+func (e *Engine) release() error {
+	var errs []error
+	for _, l := range e.links {
+		errs = append(errs, l.Close())
+	}
+	e.links = nil
+	if e.watch != nil {
+		errs = append(errs, e.watch.Close())
+	}
+	close(e.stop)
+	e.wg.Wait()
+	if e.nl != nil {
+		errs = append(errs, e.nl.Close())
+	}
+	errs = append(errs, e.objs.Close())
+	for _, m := range []*ebpf.Map{e.barrier, e.barrierInner} {
+		if m != nil {
+			errs = append(errs, m.Close())
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Name implements dataplane.Engine.
+func (e *Engine) Name() string { return "ebpf" }
+
+// OpenEndpoint implements dataplane.Engine by delegating to Media.
+func (e *Engine) OpenEndpoint(cfg dataplane.EndpointConfig) (dataplane.EndpointInfo, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		return dataplane.EndpointInfo{}, dataplane.ErrClosed
+	}
+	info, err := e.media.OpenEndpoint(cfg)
+	if err != nil {
+		return info, err
+	}
+	e.endpoints[info.ID] = info.Local
+	return info, nil
+}
+
+// SetRemote implements dataplane.Engine by delegating to Media.
+func (e *Engine) SetRemote(id dataplane.EndpointID, remote netip.AddrPort) error {
+	if e.isClosed() {
+		return dataplane.ErrClosed
+	}
+	return e.media.SetRemote(id, remote)
+}
+
+// CloseEndpoint implements dataplane.Engine: it removes the endpoint's forks
+// (and the forks whose copies leave from it) from the kernel, then closes the
+// endpoint in Media.
+func (e *Engine) CloseEndpoint(id dataplane.EndpointID) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		return dataplane.ErrClosed
+	}
+	var errs []error
+	removed := false
+	for fid, f := range e.forks {
+		if fid.ep == id || f.source == id {
+			if err := e.deleteForkLocked(fid, f, false); err != nil {
+				errs = append(errs, err)
+			}
+			removed = true
+		}
+	}
+	if removed {
+		if err := e.sync(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := e.media.CloseEndpoint(id); err != nil {
+		errs = append(errs, err)
+	}
+	delete(e.endpoints, id)
+	return errors.Join(errs...)
+}
+
+// Join implements dataplane.Engine by delegating to Media.
+func (e *Engine) Join(from, to dataplane.EndpointID, d dataplane.Duplex) error {
+	if e.isClosed() {
+		return dataplane.ErrClosed
+	}
+	return e.media.Join(from, to, d)
+}
+
+// Unjoin implements dataplane.Engine by delegating to Media.
+func (e *Engine) Unjoin(a, b dataplane.EndpointID) error {
+	if e.isClosed() {
+		return dataplane.ErrClosed
+	}
+	return e.media.Unjoin(a, b)
+}
+
+// EndpointStats implements dataplane.Engine by delegating to Media.
+func (e *Engine) EndpointStats(id dataplane.EndpointID) (dataplane.EndpointStats, error) {
+	if e.isClosed() {
+		return dataplane.EndpointStats{}, dataplane.ErrClosed
+	}
+	return e.media.EndpointStats(id)
+}
+
+func (e *Engine) isClosed() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.closed
+}
+
+func htons(v uint16) uint16 { return bits.ReverseBytes16(v) }
+
+// keyOf builds the stream-table key of an endpoint's RTP address and a
+// direction.
+func keyOf(local netip.AddrPort, dir dataplane.Direction) rtpforkStreamKey {
+	a := local.Addr().Unmap()
+	k := rtpforkStreamKey{Port: htons(local.Port()), Dir: uint8(dir), Family: familyV6}
+	if a.Is4() {
+		k.Family = familyV4
+	}
+	copy(k.Addr[:], a.AsSlice())
+	return k
+}
+
+// checkFork validates an AddFork under e.mu and returns the endpoint's and the
+// source's local addresses.
+func (e *Engine) checkFork(ep dataplane.EndpointID, dir dataplane.Direction, cfg dataplane.ForkConfig) (local, src netip.AddrPort, err error) {
+	if e.closed {
+		return local, src, dataplane.ErrClosed
+	}
+	if !dir.Valid() {
+		return local, src, fmt.Errorf("add fork: direction %d: %w", dir, dataplane.ErrInvalid)
+	}
+	if cfg.Mode != 0 && !cfg.Mode.Valid() {
+		return local, src, fmt.Errorf("add fork: mode %d: %w", cfg.Mode, dataplane.ErrInvalid)
+	}
+	if !cfg.Recorder.IsValid() || cfg.Recorder.Port() == 0 || cfg.Recorder.Port() == 65535 || cfg.Recorder.Addr().Unmap().IsUnspecified() {
+		return local, src, fmt.Errorf("add fork: recorder %s: %w", cfg.Recorder, dataplane.ErrInvalid)
+	}
+	var ok bool
+	if local, ok = e.endpoints[ep]; !ok {
+		return local, src, fmt.Errorf("add fork: endpoint %d: %w", ep, dataplane.ErrNotFound)
+	}
+	if src, ok = e.endpoints[cfg.Source]; !ok {
+		return local, src, fmt.Errorf("add fork: source endpoint %d: %w", cfg.Source, dataplane.ErrNotFound)
+	}
+	if _, ok := e.forks[forkID{ep, dir}]; ok {
+		return local, src, fmt.Errorf("add fork %d %s: %w", ep, dir, dataplane.ErrExists)
+	}
+	rec := cfg.Recorder.Addr().Unmap()
+	if local.Addr().Unmap().Is4() != rec.Is4() || src.Addr().Unmap().Is4() != rec.Is4() {
+		// The copy is the original rewritten in place: the IP version
+		// cannot change.
+		return local, src, fmt.Errorf("add fork: endpoint %s, source %s and recorder %s differ in IP version: %w",
+			local, src, cfg.Recorder, dataplane.ErrNotSupported)
+	}
+	return local, src, nil
+}
+
+// AddFork implements dataplane.Engine: it resolves the recorder's next hop
+// and writes one stream-table entry; RTCP follows from the same entry.
+func (e *Engine) AddFork(ep dataplane.EndpointID, dir dataplane.Direction, cfg dataplane.ForkConfig) error {
+	e.mu.Lock()
+	local, src, err := e.checkFork(ep, dir, cfg)
+	e.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	rec := netip.AddrPortFrom(cfg.Recorder.Addr().Unmap(), cfg.Recorder.Port())
+	src = netip.AddrPortFrom(src.Addr().Unmap(), src.Port())
+	hop, err := e.resolveWait(rec.Addr(), src.Addr())
+	if err != nil {
+		return fmt.Errorf("add fork %d %s: %w", ep, dir, err)
+	}
+
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	// Re-check: the engine, the endpoints or a racing AddFork may have
+	// changed while the next hop was resolved.
+	if _, _, err := e.checkFork(ep, dir, cfg); err != nil {
+		return err
+	}
+	slot, err := e.allocSlot()
+	if err != nil {
+		return fmt.Errorf("add fork %d %s: %w", ep, dir, err)
+	}
+	mode := cfg.Mode
+	if mode == 0 {
+		mode = dataplane.Active
+	}
+	f := &fork{source: cfg.Source, recorder: rec, srcAddr: src, key: keyOf(local, dir)}
+	f.val = rtpforkStreamValue{Slot: slot, Mode: uint8(mode), Family: f.key.Family, RecPort: rec.Port(), SrcPort: src.Port()}
+	copy(f.val.RecAddr[:], rec.Addr().AsSlice())
+	copy(f.val.SrcAddr[:], src.Addr().AsSlice())
+	hop.apply(&f.val)
+	if err := e.objs.Counters.Put(slot, make([]rtpforkForkCounters, e.ncpu)); err != nil {
+		e.freeSlots = append(e.freeSlots, slot)
+		return fmt.Errorf("add fork %d %s: reset counters: %w", ep, dir, err)
+	}
+	if err := e.objs.Streams.Update(&f.key, &f.val, ebpf.UpdateNoExist); err != nil {
+		e.freeSlots = append(e.freeSlots, slot)
+		return fmt.Errorf("add fork %d %s: write stream entry: %w", ep, dir, err)
+	}
+	e.forks[forkID{ep, dir}] = f
+	if !hop.resolved {
+		e.log.Warn("ebpf fork next hop unresolved; copying starts when it resolves",
+			"endpoint", uint64(ep), "direction", dir.String(), "recorder", rec.String(), "next_hop", hop.nexthop.String())
+	}
+	return nil
+}
+
+func (e *Engine) allocSlot() (uint32, error) {
+	if n := len(e.freeSlots); n > 0 {
+		s := e.freeSlots[n-1]
+		e.freeSlots = e.freeSlots[:n-1]
+		return s, nil
+	}
+	if e.nextSlot >= maxForks {
+		return 0, fmt.Errorf("%d forks in the kernel table: %w", maxForks, dataplane.ErrPortsExhausted)
+	}
+	e.nextSlot++
+	return e.nextSlot - 1, nil
+}
+
+// SetForkMode implements dataplane.Engine with one map update. Muting also
+// waits until no fork program that could have read the old value is still
+// running, so once it returns no further copy of the direction leaves.
+func (e *Engine) SetForkMode(ep dataplane.EndpointID, dir dataplane.Direction, m dataplane.Mode) error {
+	e.mu.Lock()
+	if e.closed {
+		e.mu.Unlock()
+		return dataplane.ErrClosed
+	}
+	f, ok := e.forks[forkID{ep, dir}]
+	if !ok {
+		e.mu.Unlock()
+		return fmt.Errorf("set fork mode %d %s: %w", ep, dir, dataplane.ErrNotFound)
+	}
+	if !m.Valid() {
+		e.mu.Unlock()
+		return fmt.Errorf("set fork mode %d %s: mode %d: %w", ep, dir, m, dataplane.ErrInvalid)
+	}
+	f.val.Mode = uint8(m)
+	err := e.objs.Streams.Update(&f.key, &f.val, ebpf.UpdateExist)
+	e.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("set fork mode %d %s: %w", ep, dir, err)
+	}
+	if m == dataplane.Inactive {
+		return e.sync()
+	}
+	return nil
+}
+
+// sync waits for every fork program run that started before it to finish.
+func (e *Engine) sync() error {
+	if err := e.barrier.Put(uint32(0), e.barrierInner); err != nil {
+		return fmt.Errorf("wait for running fork programs: %w", err)
+	}
+	return nil
+}
+
+// RemoveFork implements dataplane.Engine.
+func (e *Engine) RemoveFork(ep dataplane.EndpointID, dir dataplane.Direction) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		return dataplane.ErrClosed
+	}
+	id := forkID{ep, dir}
+	f, ok := e.forks[id]
+	if !ok {
+		return fmt.Errorf("remove fork %d %s: %w", ep, dir, dataplane.ErrNotFound)
+	}
+	return e.deleteForkLocked(id, f, true)
+}
+
+// deleteForkLocked removes a fork's entry; with wait it also waits for
+// running programs, which makes the final counters exact and the slot safe to
+// reuse (without it the caller must sync before the slot is reused: the slot
+// is freed only when wait is true or by the caller's sync under the lock).
+func (e *Engine) deleteForkLocked(id forkID, f *fork, wait bool) error {
+	delete(e.forks, id)
+	err := e.objs.Streams.Delete(&f.key)
+	if errors.Is(err, ebpf.ErrKeyNotExist) {
+		err = nil
+	}
+	if err != nil {
+		err = fmt.Errorf("remove fork %d %s: %w", id.ep, id.dir, err)
+	}
+	if wait {
+		if serr := e.sync(); serr != nil {
+			err = errors.Join(err, serr)
+		}
+	}
+	if s, cerr := e.counters(f.val.Slot); cerr == nil {
+		e.goneCopied += s.CopiedPackets
+		e.goneMuted += s.MutedPackets
+	}
+	e.freeSlots = append(e.freeSlots, f.val.Slot)
+	return err
+}
+
+type counters struct {
+	dataplane.ForkStats
+	failed uint64
+}
+
+func (e *Engine) counters(slot uint32) (counters, error) {
+	var per []rtpforkForkCounters
+	if err := e.objs.Counters.Lookup(slot, &per); err != nil {
+		return counters{}, fmt.Errorf("read fork counters: %w", err)
+	}
+	var c counters
+	for _, p := range per {
+		c.CopiedPackets += p.CopiedPackets
+		c.CopiedBytes += p.CopiedBytes
+		c.MutedPackets += p.MutedPackets
+		c.MutedBytes += p.MutedBytes
+		c.failed += p.FailedPackets
+	}
+	return c, nil
+}
+
+// ForkStats implements dataplane.Engine from the per-CPU counters.
+func (e *Engine) ForkStats(ep dataplane.EndpointID, dir dataplane.Direction) (dataplane.ForkStats, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		return dataplane.ForkStats{}, dataplane.ErrClosed
+	}
+	f, ok := e.forks[forkID{ep, dir}]
+	if !ok {
+		return dataplane.ForkStats{}, fmt.Errorf("fork stats %d %s: %w", ep, dir, dataplane.ErrNotFound)
+	}
+	c, err := e.counters(f.val.Slot)
+	return c.ForkStats, err
+}
+
+// Stats implements dataplane.Engine: Media's endpoint figures with the
+// kernel's fork counters.
+func (e *Engine) Stats() dataplane.EngineStats {
+	s := e.media.Stats()
+	s.Engine = e.Name()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	s.Forks = len(e.forks)
+	s.CopiedPackets, s.MutedPackets = e.goneCopied, e.goneMuted
+	if e.closed {
+		return s
+	}
+	for _, f := range e.forks {
+		if c, err := e.counters(f.val.Slot); err == nil {
+			s.CopiedPackets += c.CopiedPackets
+			s.MutedPackets += c.MutedPackets
+		}
+	}
+	return s
+}
+
+// KernelStats returns what the fork programs passed on untouched, and why.
+func (e *Engine) KernelStats() (KernelStats, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		return KernelStats{}, dataplane.ErrClosed
+	}
+	var r [statMax]uint64
+	for i := range r {
+		var per []uint64
+		if err := e.objs.Stats.Lookup(uint32(i), &per); err != nil {
+			return KernelStats{}, fmt.Errorf("read kernel stats: %w", err)
+		}
+		for _, v := range per {
+			r[i] += v
+		}
+	}
+	ks := KernelStats{Miss: r[0], NotIP: r[1], NotUDP: r[2], Short: r[3], Fragment: r[4],
+		IPOptions: r[5], GSO: r[6], Looped: r[7], NotRTP: r[8]}
+	for _, f := range e.forks {
+		if c, err := e.counters(f.val.Slot); err == nil {
+			ks.Failed += c.failed
+		}
+	}
+	return ks, nil
+}
+
+// Close implements dataplane.Engine: it removes every fork, detaches the
+// programs, frees every map and closes Media. Nothing is pinned, so nothing
+// is left in the kernel.
+func (e *Engine) Close() error {
+	e.mu.Lock()
+	if e.closed {
+		e.mu.Unlock()
+		return dataplane.ErrClosed
+	}
+	e.closed = true
+	for id, f := range e.forks {
+		if s, err := e.counters(f.val.Slot); err == nil {
+			e.goneCopied += s.CopiedPackets
+			e.goneMuted += s.MutedPackets
+		}
+		delete(e.forks, id)
+	}
+	clear(e.endpoints)
+	e.mu.Unlock()
+	err := e.release()
+	e.log.Info("ebpf fork programs detached")
+	if merr := e.media.Close(); merr != nil && !errors.Is(merr, dataplane.ErrClosed) {
+		err = errors.Join(err, merr)
+	}
+	return err
+}
+
+// nextHop is where copies to one recorder leave: interface and MACs.
+type nextHop struct {
+	ifindex  int
+	nexthop  netip.Addr
+	src, dst [6]byte
+	resolved bool
+}
+
+func (h nextHop) apply(v *rtpforkStreamValue) {
+	v.Ifindex = uint32(h.ifindex)
+	v.SrcMac, v.DstMac = h.src, h.dst
+	v.Flags = 0
+	if h.resolved {
+		v.Flags = flagResolved
+	}
+}
+
+// resolve looks the recorder's next hop up in the kernel's routing and
+// neighbour tables; an unknown or stale neighbour is (re-)probed.
+func (e *Engine) resolve(rec, src netip.Addr) (nextHop, error) {
+	rt, err := e.nl.routeGet(rec, src)
+	if err != nil {
+		return nextHop{}, err
+	}
+	h := nextHop{ifindex: rt.ifindex, nexthop: rt.nexthop}
+	if h.src, err = e.nl.linkMAC(rt.ifindex); err != nil {
+		return nextHop{}, fmt.Errorf("recorder %s: %w: %w", rec, dataplane.ErrNotSupported, err)
+	}
+	mac, state, ok, err := e.nl.neighGet(rt.ifindex, rt.nexthop)
+	if err != nil {
+		return nextHop{}, err
+	}
+	if ok {
+		h.dst, h.resolved = mac, true
+	}
+	// Our copies never confirm a neighbour entry the way the stack's own
+	// traffic does, so ask the kernel to probe one that is not confirmed.
+	if !ok || state&(unix.NUD_STALE|unix.NUD_FAILED) != 0 {
+		if err := e.nl.neighUse(rt.ifindex, rt.nexthop); err != nil {
+			return h, err
+		}
+	}
+	return h, nil
+}
+
+// resolveWait resolves and, while the neighbour is unresolved, waits for
+// kernel notifications up to ResolveTimeout.
+func (e *Engine) resolveWait(rec, src netip.Addr) (nextHop, error) {
+	deadline := time.NewTimer(e.cfg.ResolveTimeout)
+	defer deadline.Stop()
+	for {
+		e.mu.Lock()
+		changed := e.changed
+		e.mu.Unlock()
+		h, err := e.resolve(rec, src)
+		if err != nil || h.resolved {
+			return h, err
+		}
+		select {
+		case <-changed:
+		case <-deadline.C:
+			return h, nil
+		case <-e.stop:
+			return h, dataplane.ErrClosed
+		}
+	}
+}
+
+// onChange runs on the watcher goroutine for every batch of notifications.
+func (e *Engine) onChange() {
+	e.mu.Lock()
+	close(e.changed)
+	e.changed = make(chan struct{})
+	e.mu.Unlock()
+	select {
+	case e.kick <- struct{}{}:
+	default:
+	}
+}
+
+// resolver re-resolves every fork's next hop when the kernel reports a
+// change, and re-confirms them every NeighRefresh.
+func (e *Engine) resolver() {
+	t := time.NewTicker(e.cfg.NeighRefresh)
+	defer t.Stop()
+	for {
+		select {
+		case <-e.stop:
+			return
+		case <-e.kick:
+		case <-t.C:
+		}
+		e.reresolve()
+	}
+}
+
+func (e *Engine) reresolve() {
+	type item struct {
+		id       forkID
+		rec, src netip.Addr
+	}
+	e.mu.Lock()
+	items := make([]item, 0, len(e.forks))
+	for id, f := range e.forks {
+		items = append(items, item{id, f.recorder.Addr(), f.srcAddr.Addr()})
+	}
+	e.mu.Unlock()
+	for _, it := range items {
+		h, err := e.resolve(it.rec, it.src)
+		if err != nil {
+			// A route that disappeared: keep the last known next hop and
+			// let the counters show the failure if copies stop arriving.
+			continue
+		}
+		e.mu.Lock()
+		f, ok := e.forks[it.id]
+		if ok && !e.closed {
+			nv := f.val
+			h.apply(&nv)
+			if nv != f.val {
+				if err := e.objs.Streams.Update(&f.key, &nv, ebpf.UpdateExist); err == nil {
+					f.val = nv
+					e.log.Info("ebpf fork next hop changed", "endpoint", uint64(it.id.ep), "direction", it.id.dir.String(),
+						"ifindex", h.ifindex, "next_hop", h.nexthop.String(), "mac", net.HardwareAddr(h.dst[:]).String(), "resolved", h.resolved)
+				}
+			}
+		}
+		e.mu.Unlock()
+	}
+}
