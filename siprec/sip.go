@@ -245,13 +245,10 @@ func (c *Client) onBye(req *sip.Request, tx sip.ServerTransaction) {
 		return
 	}
 	respond(tx, req, 200, "OK", nil)
-	s.mu.Lock()
-	dlg := s.dlg
-	s.mu.Unlock()
-	if dlg != nil {
-		s.log.Info("srs ended the recording session", "call_id", callIDOf(req))
-		s.srsBye()
-	}
+	// The Call-ID is bound from the INVITE until our own teardown, so this
+	// also catches a BYE racing our handling of the 200.
+	s.log.Info("srs ended the recording session", "call_id", callIDOf(req))
+	s.srsBye()
 }
 
 // onAck takes the ACK of a 200 we sent to an SRS re-INVITE.

@@ -87,6 +87,7 @@
 // stream that starts late) are silence, so all files of a session share one
 // time axis. Sequence numbers and timestamps are unwrapped; duplicates and
 // packets reordered within 100 sequence numbers are handled; a new SSRC, a
-// sequence jump over 3000 or a timestamp jump that arrival times contradict
-// re-anchors the stream on arrival time.
+// sequence jump (over 3000 ahead or 100 behind) confirmed by the next packet
+// (RFC 3550 §A.1), or a timestamp jump that arrival times contradict
+// re-anchors the stream on arrival time, never over audio already written.
 package srs

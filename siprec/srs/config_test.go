@@ -1,0 +1,79 @@
+package srs
+
+import (
+	"context"
+	"errors"
+	"net/netip"
+	"testing"
+)
+
+func TestNewValidates(t *testing.T) {
+	dir := t.TempDir()
+	cases := []struct {
+		name string
+		cfg  Config
+	}{
+		{"no dir", Config{}},
+		{"bad listen", Config{Dir: dir, Listen: "nonsense"}},
+		{"listen host not an ip", Config{Dir: dir, Listen: "localhost:0"}},
+		{"bad port", Config{Dir: dir, Listen: "127.0.0.1:99999"}},
+		{"wildcard without media ip", Config{Dir: dir, Listen: "0.0.0.0:0"}},
+		{"wildcard media ip", Config{Dir: dir, MediaIP: netip.MustParseAddr("0.0.0.0")}},
+		{"port range inverted", Config{Dir: dir, PortRange: PortRange{Min: 5000, Max: 4000}}},
+		{"port range one port", Config{Dir: dir, PortRange: PortRange{Min: 5000, Max: 5000}}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			srv, err := New(c.cfg)
+			if err == nil {
+				srv.Close()
+				t.Fatal("accepted")
+			}
+			if !errors.Is(err, ErrConfig) {
+				t.Fatalf("error %v does not wrap ErrConfig", err)
+			}
+		})
+	}
+}
+
+func TestCloseWithoutRun(t *testing.T) {
+	srv, err := New(Config{Dir: t.TempDir(), Listen: "127.0.0.1:0", MediaIP: netip.MustParseAddr("127.0.0.1")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !srv.Addr().IsValid() || srv.Addr().Port() == 0 {
+		t.Fatalf("addr %v", srv.Addr())
+	}
+	if err := srv.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Close(); err != nil {
+		t.Fatalf("second close: %v", err)
+	}
+	if err := srv.Run(context.Background()); !errors.Is(err, ErrClosed) {
+		t.Fatalf("run after close: %v", err)
+	}
+	if err := srv.Bye(context.Background(), "x"); !errors.Is(err, ErrNoSession) {
+		t.Fatalf("bye: %v", err)
+	}
+}
+
+func TestPortAlloc(t *testing.T) {
+	p, err := newPortAlloc(netip.MustParseAddr("127.0.0.1"), PortRange{Min: 46001, Max: 46004})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Odd Min rounds up: only the pair 46002/46003 fits in 46001-46004.
+	a, b, err := p.open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	defer b.Close()
+	if a.LocalAddr().String() != "127.0.0.1:46002" || b.LocalAddr().String() != "127.0.0.1:46003" {
+		t.Fatalf("got %s %s", a.LocalAddr(), b.LocalAddr())
+	}
+	if _, _, err := p.open(); !errors.Is(err, ErrNoPorts) {
+		t.Fatalf("exhausted range: %v", err)
+	}
+}
