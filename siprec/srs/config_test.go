@@ -77,3 +77,31 @@ func TestPortAlloc(t *testing.T) {
 		t.Fatalf("exhausted range: %v", err)
 	}
 }
+
+// TestNoPortsRejects: an INVITE whose streams get no ports is refused with
+// 503 and leaves nothing behind.
+func TestNoPortsRejects(t *testing.T) {
+	dir := t.TempDir()
+	srv, err := New(Config{Dir: dir, PortRange: PortRange{Min: 46010, Max: 46011}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	src := newTestSRC(t, srv.Addr().String(), "UDP")
+	mp := "multipart/mixed;boundary=" + testBoundary
+	// The first call takes the only pair; the second gets none.
+	if res := src.invite(waitCtx(t), mp, multipartBody(src.sdpOffer([]string{"sendonly"}, []string{"1"}, nil), testMetadata("complete", "1"))); res.StatusCode != 200 {
+		t.Fatalf("first invite: %d", res.StatusCode)
+	}
+	src2 := newTestSRC(t, srv.Addr().String(), "UDP")
+	res := src2.invite(waitCtx(t), mp, multipartBody(src2.sdpOffer([]string{"sendonly"}, []string{"1"}, nil), testMetadata("complete", "1")))
+	if res.StatusCode != 503 {
+		t.Fatalf("second invite: %d %s", res.StatusCode, res.Reason)
+	}
+	if n := len(srv.Sessions()); n != 1 {
+		t.Fatalf("%d sessions", n)
+	}
+}

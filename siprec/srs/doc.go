@@ -41,6 +41,8 @@
 //	    part of another type marked handling=required (RFC 5621 §9.1)
 //	488 Not Acceptable Here            initial offer with no recordable
 //	                                   m-line (RTP/AVP audio with a port)
+//	503 Service Unavailable            no free RTP port pair for any stream,
+//	                                   or the server is closing
 //	481 Call/Transaction Does Not Exist  in-dialog request for no session
 //	500 (with Retry-After)             re-INVITE while another is unanswered
 //	                                   (RFC 3261 §14.2), or CSeq out of order

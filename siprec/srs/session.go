@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -254,6 +255,11 @@ func (s *session) applyOffer(o *offer, initial bool) ([]byte, error) {
 	// dropping them, which was recorded above).
 	for i := len(o.mlines); i < len(s.streams); i++ {
 		s.stopStream(s.streams[i])
+	}
+
+	if initial && !slices.ContainsFunc(lines, func(l answerLine) bool { return l.port != 0 }) {
+		// Recordable m-lines were offered but none got ports.
+		return nil, bodyErr(503, "Service Unavailable", "no free rtp ports")
 	}
 
 	answer := buildAnswer(s.sdpSessID, s.answerVersion, s.srv.mediaIP, lines)
