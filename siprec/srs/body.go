@@ -17,13 +17,13 @@ const (
 	typeSDP            = "application/sdp"
 	typeMetadata       = "application/rs-metadata+xml"
 	typeMetadataLegacy = "application/rs-metadata"
-	// dispositionRecording marks the metadata part (RFC 7866 §9.1).
+	// dispositionRecording marks the metadata part (RFC 7866 §9).
 	dispositionRecording = "recording-session"
 	// acceptTypes is sent with 415 (RFC 3261 §21.4.13).
 	acceptTypes = "application/sdp, application/rs-metadata+xml, multipart/mixed"
 	// maxPart bounds one body part; SIP bodies are far smaller.
 	maxPart = 1 << 20
-	// recordingNS is the RFC 7865 §8 metadata namespace.
+	// recordingNS is the RFC 7865 metadata namespace.
 	recordingNS = "urn:ietf:params:xml:ns:recording:1"
 )
 
@@ -137,7 +137,7 @@ type metaSummary struct {
 
 // inspectMetadata checks that b is one well-formed XML document and pulls
 // out the root, datamode and stream labels. Unknown elements are fine
-// (RFC 7865 §7 allows ##other).
+// (the RFC 7865 schema allows ##other).
 func inspectMetadata(b []byte) (metaSummary, error) {
 	var m metaSummary
 	d := xml.NewDecoder(bytes.NewReader(b))

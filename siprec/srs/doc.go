@@ -10,7 +10,7 @@
 // (Require: siprec, Contact with +sip.src, multipart/mixed body with an
 // application/sdp part and an application/rs-metadata+xml part — the legacy
 // application/rs-metadata is accepted — with Content-Disposition:
-// recording-session) with 200 OK, a Contact carrying +sip.srs and an SDP
+// recording-session, RFC 7866 §9) with 200 OK, a Contact carrying +sip.srs and an SDP
 // answer. m-lines are answered by position (RFC 3264 §6) and keep their
 // a=label: plain RTP/AVP audio offered sendonly is answered recvonly on the
 // server's own RTP port (RTCP on RTP+1); inactive is answered inactive; port

@@ -138,7 +138,7 @@ func TestRecordCall(t *testing.T) {
 			b.send(t, 25)
 			waitPackets(t, ctx, srv, src.callID, 25, 25)
 
-			// Pause direction 10 (RFC 7866 §8.1.1: re-INVITE inactive), let
+			// Pause direction 10 (RFC 7866 §7.1.1: re-INVITE inactive), let
 			// 400 ms of its clock pass with no packets, resume.
 			src.version++
 			res = src.invite(ctx, "application/sdp", src.sdpOffer([]string{"inactive", "sendonly"}, labels, nil))

@@ -42,9 +42,9 @@ const (
 	RuleLabelChanged        = "label-changed"                // RFC 4574 label bound to a position
 	RuleVersionNotBumped    = "sdp-version-not-bumped"       // RFC 3264 §8: changed offer, same o= version
 	RuleVersionDecreased    = "sdp-version-decreased"        // RFC 3264 §8
-	RuleFirstNotComplete    = "first-metadata-not-complete"  // RFC 7866 §6.1.1 / RFC 7865 §6.1
-	RuleMetadataNamespace   = "metadata-namespace"           // RFC 7865 §8
-	RuleMetadataDisposition = "metadata-without-disposition" // RFC 7866 §9.1
+	RuleFirstNotComplete    = "first-metadata-not-complete"  // RFC 7866 §6.1.1, RFC 7865 datamode
+	RuleMetadataNamespace   = "metadata-namespace"           // RFC 7865 namespace
+	RuleMetadataDisposition = "metadata-without-disposition" // RFC 7866 §9
 	RuleNoAck               = "no-ack-for-2xx"               // RFC 3261 §13.3.1.4
 )
 

@@ -16,7 +16,7 @@ type StreamMode string
 const (
 	// ModeRecvOnly: answered recvonly, media expected and recorded.
 	ModeRecvOnly StreamMode = "recvonly"
-	// ModeInactive: answered inactive (a paused stream, RFC 7866 §8.1.1);
+	// ModeInactive: answered inactive (a paused stream, RFC 7866 §7.1.1);
 	// no media expected, the gap becomes silence when media resumes.
 	ModeInactive StreamMode = "inactive"
 	// ModeRejected: answered with port 0 (offered port 0, not RTP/AVP audio,

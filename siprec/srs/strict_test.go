@@ -109,7 +109,7 @@ func TestReInviteStreams(t *testing.T) {
 	first, _ := parseOffer(res.Body())
 	p1, _ := answerPorts(t, res)
 
-	// A stream appended later (RFC 7866 §8.1.3) with new metadata.
+	// A stream appended later (RFC 7866 §7.1.1) with new metadata.
 	src.version++
 	res = src.invite(ctx, mp, multipartBody(src.sdpOffer([]string{"sendonly", "sendonly"}, []string{"1", "2"}, nil), testMetadata("complete", "1", "2")))
 	if res.StatusCode != 200 {

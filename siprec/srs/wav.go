@@ -97,21 +97,6 @@ func (w *wavWriter) writeAt(pos int64, samples []int16) error {
 	return nil
 }
 
-// extend makes the file at least n samples long; the new tail is silence.
-func (w *wavWriter) extend(n int64) error {
-	if n <= w.samples {
-		return nil
-	}
-	if n > maxWAVSamples {
-		return fmt.Errorf("extend wav to %d samples: %w", n, ErrWAVRange)
-	}
-	if err := w.f.Truncate(wavHeaderSize + 2*n); err != nil {
-		return fmt.Errorf("extend wav: %w", err)
-	}
-	w.samples = n
-	return nil
-}
-
 // close writes the final sizes into the header and closes the file.
 func (w *wavWriter) close() error {
 	if w.f == nil {
