@@ -102,22 +102,22 @@ type Connection struct {
 
 // ConnectionInfo is a snapshot of a connection for the admin API and the app.
 type ConnectionInfo struct {
-	ID         string    `json:"id"`
-	CallID     string    `json:"call_id"`
-	SessionID  string    `json:"session_id,omitempty"`
-	State      ConnState `json:"state"`
-	Originator string    `json:"originator"`
-	Local      string    `json:"local"`
-	Remote     string    `json:"remote"`
-	MediaLocal string    `json:"media_local,omitempty"`
-	MediaPeer  string    `json:"media_remote,omitempty"`
-	Codec      string    `json:"codec,omitempty"`
-	Hold       bool      `json:"hold,omitempty"`
-	Joined     []string  `json:"joined,omitempty"`
-	Created    time.Time `json:"created"`
-	Connected  time.Time `json:"connected,omitzero"`
-	Endpoint   uint64    `json:"endpoint,omitempty"`
-	Recording  bool      `json:"recording"`
+	ID         string                   `json:"id"`
+	CallID     string                   `json:"call_id"`
+	SessionID  string                   `json:"session_id,omitempty"`
+	State      ConnState                `json:"state"`
+	Originator string                   `json:"originator"`
+	Local      string                   `json:"local"`
+	Remote     string                   `json:"remote"`
+	MediaLocal string                   `json:"media_local,omitempty"`
+	MediaPeer  string                   `json:"media_remote,omitempty"`
+	Codec      string                   `json:"codec,omitempty"`
+	Hold       bool                     `json:"hold,omitempty"`
+	Joined     []string                 `json:"joined,omitempty"`
+	Created    time.Time                `json:"created"`
+	Connected  time.Time                `json:"connected,omitzero"`
+	Endpoint   uint64                   `json:"endpoint,omitempty"`
+	Recording  bool                     `json:"recording"`
 	Stats      *dataplane.EndpointStats `json:"stats,omitempty"`
 }
 

@@ -136,13 +136,13 @@ func (d *Daemon) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		c.emit("connection.failed", c.eventFields(map[string]any{"reason": reason}))
 		dlg.Close()
 	case <-timer.C:
-		_ = dlg.Respond(480, "Temporarily Unavailable", nil)
 		c.end(StateFailed)
+		_ = dlg.Respond(480, "Temporarily Unavailable", nil)
 		c.emit("connection.failed", c.eventFields(map[string]any{"reason": "timeout"}))
 		dlg.Close()
 	case <-d.ctx.Done():
-		_ = dlg.Respond(503, "Service Unavailable", nil)
 		c.end(StateFailed)
+		_ = dlg.Respond(503, "Service Unavailable", nil)
 		c.emit("connection.failed", c.eventFields(map[string]any{"reason": "shutdown"}))
 		dlg.Close()
 	}
@@ -181,8 +181,9 @@ func (d *Daemon) carryOut(c *Connection, dlg *sipgo.DialogServerSession, dec dec
 		if code < 400 || code > 699 {
 			code = 603
 		}
-		_ = dlg.Respond(code, dec.reason, nil)
+		// Release first: the 4xx-6xx waits for the caller's ACK.
 		c.end(StateFailed)
+		_ = dlg.Respond(code, dec.reason, nil)
 		d.metrics.rejected.WithLabelValues(fmt.Sprint(code)).Inc()
 		c.emit("connection.failed", c.eventFields(map[string]any{"reason": "rejected"}))
 		dlg.Close()
@@ -191,8 +192,8 @@ func (d *Daemon) carryOut(c *Connection, dlg *sipgo.DialogServerSession, dec dec
 		if code < 300 || code > 399 {
 			code = 302
 		}
-		err := dlg.Respond(code, dec.reason, nil, sip.NewHeader("Contact", "<"+dec.dest+">"))
 		c.end(StateDisconnected)
+		err := dlg.Respond(code, dec.reason, nil, sip.NewHeader("Contact", "<"+dec.dest+">"))
 		if err != nil {
 			c.emit("connection.redirect.failed", c.eventFields(map[string]any{"reason": err.Error()}))
 		} else {

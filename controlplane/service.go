@@ -451,3 +451,6 @@ func (svc *Service) createSession(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/plain")
 	fmt.Fprintln(w, id)
 }
+
+// AdminSocket is the admin API's socket path ("-" when disabled).
+func (svc *Service) AdminSocket() string { return svc.cfg.Admin }

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/emiago/sipgo/sip"
+
 	"github.com/recfork/recfork/controlplane"
 	"github.com/recfork/recfork/controlplane/callgen"
 	"github.com/recfork/recfork/dataplane"
@@ -28,6 +30,13 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+func TestMain(m *testing.M) {
+	// sipgo's transaction layer logs through a package-global logger; the
+	// flood tests would fill the output with it.
+	sip.SetDefaultLogger(testLogger(nil))
+	os.Exit(m.Run())
 }
 
 func testLogger(t *testing.T) *slog.Logger {

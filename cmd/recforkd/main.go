@@ -19,6 +19,8 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/emiago/sipgo/sip"
+
 	"github.com/recfork/recfork/controlplane"
 )
 
@@ -141,6 +143,14 @@ func (o *options) config2() (controlplane.Config, error) {
 		return cfg, fmt.Errorf("--log-format %q: want text or json", o.logFormat)
 	}
 	cfg.Logger = slog.New(h)
+	// sipgo logs malformed datagrams through a package-global logger, one
+	// line per datagram: keep that for debugging only, so a flood of bad
+	// packets cannot flood the log.
+	if level > slog.LevelDebug {
+		sip.SetDefaultLogger(slog.New(slog.DiscardHandler))
+	} else {
+		sip.SetDefaultLogger(cfg.Logger.With("component", "sipgo"))
+	}
 	cfg.Listen, cfg.App, cfg.Dataplane, cfg.Admin = o.listen, o.app, o.dataplane, o.admin
 	cfg.SRS, cfg.RecordingsDir, cfg.HTTP, cfg.Destination = o.srs, o.recDir, o.http, o.destination
 	if o.mediaIP != "" {

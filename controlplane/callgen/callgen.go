@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/netip"
 	"sync"
@@ -146,11 +147,12 @@ type Endpoint struct {
 	dsc    *sipgo.DialogServerCache
 	served chan struct{}
 
-	mu      sync.Mutex
-	results []Result
-	calls   sync.WaitGroup
-	ctx     context.Context
-	cancel  context.CancelFunc
+	answerTone atomic.Uint64 // float64 bits; zero refuses calls
+	mu         sync.Mutex
+	results    []Result
+	calls      sync.WaitGroup
+	ctx        context.Context
+	cancel     context.CancelFunc
 }
 
 // NewEndpoint listens for SIP on the UDP address listen ("127.0.0.1:0").
@@ -192,8 +194,21 @@ func NewEndpoint(listen string) (*Endpoint, error) {
 			_ = tx.Respond(sip.NewResponseFromRequest(req, 481, "Call/Transaction Does Not Exist", nil))
 		}
 	})
+	// Handlers are registered before serving starts (sipgo's handler map is
+	// not safe to change while it serves); Answer only switches answering on.
 	srv.OnInvite(func(req *sip.Request, tx sip.ServerTransaction) {
-		_ = tx.Respond(sip.NewResponseFromRequest(req, 488, "Not Acceptable Here", nil))
+		freq := math.Float64frombits(e.answerTone.Load())
+		if to := req.To(); freq == 0 || (to != nil && to.Params.Has("tag")) {
+			_ = tx.Respond(sip.NewResponseFromRequest(req, 488, "Not Acceptable Here", nil))
+			return
+		}
+		e.calls.Add(1)
+		defer e.calls.Done()
+		r := e.answer(req, tx, freq)
+		e.mu.Lock()
+		r.N = len(e.results) + 1
+		e.results = append(e.results, r)
+		e.mu.Unlock()
 	})
 	go func() { defer close(e.served); _ = srv.ServeUDP(pc) }()
 	return e, nil
@@ -303,19 +318,7 @@ func (e *Endpoint) Call(ctx context.Context, to string, o CallOptions) (r Result
 // Answer makes the endpoint answer every INVITE with PCMU and play a tone of
 // freq Hz until the caller hangs up (or Close). Results collects them.
 func (e *Endpoint) Answer(freq float64) {
-	e.srv.OnInvite(func(req *sip.Request, tx sip.ServerTransaction) {
-		if to := req.To(); to != nil && to.Params.Has("tag") {
-			_ = tx.Respond(sip.NewResponseFromRequest(req, 488, "Not Acceptable Here", nil))
-			return
-		}
-		e.calls.Add(1)
-		defer e.calls.Done()
-		r := e.answer(req, tx, freq)
-		e.mu.Lock()
-		r.N = len(e.results) + 1
-		e.results = append(e.results, r)
-		e.mu.Unlock()
-	})
+	e.answerTone.Store(math.Float64bits(freq))
 }
 
 // Results returns the answered calls that have ended.

@@ -1,0 +1,336 @@
+package controlplane_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/recfork/recfork/controlplane"
+	"github.com/recfork/recfork/controlplane/callgen"
+)
+
+// rawSIP is a UDP socket that speaks SIP as text, for requests no well-behaved
+// user agent would send.
+type rawSIP struct {
+	t    *testing.T
+	conn *net.UDPConn
+	to   string
+	n    int
+}
+
+func newRawSIP(t *testing.T, to string) *rawSIP {
+	c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return &rawSIP{t: t, conn: c, to: to}
+}
+
+func (r *rawSIP) send(msg string) {
+	r.t.Helper()
+	ua, _ := net.ResolveUDPAddr("udp", r.to)
+	if _, err := r.conn.WriteToUDP([]byte(msg), ua); err != nil {
+		r.t.Fatal(err)
+	}
+}
+
+// request builds a request; body "" means none.
+func (r *rawSIP) request(method, callID, toTag, ctype, body string, cseq int) string {
+	r.n++
+	local := r.conn.LocalAddr().String()
+	to := "<sip:x@" + r.to + ">"
+	if toTag != "" {
+		to += ";tag=" + toTag
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s sip:x@%s SIP/2.0\r\n", method, r.to)
+	fmt.Fprintf(&b, "Via: SIP/2.0/UDP %s;branch=z9hG4bK-raw-%s-%d\r\n", local, callID, r.n)
+	fmt.Fprintf(&b, "From: <sip:raw@%s>;tag=rawtag\r\nTo: %s\r\nCall-ID: %s\r\nCSeq: %d %s\r\n", local, to, callID, cseq, method)
+	fmt.Fprintf(&b, "Contact: <sip:raw@%s>\r\nMax-Forwards: 70\r\n", local)
+	if ctype != "" {
+		fmt.Fprintf(&b, "Content-Type: %s\r\n", ctype)
+	}
+	fmt.Fprintf(&b, "Content-Length: %d\r\n\r\n%s", len(body), body)
+	return b.String()
+}
+
+// cancelFor builds the CANCEL of the INVITE numbered n (same branch).
+func (r *rawSIP) cancelFor(callID string, n, cseq int) string {
+	local := r.conn.LocalAddr().String()
+	return fmt.Sprintf("CANCEL sip:x@%s SIP/2.0\r\nVia: SIP/2.0/UDP %s;branch=z9hG4bK-raw-%s-%d\r\n"+
+		"From: <sip:raw@%s>;tag=rawtag\r\nTo: <sip:x@%s>\r\nCall-ID: %s\r\nCSeq: %d CANCEL\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+		r.to, local, callID, n, local, r.to, callID, cseq)
+}
+
+// expect reads responses until one has the status code (ignoring others),
+// failing after a deadline.
+func (r *rawSIP) expect(code int) string {
+	r.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	buf := make([]byte, 65535)
+	for {
+		_ = r.conn.SetReadDeadline(deadline)
+		n, _, err := r.conn.ReadFromUDP(buf)
+		if err != nil {
+			r.t.Fatalf("no %d response: %v", code, err)
+		}
+		msg := string(buf[:n])
+		if strings.HasPrefix(msg, fmt.Sprintf("SIP/2.0 %d ", code)) {
+			return msg
+		}
+	}
+}
+
+func sdpOffer(port int, pts string) string {
+	return fmt.Sprintf("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio %d RTP/AVP %s\r\n", port, pts)
+}
+
+func TestBadRequestsAreAnsweredAndSurvived(t *testing.T) {
+	svc, eng := startService(t, svcOpts{})
+	addr := svc.Daemon().SIPAddr().String()
+	cases := []struct {
+		name string
+		msg  func(r *rawSIP) string
+		code int
+	}{
+		{"invite without sdp", func(r *rawSIP) string { return r.request("INVITE", "nosdp", "", "", "", 1) }, 488},
+		{"invite with no common codec", func(r *rawSIP) string {
+			return r.request("INVITE", "g729", "", "application/sdp", sdpOffer(4000, "18"), 1)
+		}, 488},
+		{"invite with broken sdp", func(r *rawSIP) string {
+			return r.request("INVITE", "badsdp", "", "application/sdp", "v=0\r\nthis is not sdp\r\n", 1)
+		}, 488},
+		{"bye of no dialog", func(r *rawSIP) string { return r.request("BYE", "nodialog", "sometag", "", "", 2) }, 481},
+		{"re-invite of no dialog", func(r *rawSIP) string {
+			return r.request("INVITE", "nodialog2", "sometag", "application/sdp", sdpOffer(4000, "0"), 2)
+		}, 481},
+		{"cancel of nothing", func(r *rawSIP) string { return r.cancelFor("nothing", 99, 1) }, 481},
+		{"options", func(r *rawSIP) string { return r.request("OPTIONS", "opt", "", "", "", 1) }, 200},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			r := newRawSIP(t, addr)
+			r.send(c.msg(r))
+			r.expect(c.code)
+		})
+	}
+	// A flood of garbage and half-messages: no answer is owed, nothing may
+	// break or leak.
+	r := newRawSIP(t, addr)
+	for i := 0; i < 300; i++ {
+		switch i % 4 {
+		case 0:
+			r.send("INVITE sip:x SIP/2.0\r\n\r\n")
+		case 1:
+			r.send(strings.Repeat("\x00\xff", i))
+		case 2:
+			r.send(r.request("INVITE", fmt.Sprintf("flood%d", i), "", "application/sdp", "v=0\r\n", 1))
+		default:
+			r.send("SIP/2.0 200 OK\r\nCall-ID: x\r\n\r\n")
+		}
+	}
+	// The daemon still answers a real call, and nothing leaked.
+	caller, err := callgen.NewEndpoint("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer caller.Close()
+	res := caller.Call(context.Background(), "sip:echo@"+addr, callgen.CallOptions{Duration: 300 * time.Millisecond})
+	if res.Error != "" {
+		t.Fatalf("call after the flood: %+v", res)
+	}
+	waitFor(t, "connections to end", func() bool { return len(svc.Daemon().Connections()) == 0 })
+	waitFor(t, "endpoints to close", func() bool { return eng.Stats().Endpoints == 0 })
+}
+
+const ringingApp = `<?xml version="1.0"?>
+<ccxml version="1.0" xmlns="http://www.w3.org/2002/09/ccxml">
+  <eventprocessor>
+    <transition event="connection.alerting"><log expr="'ringing'"/></transition>
+    <transition event="connection.failed"><exit/></transition>
+  </eventprocessor>
+</ccxml>`
+
+const brokenApp = `<?xml version="1.0"?>
+<ccxml version="1.0" xmlns="http://www.w3.org/2002/09/ccxml">
+  <eventprocessor>
+    <transition event="connection.alerting"><assign name="undeclared" expr="1"/></transition>
+  </eventprocessor>
+</ccxml>`
+
+func writeApp(t *testing.T, src string) string {
+	p := filepath.Join(t.TempDir(), "app.ccxml")
+	if err := os.WriteFile(p, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestCancelBeforeAnswer(t *testing.T) {
+	svc, eng := startService(t, svcOpts{app: writeApp(t, ringingApp)})
+	r := newRawSIP(t, svc.Daemon().SIPAddr().String())
+	r.send(r.request("INVITE", "cancelme", "", "application/sdp", sdpOffer(4000, "0"), 1))
+	r.expect(180)
+	waitFor(t, "the connection to alert", func() bool { return len(svc.Daemon().Connections()) == 1 })
+	r.send(r.cancelFor("cancelme", 1, 1))
+	r.expect(487)
+	waitFor(t, "the canceled connection to go", func() bool { return len(svc.Daemon().Connections()) == 0 })
+	waitFor(t, "its endpoint to close", func() bool { return eng.Stats().Endpoints == 0 })
+	waitFor(t, "its session to end", func() bool { return len(svc.Sessions()) == 0 })
+}
+
+func TestScriptErrorEndsCallNotDaemon(t *testing.T) {
+	svc, eng := startService(t, svcOpts{app: writeApp(t, brokenApp)})
+	addr := svc.Daemon().SIPAddr().String()
+	for i := 0; i < 3; i++ {
+		r := newRawSIP(t, addr)
+		r.send(r.request("INVITE", fmt.Sprintf("broken%d", i), "", "application/sdp", sdpOffer(4000, "0"), 1))
+		r.expect(503)
+	}
+	waitFor(t, "connections to go", func() bool { return len(svc.Daemon().Connections()) == 0 })
+	waitFor(t, "endpoints to close", func() bool { return eng.Stats().Endpoints == 0 })
+	waitFor(t, "sessions to end", func() bool { return len(svc.Sessions()) == 0 })
+}
+
+func TestSRSDownCallContinues(t *testing.T) {
+	// A port nothing listens on: the recording fails, the call does not.
+	l, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := l.LocalAddr().String()
+	l.Close()
+	svc, eng := startService(t, svcOpts{srs: "sip:srs@" + dead + ";transport=tcp"})
+	caller, err := callgen.NewEndpoint("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer caller.Close()
+	res := caller.Call(context.Background(), "sip:echo@"+svc.Daemon().SIPAddr().String(),
+		callgen.CallOptions{Duration: 1500 * time.Millisecond})
+	if res.Error != "" || res.Received == 0 {
+		t.Fatalf("call with the SRS down: %+v", res)
+	}
+	if recs := svc.Daemon().Recordings(); len(recs) != 0 {
+		t.Fatalf("recordings with the SRS down: %+v", recs)
+	}
+	waitFor(t, "endpoints to close", func() bool { return eng.Stats().Endpoints == 0 })
+}
+
+func TestBridgeToDestination(t *testing.T) {
+	callee, err := callgen.NewEndpoint("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	callee.Answer(880)
+	svc, eng := startService(t, svcOpts{destination: "sip:callee@" + callee.Addr().String()})
+	caller, err := callgen.NewEndpoint("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer caller.Close()
+	res := caller.Call(context.Background(), "sip:demo@"+svc.Daemon().SIPAddr().String(),
+		callgen.CallOptions{Tone: 440, Duration: 1500 * time.Millisecond})
+	if res.Error != "" || math.Abs(res.HeardHz-880) > 15 {
+		t.Fatalf("caller: %+v", res)
+	}
+	waitFor(t, "the callee's leg to end", func() bool { return len(callee.Results()) == 1 })
+	callee.Close()
+	if cr := callee.Results()[0]; cr.Error != "" || math.Abs(cr.HeardHz-440) > 15 {
+		t.Fatalf("callee: %+v", cr)
+	}
+	waitFor(t, "connections to end", func() bool { return len(svc.Daemon().Connections()) == 0 })
+	waitFor(t, "endpoints to close", func() bool { return eng.Stats().Endpoints == 0 })
+}
+
+func adminGet(t *testing.T, socket, method, path string, out any) int {
+	t.Helper()
+	c := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, "unix", socket)
+	}}}
+	req, _ := http.NewRequest(method, "http://recforkd"+path, nil)
+	res, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	if out != nil {
+		if err := json.NewDecoder(res.Body).Decode(out); err != nil {
+			t.Fatalf("decode %s: %v", path, err)
+		}
+	}
+	return res.StatusCode
+}
+
+func TestMuteFromAdminAPI(t *testing.T) {
+	svc, _ := startService(t, svcOpts{})
+	socket := svc.AdminSocket()
+	if fi, err := os.Stat(socket); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("admin socket %s: %v %v", socket, fi.Mode(), err)
+	}
+	caller, err := callgen.NewEndpoint("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer caller.Close()
+	var wg sync.WaitGroup
+	var mute, unmute controlplane.RecordResult
+	var during []controlplane.RecordingInfo
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		res := caller.Call(context.Background(), "sip:echo@"+svc.Daemon().SIPAddr().String(),
+			callgen.CallOptions{Duration: 3 * time.Second, OnConnected: func(string) {
+				go func() {
+					defer wg.Done()
+					var recs []controlplane.RecordingInfo
+					waitFor(t, "the recording", func() bool {
+						adminGet(t, socket, "GET", "/v1/recordings", &recs)
+						return len(recs) == 1 && recs[0].Inbound == "active"
+					})
+					id := recs[0].ConnectionID
+					if code := adminGet(t, socket, "POST", "/v1/recordings/"+id+"/mute?direction=inbound", &mute); code != 200 {
+						t.Errorf("mute: %d %+v", code, mute)
+					}
+					waitFor(t, "muted packets", func() bool {
+						adminGet(t, socket, "GET", "/v1/recordings", &during)
+						return len(during) == 1 && len(during[0].Streams) == 2 && during[0].Streams[0].MutedPackets > 5
+					})
+					if code := adminGet(t, socket, "POST", "/v1/recordings/"+id+"/unmute?direction=inbound", &unmute); code != 200 {
+						t.Errorf("unmute: %d %+v", code, unmute)
+					}
+				}()
+			}})
+		if res.Error != "" {
+			t.Errorf("call: %+v", res)
+		}
+	}()
+	wg.Add(1) // the OnConnected goroutine
+	wg.Wait()
+	if mute.Event != "bvr.record.update" || mute.Inbound != "inactive" || mute.Outbound != "active" {
+		t.Fatalf("mute answered %+v", mute)
+	}
+	if unmute.Event != "bvr.record.update" || unmute.Inbound != "active" {
+		t.Fatalf("unmute answered %+v", unmute)
+	}
+	for _, p := range []string{"/v1/recordings/nope/mute", "/v1/recordings/c1/bogus"} {
+		var e map[string]string
+		if code := adminGet(t, socket, "POST", p, &e); code < 400 || e["error"] == "" {
+			t.Errorf("POST %s: %d %v", p, code, e)
+		}
+	}
+	var st controlplane.StatusInfo
+	if adminGet(t, socket, "GET", "/v1/status", &st) != 200 || st.Engine != "test" || st.SIP == "" {
+		t.Fatalf("status %+v", st)
+	}
+}
