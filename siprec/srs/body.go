@@ -106,7 +106,7 @@ func parseBody(contentType string, body []byte, needMetadata bool) (*sipBody, er
 			out.metadataType = pt
 			out.dispositionOK = disp == dispositionRecording
 		default:
-			// RFC 5621 §9.1: an unknown part may be ignored unless its
+			// RFC 3261 §20.11: an unknown part may be ignored unless its
 			// disposition says handling=required.
 			if strings.EqualFold(dparams["handling"], "required") {
 				return nil, bodyErr(415, "Unsupported Media Type", "required part of type "+pt)

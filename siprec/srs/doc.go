@@ -24,7 +24,7 @@
 //	421 Extension Required (with Require: siprec)
 //	    initial INVITE without the siprec option tag in Require: RFC 7866 §6.2
 //	    makes such an INVITE an ordinary call, and this server only records
-//	    (RFC 3261 §21.4.15).
+//	    (RFC 3261 §21.4.16).
 //	400 Missing SIPREC Body            initial INVITE without a body
 //	400 Missing Recording Metadata     application/sdp alone, or a multipart
 //	                                   body without a metadata part
@@ -38,7 +38,7 @@
 //	400 Missing Contact                initial INVITE without Contact
 //	415 Unsupported Media Type (with Accept)
 //	    a body that is neither multipart/mixed nor application/sdp, or a
-//	    part of another type marked handling=required (RFC 5621 §9.1)
+//	    part of another type marked handling=required (RFC 3261 §20.11)
 //	488 Not Acceptable Here            initial offer with no recordable
 //	                                   m-line (RTP/AVP audio with a port)
 //	503 Service Unavailable            no free RTP port pair for any stream,

@@ -119,7 +119,7 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	}
 	// RFC 7866 §6.2: only an INVITE with the siprec option tag is a
 	// recording session. This server records and does nothing else, so it
-	// says what it needs (RFC 3261 §21.4.15, 421 with Require).
+	// says what it needs (RFC 3261 §21.4.16, 421 with Require).
 	if !hasOptionTag(req, "Require", "siprec") {
 		s.noteRejection(req, 421, "Extension Required", "no siprec option tag in Require")
 		s.respond(req, tx, 421, "Extension Required", sip.NewHeader("Require", "siprec"))
