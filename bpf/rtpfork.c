@@ -114,34 +114,32 @@ static __always_inline int write_hdr(struct __sk_buff *skb, int v6,
 }
 
 /* is_media reports whether the UDP payload at off (plen bytes) is what the
- * media sockets accept: on the RTP port an RTP header whose CSRC list and
- * extension fit (RFC 3550 section 5.1, 5.3.1), on the RTCP port an RTCP
- * packet type (RFC 5761 section 4) whose first length fits (RFC 3550
- * section 6.4.1). STUN, DTLS and garbage are never copied. */
-static __always_inline int is_media(struct __sk_buff *skb, __u32 off, __u32 plen, int rtcp)
+ * media sockets accept, with the userspace engine's rules: version 2 (RFC
+ * 3550 sections 5.1, 6.4.1; this also rejects STUN and DTLS, RFC 7983
+ * section 7); a second byte of 192-223 is RTCP (RFC 5761 section 4) whose
+ * first length must fit; anything else is RTP, never valid on the RTCP port,
+ * whose CSRC list and extension must fit (RFC 3550 section 5.3.1). */
+static __always_inline int is_media(struct __sk_buff *skb, __u32 off, __u32 plen, int rtcp_port)
 {
 	__u8 b[4];
 	__u32 hl;
 	__be16 ext;
 
-	if (plen < 4 || bpf_skb_load_bytes(skb, off, b, 4))
+	if (plen < 8 || bpf_skb_load_bytes(skb, off, b, 4))
 		return 0;
 	if ((b[0] >> 6) != 2)
 		return 0;
-	if (rtcp)
-		return b[1] >= 192 && b[1] <= 223 &&
-		       ((__u32)((b[2] << 8) | b[3]) + 1) * 4 <= plen;
-	hl = 12 + 4 * (b[0] & 0x0f);
-	if (hl > plen)
+	if (b[1] >= 192 && b[1] <= 223)
+		return ((__u32)((b[2] << 8) | b[3]) + 1) * 4 <= plen;
+	if (rtcp_port || plen < 12)
 		return 0;
+	hl = 12 + 4 * (b[0] & 0x0f);
 	if (b[0] & 0x10) {
 		if (hl + 4 > plen || bpf_skb_load_bytes(skb, off + hl + 2, &ext, 2))
 			return 0;
 		hl += 4 + 4 * (__u32)bpf_ntohs(ext);
-		if (hl > plen)
-			return 0;
 	}
-	return 1;
+	return hl <= plen;
 }
 
 static __always_inline int fork_packet(struct __sk_buff *skb, __u8 dir)

@@ -1,0 +1,338 @@
+//go:build linux && (386 || amd64 || arm || arm64 || loong64 || mips64le || mipsle || ppc64le || riscv64)
+
+package ebpf
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"net"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
+
+	"github.com/recfork/recfork/dataplane"
+	"github.com/recfork/recfork/internal/testenv"
+)
+
+// tcxNext is TCX_NEXT (-1) as BPF_PROG_TEST_RUN reports it.
+const tcxNext = 0xffffffff
+
+// skbContext is struct __sk_buff as BPF_PROG_TEST_RUN takes it: only a few
+// fields may be set (mark, gso_size, ...), the rest must be zero.
+type skbContext [48]uint32
+
+const (
+	ctxMark    = 8 / 4
+	ctxGSOSize = 176 / 4
+)
+
+var (
+	recMAC  = [6]byte{0x02, 0, 0, 0, 0, 0x09}
+	outMAC  = [6]byte{0x02, 0, 0, 0, 0, 0x0a}
+	peerMAC = [6]byte{0x02, 0, 0, 0, 0, 0x01}
+	ourMAC  = [6]byte{0x02, 0, 0, 0, 0, 0x02}
+)
+
+// progEnv holds loaded programs, a veth pair inside a fresh namespace whose A
+// end is the copies' egress interface, and a packet socket on the B end that
+// sees every copy.
+type progEnv struct {
+	ns      *testenv.Netns
+	objs    rtpforkObjects
+	ifindex int
+	capFD   int
+	ncpu    int
+	slots   uint32
+}
+
+func newProgEnv(t *testing.T) *progEnv {
+	t.Helper()
+	ns := testenv.NewNetns(t)
+	veth := testenv.NewVeth(t, ns, ns, "", "")
+	p := &progEnv{ns: ns, capFD: -1}
+	ns.MustDo(t, func() error {
+		if err := loadRtpforkObjects(&p.objs, nil); err != nil {
+			return err
+		}
+		a, err := net.InterfaceByName(veth.AName)
+		if err != nil {
+			return err
+		}
+		b, err := net.InterfaceByName(veth.BName)
+		if err != nil {
+			return err
+		}
+		p.ifindex = a.Index
+		fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, int(htons(unix.ETH_P_ALL)))
+		if err != nil {
+			return err
+		}
+		p.capFD = fd
+		if err := unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ALL), Ifindex: b.Index}); err != nil {
+			return err
+		}
+		tv := unix.NsecToTimeval(int64(5 * time.Second))
+		return unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
+	})
+	t.Cleanup(func() {
+		if p.capFD >= 0 {
+			unix.Close(p.capFD)
+		}
+		p.objs.Close()
+	})
+	p.ncpu = ebpf.MustPossibleCPU()
+	return p
+}
+
+// addStream writes a stream entry and returns its counter slot.
+func (p *progEnv) addStream(t *testing.T, local netip.AddrPort, dir dataplane.Direction, mode dataplane.Mode, rec, src netip.AddrPort) uint32 {
+	t.Helper()
+	slot := p.slots
+	p.slots++
+	k := keyOf(local, dir)
+	v := rtpforkStreamValue{Slot: slot, Ifindex: uint32(p.ifindex), Mode: uint8(mode), Family: k.Family, Flags: flagResolved,
+		RecPort: rec.Port(), SrcPort: src.Port(), DstMac: recMAC, SrcMac: outMAC}
+	copy(v.RecAddr[:], rec.Addr().AsSlice())
+	copy(v.SrcAddr[:], src.Addr().AsSlice())
+	if err := p.objs.Counters.Put(slot, make([]rtpforkForkCounters, p.ncpu)); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.objs.Streams.Put(&k, &v); err != nil {
+		t.Fatal(err)
+	}
+	return slot
+}
+
+func (p *progEnv) run(t *testing.T, prog *ebpf.Program, frame []byte, ctx *skbContext) {
+	t.Helper()
+	out := make([]byte, len(frame)+512)
+	opts := &ebpf.RunOptions{Data: frame, DataOut: out}
+	if ctx != nil {
+		opts.Context = ctx
+	}
+	var ret uint32
+	p.ns.MustDo(t, func() (err error) {
+		// Test runs use the calling thread's namespace: clone_redirect
+		// finds the veth by its ifindex there.
+		ret, err = prog.Run(opts)
+		return err
+	})
+	if ret != tcxNext {
+		t.Fatalf("program returned %#x, want TCX_NEXT", ret)
+	}
+	if !bytes.Equal(opts.DataOut, frame) {
+		t.Fatalf("original changed:\n got % x\nwant % x", opts.DataOut, frame)
+	}
+}
+
+// nextCopy returns the next frame the programs sent to the recorder.
+func (p *progEnv) nextCopy(t *testing.T) []byte {
+	t.Helper()
+	buf := make([]byte, 4096)
+	for {
+		n, _, err := unix.Recvfrom(p.capFD, buf, 0)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			t.Fatalf("no copy captured: %v", err)
+		}
+		if n >= 12 && [6]byte(buf[6:12]) == outMAC {
+			return append([]byte(nil), buf[:n]...)
+		}
+	}
+}
+
+func (p *progEnv) counters(t *testing.T, slot uint32) rtpforkForkCounters {
+	t.Helper()
+	var per []rtpforkForkCounters
+	if err := p.objs.Counters.Lookup(slot, &per); err != nil {
+		t.Fatal(err)
+	}
+	var c rtpforkForkCounters
+	for _, x := range per {
+		c.CopiedPackets += x.CopiedPackets
+		c.CopiedBytes += x.CopiedBytes
+		c.MutedPackets += x.MutedPackets
+		c.MutedBytes += x.MutedBytes
+		c.FailedPackets += x.FailedPackets
+	}
+	return c
+}
+
+func (p *progEnv) stats(t *testing.T) [statMax]uint64 {
+	t.Helper()
+	var r [statMax]uint64
+	for i := range r {
+		var per []uint64
+		if err := p.objs.Stats.Lookup(uint32(i), &per); err != nil {
+			t.Fatal(err)
+		}
+		for _, v := range per {
+			r[i] += v
+		}
+	}
+	return r
+}
+
+// Stat indexes, in sync with enum stat_reason in bpf/rtpfork.h.
+const (
+	statMiss = iota
+	statNotIP
+	statNotUDP
+	statShort
+	statFragment
+	statIPOptions
+	statGSO
+	statLooped
+	statNotRTP
+)
+
+func TestProgramRun(t *testing.T) {
+	p := newProgEnv(t)
+	ap := netip.MustParseAddrPort
+	var (
+		remote4   = ap("192.0.2.7:40000")
+		local4    = ap("10.0.0.1:20000")
+		muted4    = ap("10.0.0.1:20002")
+		out4      = ap("10.0.0.1:20004")
+		rec4      = ap("10.9.0.9:30001") // odd on purpose: RTCP goes to 30002
+		srcLocal4 = ap("10.0.0.1:20010")
+		remote6   = ap("[2001:db8::7]:40000")
+		local6    = ap("[fd00::1]:20000")
+		rec6      = ap("[fd09::9]:30000")
+		src6      = ap("[fd00::1]:20010")
+	)
+	slotIn4 := p.addStream(t, local4, dataplane.Inbound, dataplane.Active, rec4, srcLocal4)
+	slotMuted := p.addStream(t, muted4, dataplane.Inbound, dataplane.Inactive, rec4, srcLocal4)
+	slotOut4 := p.addStream(t, out4, dataplane.Outbound, dataplane.Active, rec4, srcLocal4)
+	slotIn6 := p.addStream(t, local6, dataplane.Inbound, dataplane.Active, rec6, src6)
+
+	rtcpOf := func(a netip.AddrPort) netip.AddrPort { return netip.AddrPortFrom(a.Addr(), a.Port()+1) }
+	in := func(src, dst netip.AddrPort, payload []byte) frameSpec {
+		return frameSpec{srcMAC: peerMAC, dstMAC: ourMAC, src: src, dst: dst, payload: payload}
+	}
+	rtp := rtpPayload(7, 160)
+	stun := append([]byte{0x00, 0x01, 0x00, 0x00, 0x21, 0x12, 0xa4, 0x42}, make([]byte, 12)...)
+	with := func(f frameSpec, mod func(*frameSpec)) frameSpec { mod(&f); return f }
+
+	cases := []struct {
+		name   string
+		egress bool
+		frame  frameSpec
+		ctx    *skbContext
+		// copyTo is the expected copy's source and destination; zero
+		// means no copy.
+		copySrc, copyDst netip.AddrPort
+		slot             uint32
+		copied, muted    uint64
+		stat             int // -1: none
+	}{
+		{name: "active IPv4 RTP", frame: in(remote4, local4, rtp), copySrc: srcLocal4, copyDst: rec4, slot: slotIn4, copied: 1, stat: -1},
+		{name: "active IPv4 RTCP", frame: in(rtcpOf(remote4), rtcpOf(local4), rtcpPayload()), copySrc: rtcpOf(srcLocal4), copyDst: rtcpOf(rec4), slot: slotIn4, copied: 1, stat: -1},
+		{name: "active IPv4 without UDP checksum", frame: with(in(remote4, local4, rtp), func(f *frameSpec) { f.zeroCsum = true }), copySrc: srcLocal4, copyDst: rec4, slot: slotIn4, copied: 1, stat: -1},
+		{name: "active IPv6 RTP", frame: in(remote6, local6, rtp), copySrc: src6, copyDst: rec6, slot: slotIn6, copied: 1, stat: -1},
+		{name: "active IPv6 RTCP", frame: in(rtcpOf(remote6), rtcpOf(local6), rtcpPayload()), copySrc: rtcpOf(src6), copyDst: rtcpOf(rec6), slot: slotIn6, copied: 1, stat: -1},
+		{name: "outbound on egress", egress: true, frame: frameSpec{srcMAC: ourMAC, dstMAC: peerMAC, src: out4, dst: remote4, payload: rtp}, copySrc: srcLocal4, copyDst: rec4, slot: slotOut4, copied: 1, stat: -1},
+		{name: "outbound stream not matched on ingress", frame: in(remote4, out4, rtp), slot: slotOut4, stat: statMiss},
+		{name: "inbound stream not matched on egress", egress: true, frame: frameSpec{srcMAC: ourMAC, dstMAC: peerMAC, src: local4, dst: remote4, payload: rtp}, slot: slotIn4, stat: statMiss},
+		{name: "inactive", frame: in(remote4, muted4, rtp), slot: slotMuted, muted: 1, stat: -1},
+		{name: "inactive RTCP", frame: in(rtcpOf(remote4), rtcpOf(muted4), rtcpPayload()), slot: slotMuted, muted: 1, stat: -1},
+		{name: "miss", frame: in(remote4, ap("10.0.0.1:20006"), rtp), slot: slotIn4, stat: statMiss},
+		{name: "miss on odd port", frame: in(remote4, ap("10.0.0.1:20007"), rtp), slot: slotIn4, stat: statMiss},
+		{name: "RTP on the RTCP port", frame: in(rtcpOf(remote4), rtcpOf(local4), rtp), slot: slotIn4, stat: statNotRTP},
+		{name: "STUN", frame: in(remote4, local4, stun), slot: slotIn4, stat: statNotRTP},
+		{name: "fragment", frame: with(in(remote4, local4, rtp), func(f *frameSpec) { f.fragOff = 0x2000 }), slot: slotIn4, stat: statFragment},
+		{name: "later fragment", frame: with(in(remote4, local4, rtp), func(f *frameSpec) { f.fragOff = 0x0010 }), slot: slotIn4, stat: statFragment},
+		{name: "IP options", frame: with(in(remote4, local4, rtp), func(f *frameSpec) { f.ihl = 6 }), slot: slotIn4, stat: statIPOptions},
+		{name: "TCP", frame: with(in(remote4, local4, rtp), func(f *frameSpec) { f.proto = 6 }), slot: slotIn4, stat: statNotUDP},
+		{name: "IPv6 extension header", frame: with(in(remote6, local6, rtp), func(f *frameSpec) { f.proto = 60 /* destination options */ }), slot: slotIn6, stat: statNotUDP},
+		{name: "truncated UDP header", frame: with(in(remote4, local4, nil), func(f *frameSpec) { f.truncate = 4 }), slot: slotIn4, stat: statShort},
+		{name: "truncated payload", frame: with(in(remote4, local4, rtp), func(f *frameSpec) { f.truncate = 20 }), slot: slotIn4, stat: statShort},
+		{name: "GSO", frame: in(remote4, local4, rtp), ctx: func() *skbContext { var c skbContext; c[ctxGSOSize] = 1400; return &c }(), slot: slotIn4, stat: statGSO},
+		{name: "own copy", frame: in(remote4, local4, rtp), ctx: func() *skbContext { var c skbContext; c[ctxMark] = 0x52464b31; return &c }(), slot: slotIn4, stat: statLooped},
+	}
+	fence := in(remote4, local4, rtpPayload(999, 20))
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			prog := p.objs.RtpforkIngress
+			if tc.egress {
+				prog = p.objs.RtpforkEgress
+			}
+			before, beforeStats := p.counters(t, tc.slot), p.stats(t)
+			frame := buildFrame(tc.frame)
+			p.run(t, prog, frame, tc.ctx)
+			after, afterStats := p.counters(t, tc.slot), p.stats(t)
+
+			if tc.copyDst.IsValid() {
+				want := tc.frame
+				want.srcMAC, want.dstMAC, want.src, want.dst = outMAC, recMAC, tc.copySrc, tc.copyDst
+				got := p.nextCopy(t)
+				if wantB := buildFrame(want); !bytes.Equal(got, wantB) {
+					t.Fatalf("copy differs:\n got % x\nwant % x", got, wantB)
+				}
+				if _, err := parseFrame(got); err != nil {
+					t.Fatalf("copy: %v", err)
+				}
+			}
+			payload := uint64(len(tc.frame.payload))
+			if d := after.CopiedPackets - before.CopiedPackets; d != tc.copied {
+				t.Errorf("copied packets +%d, want +%d", d, tc.copied)
+			}
+			if d := after.CopiedBytes - before.CopiedBytes; d != tc.copied*payload {
+				t.Errorf("copied bytes +%d, want +%d", d, tc.copied*payload)
+			}
+			if d := after.MutedPackets - before.MutedPackets; d != tc.muted {
+				t.Errorf("muted packets +%d, want +%d", d, tc.muted)
+			}
+			if d := after.MutedBytes - before.MutedBytes; d != tc.muted*payload {
+				t.Errorf("muted bytes +%d, want +%d", d, tc.muted*payload)
+			}
+			for i := range afterStats {
+				want := uint64(0)
+				if i == tc.stat {
+					want = 1
+				}
+				if d := afterStats[i] - beforeStats[i]; d != want {
+					t.Errorf("stat %d +%d, want +%d", i, d, want)
+				}
+			}
+			// Fence: the next copy on the wire must be the fence's, so
+			// the case sent no copy beyond the one checked above.
+			p.run(t, p.objs.RtpforkIngress, buildFrame(fence), nil)
+			got, err := parseFrame(p.nextCopy(t))
+			if err != nil {
+				t.Fatalf("fence copy: %v", err)
+			}
+			if seq := binary.BigEndian.Uint16(got.payload[2:]); seq != 999 || got.dst != rec4 {
+				t.Fatalf("after the case the recorder got seq %d to %s, want the fence (999 to %s)", seq, got.dst, rec4)
+			}
+		})
+	}
+}
+
+// TestProgramRunUnresolved: an active fork whose next hop is unknown copies
+// nothing and counts the packet as failed.
+func TestProgramRunUnresolved(t *testing.T) {
+	p := newProgEnv(t)
+	local := netip.MustParseAddrPort("10.0.0.1:20000")
+	slot := p.addStream(t, local, dataplane.Inbound, dataplane.Active, netip.MustParseAddrPort("10.9.0.9:30000"), netip.MustParseAddrPort("10.0.0.1:20010"))
+	k := keyOf(local, dataplane.Inbound)
+	var v rtpforkStreamValue
+	if err := p.objs.Streams.Lookup(&k, &v); err != nil {
+		t.Fatal(err)
+	}
+	v.Flags = 0
+	if err := p.objs.Streams.Put(&k, &v); err != nil {
+		t.Fatal(err)
+	}
+	p.run(t, p.objs.RtpforkIngress, buildFrame(frameSpec{srcMAC: peerMAC, dstMAC: ourMAC,
+		src: netip.MustParseAddrPort("192.0.2.7:40000"), dst: local, payload: rtpPayload(1, 20)}), nil)
+	if c := p.counters(t, slot); c.FailedPackets != 1 || c.CopiedPackets != 0 {
+		t.Fatalf("counters %+v, want one failed and no copy", c)
+	}
+}
