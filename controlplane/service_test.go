@@ -51,13 +51,16 @@ type svcOpts struct {
 	app         string
 	srs         string
 	destination string
+	// dataplane, when set, makes the service build its own engine
+	// ("userspace") instead of using the test engine.
+	dataplane string
 }
 
 func startService(t *testing.T, o svcOpts) (*controlplane.Service, dataplane.Engine) {
 	t.Helper()
 	dir := t.TempDir()
 	eng := o.engine
-	if eng == nil {
+	if eng == nil && o.dataplane == "" {
 		te := newTestEngine()
 		t.Cleanup(func() { te.Close() })
 		eng = te
@@ -71,18 +74,33 @@ func startService(t *testing.T, o svcOpts) (*controlplane.Service, dataplane.Eng
 		SRS:           o.srs,
 		Destination:   o.destination,
 		Logger:        testLogger(t),
+		Dataplane:     o.dataplane,
+		RTPPorts:      dataplane.PortRange{Min: 32000, Max: 32999},
 	}
 	svc, err := controlplane.NewService(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { svc.Close() })
+	if eng == nil {
+		eng = svc.Daemon().Engine()
+	}
 	return svc, eng
 }
 
 func TestServiceEchoCallIsRecorded(t *testing.T) {
+	for _, dp := range []string{"", "userspace"} {
+		name := dp
+		if name == "" {
+			name = "test engine"
+		}
+		t.Run(name, func(t *testing.T) { testEchoCallIsRecorded(t, dp) })
+	}
+}
+
+func testEchoCallIsRecorded(t *testing.T, dp string) {
 	before := runtime.NumGoroutine()
-	svc, eng := startService(t, svcOpts{})
+	svc, eng := startService(t, svcOpts{dataplane: dp})
 	caller, err := callgen.NewEndpoint("127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
