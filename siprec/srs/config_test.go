@@ -3,6 +3,7 @@ package srs
 import (
 	"context"
 	"errors"
+	"net"
 	"net/netip"
 	"testing"
 )
@@ -58,20 +59,42 @@ func TestCloseWithoutRun(t *testing.T) {
 	}
 }
 
+// freePair finds an even port whose pair is free now (other packages' tests
+// run at the same time and take ports too).
+func freePair(t *testing.T) int {
+	t.Helper()
+	for p := 46000; p < 47000; p += 2 {
+		a, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: p})
+		if err != nil {
+			continue
+		}
+		b, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: p + 1})
+		a.Close()
+		if err != nil {
+			continue
+		}
+		b.Close()
+		return p
+	}
+	t.Fatal("no free port pair in 46000-46999")
+	return 0
+}
+
 func TestPortAlloc(t *testing.T) {
-	p, err := newPortAlloc(netip.MustParseAddr("127.0.0.1"), PortRange{Min: 46001, Max: 46004})
+	port := freePair(t)
+	p, err := newPortAlloc(netip.MustParseAddr("127.0.0.1"), PortRange{Min: uint16(port - 1), Max: uint16(port + 2)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Odd Min rounds up: only the pair 46002/46003 fits in 46001-46004.
+	// Odd Min rounds up: only the pair port/port+1 fits in port-1..port+2.
 	a, b, err := p.open()
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer a.Close()
 	defer b.Close()
-	if a.LocalAddr().String() != "127.0.0.1:46002" || b.LocalAddr().String() != "127.0.0.1:46003" {
-		t.Fatalf("got %s %s", a.LocalAddr(), b.LocalAddr())
+	if a.LocalAddr().(*net.UDPAddr).Port != port || b.LocalAddr().(*net.UDPAddr).Port != port+1 {
+		t.Fatalf("got %s %s for pair %d", a.LocalAddr(), b.LocalAddr(), port)
 	}
 	if _, _, err := p.open(); !errors.Is(err, ErrNoPorts) {
 		t.Fatalf("exhausted range: %v", err)
@@ -82,7 +105,8 @@ func TestPortAlloc(t *testing.T) {
 // 503 and leaves nothing behind.
 func TestNoPortsRejects(t *testing.T) {
 	dir := t.TempDir()
-	srv, err := New(Config{Dir: dir, PortRange: PortRange{Min: 46010, Max: 46011}})
+	port := freePair(t)
+	srv, err := New(Config{Dir: dir, PortRange: PortRange{Min: uint16(port), Max: uint16(port + 1)}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -123,8 +123,12 @@ func (st *stream) start() {
 	}()
 }
 
+// readBuf fits any audio RTP or RTCP datagram on a normal MTU with room to
+// spare; a larger one arrives truncated and is counted as malformed or short.
+const readBuf = 4096
+
 func (st *stream) readRTP() {
-	buf := make([]byte, 1<<16)
+	buf := make([]byte, readBuf)
 	var pkt rtp.Packet
 	for {
 		n, err := st.rtpConn.Read(buf)
@@ -140,7 +144,7 @@ func (st *stream) readRTP() {
 }
 
 func (st *stream) readRTCP() {
-	buf := make([]byte, 1<<16)
+	buf := make([]byte, readBuf)
 	for {
 		_, err := st.rtcpConn.Read(buf)
 		if err != nil {
