@@ -94,8 +94,12 @@ func New(cfg Config) (*Client, error) {
 		return nil, err
 	}
 	if err := c.startSIP(); err != nil {
+		if c.ua != nil {
+			c.ua.Close()
+		}
 		c.udpConn.Close()
 		c.tcpLn.Close()
+		c.serveWG.Wait()
 		return nil, err
 	}
 	c.events = newDispatcher(cfg.OnEvent)

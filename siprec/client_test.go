@@ -655,3 +655,50 @@ func TestRemoteCSeq(t *testing.T) {
 		t.Fatal("request without CSeq accepted")
 	}
 }
+
+// TestGlareFromSRS: while our re-INVITE is pending, an SRS re-INVITE gets 491
+// (RFC 3261 §14.2), and ours still completes.
+func TestGlareFromSRS(t *testing.T) {
+	h := newHarness(t)
+	hold := make(chan struct{})
+	srs := newTestSRS(t, h.j, srsReply{}, srsReply{answer: func(o []sdpStream) []sdpStream {
+		<-hold
+		return []sdpStream{{Port: 40000, Dir: "recvonly"}, {Port: 40002, Dir: "recvonly"}}
+	}})
+	h.record(t, srs.uri(), "active", "active")
+	srs.waitInvite(t)
+	h.wait(t)
+	h.record(t, srs.uri(), "inactive", "")
+	srs.waitInvite(t) // ours, held
+	offer, _ := sdpOffer{SessionID: 7, Version: 9, IP: lo, Codecs: []Codec{{PayloadType: 0, Name: "PCMU", ClockRate: 8000}},
+		Streams: []sdpStream{{Port: 40000, Dir: "recvonly"}, {Port: 40002, Dir: "recvonly"}}}.marshal()
+	res := srs.request(t, sip.INVITE, "application/sdp", offer)
+	close(hold)
+	if res.StatusCode != 491 {
+		t.Fatalf("crossing re-INVITE answered %d, want 491", res.StatusCode)
+	}
+	expect(t, h.wait(t), EventUpdate, OpUpdate, "", ModeInactive, ModeActive)
+}
+
+// TestOfferlessReinviteFromSRS: an SRS re-INVITE without SDP gets our offer in
+// the 200, and the answer in the ACK takes effect.
+func TestOfferlessReinviteFromSRS(t *testing.T) {
+	h := newHarness(t)
+	srs := newTestSRS(t, h.j)
+	h.record(t, srs.uri(), "active", "active")
+	srs.waitInvite(t)
+	h.wait(t)
+	ans, _ := sdpOffer{SessionID: 7, Version: 9, IP: lo, Codecs: []Codec{{PayloadType: 0, Name: "PCMU", ClockRate: 8000}},
+		Streams: []sdpStream{{Port: 40010, Dir: "recvonly"}, {Port: 40012, Dir: "inactive"}}}.marshal()
+	res := srs.requestAck(t, sip.INVITE, "", nil, ans)
+	_, offer, err := parseStreams(res.Body())
+	if res.StatusCode != 200 || err != nil || len(offer) != 2 || offer[0].Dir != "sendonly" {
+		t.Fatalf("answer %d %v %+v", res.StatusCode, err, offer)
+	}
+	// The ACK is processed asynchronously; wait for the moved fork.
+	h.eng.waitFor(t, "inbound fork moved, outbound paused", func() bool {
+		in, _ := h.eng.fork(7, dataplane.Inbound)
+		out, _ := h.eng.fork(7, dataplane.Outbound)
+		return in.Recorder.Port() == 40010 && out.Mode == dataplane.Inactive
+	})
+}

@@ -28,6 +28,16 @@
 // direction the SRS answers a=inactive ("not yet") gets an inactive fork until
 // the SRS asks for media in a re-INVITE of its own.
 //
+// # Requests from the SRS
+//
+// An SRS re-INVITE gets 491 while our own INVITE transaction is pending
+// (RFC 3261 §14.2); otherwise each of our m-lines follows the SRS's view:
+// recvonly (or sendrecv) means copy, inactive, sendonly or port 0 mean no
+// copies for now; a new SRS address moves the fork. A re-INVITE without SDP
+// gets our offer in the 200 and its answer is taken from the ACK. Our 200 is
+// retransmitted over UDP until the ACK (RFC 3261 §13.3.1.4). The SRS's CSeq
+// is tracked on its own numbering. A BYE ends the session (srs-ended).
+//
 // # Decided parts of the contract (notes/BVR-RECORD.md)
 //
 // These rows are recfork's own choices where the BVR page's tables were lost:

@@ -64,16 +64,38 @@ type fakeEngine struct {
 	eps      map[dataplane.EndpointID]dataplane.EndpointInfo
 	forks    map[forkKey]dataplane.ForkConfig
 	failOpen bool
+	changed  chan struct{} // signalled after every change
+}
+
+func (f *fakeEngine) signal() {
+	select {
+	case f.changed <- struct{}{}:
+	default:
+	}
+}
+
+// waitFor waits until cond holds, re-checking after every engine change.
+func (f *fakeEngine) waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.After(10 * time.Second)
+	for !cond() {
+		select {
+		case <-f.changed:
+		case <-deadline:
+			t.Fatalf("engine never reached: %s; journal:\n%s", what, f.j)
+		}
+	}
 }
 
 func newFakeEngine(j *journal) *fakeEngine {
 	return &fakeEngine{j: j, next: 100, port: 30000, eps: map[dataplane.EndpointID]dataplane.EndpointInfo{},
-		forks: map[forkKey]dataplane.ForkConfig{}}
+		forks: map[forkKey]dataplane.ForkConfig{}, changed: make(chan struct{}, 1)}
 }
 
 func (f *fakeEngine) Name() string { return "fake" }
 
 func (f *fakeEngine) OpenEndpoint(cfg dataplane.EndpointConfig) (dataplane.EndpointInfo, error) {
+	defer f.signal()
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.failOpen {
@@ -88,6 +110,7 @@ func (f *fakeEngine) OpenEndpoint(cfg dataplane.EndpointConfig) (dataplane.Endpo
 }
 
 func (f *fakeEngine) SetRemote(id dataplane.EndpointID, remote netip.AddrPort) error {
+	defer f.signal()
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	info, ok := f.eps[id]
@@ -100,6 +123,7 @@ func (f *fakeEngine) SetRemote(id dataplane.EndpointID, remote netip.AddrPort) e
 }
 
 func (f *fakeEngine) CloseEndpoint(id dataplane.EndpointID) error {
+	defer f.signal()
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if _, ok := f.eps[id]; !ok {
@@ -119,6 +143,7 @@ func (f *fakeEngine) Join(from, to dataplane.EndpointID, d dataplane.Duplex) err
 func (f *fakeEngine) Unjoin(a, b dataplane.EndpointID) error                       { return nil }
 
 func (f *fakeEngine) AddFork(ep dataplane.EndpointID, dir dataplane.Direction, cfg dataplane.ForkConfig) error {
+	defer f.signal()
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	k := forkKey{ep, dir}
@@ -137,6 +162,7 @@ func (f *fakeEngine) AddFork(ep dataplane.EndpointID, dir dataplane.Direction, c
 }
 
 func (f *fakeEngine) SetForkMode(ep dataplane.EndpointID, dir dataplane.Direction, m dataplane.Mode) error {
+	defer f.signal()
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	k := forkKey{ep, dir}
@@ -151,6 +177,7 @@ func (f *fakeEngine) SetForkMode(ep dataplane.EndpointID, dir dataplane.Directio
 }
 
 func (f *fakeEngine) RemoveFork(ep dataplane.EndpointID, dir dataplane.Direction) error {
+	defer f.signal()
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	k := forkKey{ep, dir}
@@ -446,6 +473,12 @@ func (s *testSRS) bye(t *testing.T) {
 // request sends an in-dialog request from the SRS and returns the response.
 func (s *testSRS) request(t *testing.T, method sip.RequestMethod, ct string, body []byte) *sip.Response {
 	t.Helper()
+	return s.requestAck(t, method, ct, body, nil)
+}
+
+// requestAck is request with an answer in the ACK (for an offerless INVITE).
+func (s *testSRS) requestAck(t *testing.T, method sip.RequestMethod, ct string, body, ackBody []byte) *sip.Response {
+	t.Helper()
 	dlg := s.dialog(t)
 	req := sip.NewRequest(method, dlg.InviteRequest.Contact().Address)
 	if ct != "" {
@@ -460,6 +493,10 @@ func (s *testSRS) request(t *testing.T, method sip.RequestMethod, ct string, bod
 	}
 	if method == sip.INVITE && res.IsSuccess() {
 		ack := sip.NewRequest(sip.ACK, dlg.InviteRequest.Contact().Address)
+		if ackBody != nil {
+			ack.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
+			ack.SetBody(ackBody)
+		}
 		if err := dlg.WriteRequest(ack); err != nil {
 			t.Fatalf("srs ack: %v", err)
 		}

@@ -84,7 +84,7 @@ type session struct {
 	// dlgMu is held for the length of any INVITE transaction on the dialog,
 	// ours or the SRS's, so that a crossing re-INVITE gets 491 (RFC 3261 §14.2).
 	dlgMu sync.Mutex
-	ackCh chan struct{}
+	ackCh chan *sip.Request
 
 	mu       sync.Mutex
 	leg      Leg
@@ -121,7 +121,7 @@ func newSession(c *Client, leg Leg) *session {
 		log:   c.log.With("connection_id", leg.ConnectionID),
 		kick:  make(chan struct{}, 1),
 		done:  make(chan struct{}),
-		ackCh: make(chan struct{}, 1),
+		ackCh: make(chan *sip.Request, 1),
 		tgt:   target{in: ModeNone, out: ModeNone},
 	}
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
+	"github.com/recfork/recfork/dataplane"
 )
 
 // acceptValue is what the SRC accepts in bodies (RFC 7866 §6.1.1, BVR-RECORD.md).
@@ -255,7 +256,7 @@ func (c *Client) onBye(req *sip.Request, tx sip.ServerTransaction) {
 func (c *Client) onAck(req *sip.Request, tx sip.ServerTransaction) {
 	if s := c.sessionByCallID(callIDOf(req)); s != nil {
 		select {
-		case s.ackCh <- struct{}{}:
+		case s.ackCh <- req:
 		default:
 		}
 	}
@@ -381,20 +382,8 @@ func (s *session) answerReinvite(req *sip.Request, tx sip.ServerTransaction) {
 			if st.ep.ID == 0 {
 				continue
 			}
-			o := offer[i]
-			if o.Port == 0 || o.Dir == "sendonly" || o.Dir == "inactive" {
-				// The SRS does not want this stream's media now: no copies.
+			if s.applySRSView(st, offer[i], legEP) {
 				ans.Streams[i].Dir = "inactive"
-				o.Dir = "inactive"
-				if o.Port == 0 {
-					if !st.forked {
-						continue
-					}
-					o.Port, o.Addr = int(st.recorder.Port()), st.recorder.Addr()
-				}
-			}
-			if err := s.applyStream(st, st.mode, o, legEP); err != nil {
-				s.log.Warn("apply srs re-invite", "err", err)
 			}
 		}
 	}
@@ -425,7 +414,12 @@ func (s *session) answerReinvite(req *sip.Request, tx sip.ServerTransaction) {
 	interval := sip.T1
 	for {
 		select {
-		case <-s.ackCh:
+		case ack := <-s.ackCh:
+			if !hasSDP {
+				// Our 200 was the offer; the ACK carries the SRS's answer
+				// (RFC 3264 §4, RFC 3261 §13.2.1).
+				s.applyAckAnswer(ack, ans.Streams, streams, legEP)
+			}
 			if wantSnapshot {
 				s.requestSnapshot()
 			}
@@ -479,4 +473,54 @@ func (s *session) remoteCSeqOK(req *sip.Request) bool {
 	}
 	s.remoteCSeq = h.SeqNo
 	return true
+}
+
+// applySRSView applies the SRS's view of one of our m-lines (from its offer
+// or its answer): recvonly or sendrecv means send, anything else (inactive,
+// sendonly, port 0) means no copies for now. It reports whether the stream
+// is paused.
+func (s *session) applySRSView(st *stream, o sdpStream, legEP dataplane.EndpointID) bool {
+	paused := o.Port == 0 || o.Dir == "sendonly" || o.Dir == "inactive"
+	if paused {
+		o.Dir = "inactive"
+		if o.Port == 0 {
+			s.mu.Lock()
+			forked, rec := st.forked, st.recorder
+			s.mu.Unlock()
+			if !forked {
+				return true
+			}
+			o.Port, o.Addr = int(rec.Port()), rec.Addr()
+		}
+	}
+	s.mu.Lock()
+	mode := st.mode
+	s.mu.Unlock()
+	if err := s.applyStream(st, mode, o, legEP); err != nil {
+		s.log.Warn("apply srs session change", "err", err)
+	}
+	return paused
+}
+
+// applyAckAnswer applies the answer an ACK carries to our offer in a 200.
+func (s *session) applyAckAnswer(ack *sip.Request, offer []sdpStream, streams []*stream, legEP dataplane.EndpointID) {
+	parts, err := ParseBody(contentType(ack), ack.Body())
+	if err != nil {
+		s.log.Info("srs ack body", "err", err)
+		return
+	}
+	p, ok := findPart(parts, "application/sdp")
+	if !ok {
+		return
+	}
+	as, err := matchAnswer(offer, p.Body)
+	if err != nil {
+		s.log.Info("srs answer in ack", "err", err)
+		return
+	}
+	for i, st := range streams {
+		if st.ep.ID != 0 && offer[i].Port != 0 {
+			s.applySRSView(st, as[i], legEP)
+		}
+	}
 }
