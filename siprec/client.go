@@ -3,7 +3,6 @@ package siprec
 import (
 	"context"
 	"crypto/rand"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -462,5 +461,3 @@ func (d *dispatcher) close() {
 	}
 	<-d.done
 }
-
-var errSessionGone = errors.New("recording session gone")

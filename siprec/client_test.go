@@ -560,6 +560,18 @@ func TestUDPSizeRule(t *testing.T) {
 	if tp, _, forced := s.clientFor(u); tp != "UDP" || forced {
 		t.Fatalf("default transport %s forced=%v", tp, forced)
 	}
+	h.c.cfg.Profiles = map[string]Profile{"127.0.0.1:5060": {Transport: "tcp"}, "10.0.0.9": {Transport: "udp", Metadata: MetadataPartial}}
+	if tp, _, forced := s.clientFor(u); tp != "TCP" || !forced {
+		t.Fatalf("profile by host:port: %s forced=%v", tp, forced)
+	}
+	if p := h.c.profile(sip.Uri{Host: "10.0.0.9", Port: 5080}); p.Metadata != MetadataPartial {
+		t.Fatalf("profile by host: %+v", p)
+	}
+	withParam := u
+	withParam.UriParams = sip.HeaderParams{{K: "transport", V: "udp"}}
+	if tp, _, _ := s.clientFor(withParam); tp != "UDP" {
+		t.Fatalf("uri parameter must win over the profile: %s", tp)
+	}
 }
 
 func TestMain(m *testing.M) {
