@@ -119,6 +119,9 @@ func parseConfigFile(b []byte) ([]configEntry, error) {
 			return nil, fmt.Errorf("line %d: want 'key = value'", i+1)
 		}
 		k = strings.TrimPrefix(strings.TrimPrefix(k, "-"), "-")
+		if k == "" {
+			return nil, fmt.Errorf("line %d: empty key", i+1)
+		}
 		if len(v) >= 2 && v[0] == '"' && v[len(v)-1] == '"' {
 			v = v[1 : len(v)-1]
 		}
@@ -192,6 +195,9 @@ func run(args []string, stderr io.Writer) int {
 	svc, err := controlplane.NewService(ctx, cfg)
 	if err != nil {
 		cfg.Logger.Error("start", "err", err)
+		if errors.Is(err, controlplane.ErrBadConfig) {
+			return 2
+		}
 		return 1
 	}
 	hup := make(chan os.Signal, 1)
