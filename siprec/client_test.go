@@ -714,3 +714,22 @@ func TestOfferlessReinviteFromSRS(t *testing.T) {
 		return in.Recorder.Port() == 40010 && out.Mode == dataplane.Inactive
 	})
 }
+
+// TestRemovalRejected: a rejected removal leaves the direction muted (PCI) and
+// in the session; the next offer still carries its m-line with a port.
+func TestRemovalRejected(t *testing.T) {
+	h := newHarness(t)
+	srs := newTestSRS(t, h.j, srsReply{}, srsReply{code: 500}, srsReply{})
+	h.record(t, srs.uri(), "active", "active")
+	srs.waitInvite(t)
+	h.wait(t)
+	h.record(t, srs.uri(), "", "none")
+	srs.waitInvite(t)
+	expect(t, h.wait(t), EventError, "", ReasonSRSRejected, ModeActive, ModeInactive)
+	h.record(t, srs.uri(), "inactive", "")
+	inv := srs.waitInvite(t)
+	expect(t, h.wait(t), EventUpdate, OpUpdate, "", ModeInactive, ModeInactive)
+	if len(inv.streams) != 2 || inv.streams[1].Port == 0 || inv.streams[1].Dir != "inactive" {
+		t.Fatalf("offer after a rejected removal: %+v", inv.streams)
+	}
+}

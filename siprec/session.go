@@ -683,6 +683,13 @@ func (s *session) update(ctx context.Context, t target, snapshot bool) error {
 			}
 		}
 		s.streams = s.streams[:n]
+		// The next offer describes the state in force: the old one, except
+		// for mutes already applied (PCI).
+		for _, st := range s.streams {
+			if st.ep.ID != 0 {
+				st.offered = offeredDir(st.mode)
+			}
+		}
 		s.mu.Unlock()
 	}
 	for _, d := range []dataplane.Direction{dataplane.Inbound, dataplane.Outbound} {
