@@ -2,20 +2,156 @@ package perf
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"log/slog"
+	"net/netip"
+
+	"github.com/recfork/recfork/dataplane"
+	rfebpf "github.com/recfork/recfork/dataplane/ebpf"
+	"github.com/recfork/recfork/dataplane/userspace"
 )
 
-// The recfork engines under test. They are opened inside the media
-// namespace of the pair.
+// The recfork engines under test, driven only through dataplane.Engine and
+// opened inside the media namespace of the pair.
+
+// enginePorts is the engines' port range in the media namespace: up to
+// MaxStreams forked streams of three endpoints and MaxStreams/2 unforked ones
+// of two.
+var enginePorts = dataplane.PortRange{Min: 10000, Max: 49999}
+
+func newUserspace(p *Pair) (*userspace.Engine, error) {
+	var e *userspace.Engine
+	err := p.M.Do(func() (err error) {
+		e, err = userspace.New(userspace.Config{PortRange: enginePorts})
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("start userspace engine: %w", err)
+	}
+	return e, nil
+}
 
 func openUserspaceRelay(ctx context.Context, env *Env, p *Pair) (forkSubject, error) {
-	return nil, fmt.Errorf("dataplane/userspace has no engine yet: %w", ErrNotBuilt)
+	e, err := newUserspace(p)
+	if err != nil {
+		return nil, err
+	}
+	return &engineSubject{eng: e, pair: p}, nil
 }
 
 func openUserspace(ctx context.Context, env *Env, p *Pair) (forkSubject, error) {
-	return nil, fmt.Errorf("dataplane/userspace has no engine yet: %w", ErrNotBuilt)
+	return openUserspaceRelay(ctx, env, p)
+}
+
+// engineSubject runs the fork scenarios on a dataplane.Engine: stream i is
+// a caller-facing endpoint joined (half duplex) to a callee-facing one and,
+// in the forked pool, forked inbound to the recorder from a third,
+// recording-leg endpoint. The forked and the unforked streams are two pools
+// that live side by side, and pools only grow: removing a fork of the eBPF
+// engine waits for an RCU grace period, so switching forks on and off per
+// run would measure that wait instead of the data path. Stream i of the
+// unforked pool uses the ports of stream MaxStreams-1-i on the generator side;
+// where the pools' generator ports overlap nothing breaks (an endpoint
+// accepts its own remote; the sink counts ranges).
+type engineSubject struct {
+	eng   dataplane.Engine
+	pair  *Pair
+	pools map[bool][]engineStream
+}
+
+type engineStream struct {
+	caller, callee, source dataplane.EndpointInfo
+}
+
+func (s *engineSubject) Pids() []int  { return nil }
+func (s *engineSubject) Check() error { return nil }
+
+// Prepare returns the first n streams of the pool, growing it as needed.
+func (s *engineSubject) Prepare(ctx context.Context, n int, fork bool) ([]uint16, error) {
+	if s.pools == nil {
+		s.pools = map[bool][]engineStream{}
+	}
+	if n > MaxStreams {
+		return nil, fmt.Errorf("%d streams: more than the port plan holds: %w", n, dataplane.ErrInvalid)
+	}
+	if have := len(s.pools[fork]); have < n {
+		if err := s.pair.M.Do(func() error { return s.grow(ctx, n, fork) }); err != nil {
+			return nil, err
+		}
+	}
+	ports := make([]uint16, n)
+	for i, st := range s.pools[fork][:n] {
+		ports[i] = st.caller.Local.Port()
+	}
+	return ports, nil
+}
+
+func (s *engineSubject) grow(ctx context.Context, n int, fork bool) error {
+	local := netip.AddrFrom4([4]byte(s.pair.MAddr.To4()))
+	gen := netip.AddrFrom4([4]byte(s.pair.GAddr.To4()))
+	for i := len(s.pools[fork]); i < n; i++ {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		caller, callee, rec := StreamPorts(i)
+		if !fork {
+			caller, callee, rec = StreamPorts(MaxStreams - 1 - i)
+		}
+		var st engineStream
+		var err error
+		if st.caller, err = s.eng.OpenEndpoint(dataplane.EndpointConfig{LocalIP: local, Remote: netip.AddrPortFrom(gen, caller)}); err != nil {
+			return fmt.Errorf("stream %d: open caller leg: %w", i, err)
+		}
+		if st.callee, err = s.eng.OpenEndpoint(dataplane.EndpointConfig{LocalIP: local, Remote: netip.AddrPortFrom(gen, callee)}); err != nil {
+			return fmt.Errorf("stream %d: open callee leg: %w", i, err)
+		}
+		if err := s.eng.Join(st.caller.ID, st.callee.ID, dataplane.Half); err != nil {
+			return fmt.Errorf("stream %d: join: %w", i, err)
+		}
+		if fork {
+			if st.source, err = s.eng.OpenEndpoint(dataplane.EndpointConfig{LocalIP: local}); err != nil {
+				return fmt.Errorf("stream %d: open recording leg: %w", i, err)
+			}
+			if err := s.eng.AddFork(st.caller.ID, dataplane.Inbound, dataplane.ForkConfig{
+				Recorder: netip.AddrPortFrom(gen, rec), Source: st.source.ID, Mode: dataplane.Active}); err != nil {
+				return fmt.Errorf("stream %d: add fork: %w", i, err)
+			}
+		}
+		s.pools[fork] = append(s.pools[fork], st)
+	}
+	return nil
+}
+
+// Close closes the engine, which drops every endpoint, join and fork at once.
+func (s *engineSubject) Close() error { return s.eng.Close() }
+
+// newEBPF starts the eBPF engine on the media end of the pair, delegating
+// endpoints and joins to a userspace engine.
+func newEBPF(p *Pair) (*rfebpf.Engine, error) {
+	us, err := newUserspace(p)
+	if err != nil {
+		return nil, err
+	}
+	var e *rfebpf.Engine
+	err = p.M.Do(func() (err error) {
+		e, err = rfebpf.New(rfebpf.Config{Media: us, Interfaces: []string{p.MIf}, Logger: slog.New(slog.DiscardHandler)})
+		return err
+	})
+	if err != nil {
+		us.Close()
+		if errors.Is(err, dataplane.ErrNotSupported) {
+			return nil, Skip("ebpf engine: %v", err)
+		}
+		return nil, fmt.Errorf("start ebpf engine: %w", err)
+	}
+	return e, nil
 }
 
 func openEBPF(ctx context.Context, env *Env, p *Pair) (forkSubject, error) {
-	return nil, fmt.Errorf("dataplane/ebpf has no engine yet: %w", ErrNotBuilt)
+	e, err := newEBPF(p)
+	if err != nil {
+		return nil, err
+	}
+	return &engineSubject{eng: e, pair: p}, nil
 }

@@ -31,10 +31,20 @@ func StreamPorts(i int) (caller, callee, rec uint16) {
 	return uint16(CallerBase + 2*i), uint16(CalleeBase + 2*i), uint16(RecBase + 2*i)
 }
 
+// CallerPort returns the generator-side caller port of stream i of a pool
+// (see engineSubject): the unforked pool counts down from the top of the plan.
+func CallerPort(i int, fork bool) uint16 {
+	if !fork {
+		i = MaxStreams - 1 - i
+	}
+	c, _, _ := StreamPorts(i)
+	return c
+}
+
 // Sender sends n more frames of the current streams.
 type Sender interface {
-	// SetStreams installs the destination port of each stream (in stream order).
-	SetStreams(dst []uint16) error
+	// SetStreams installs the source and destination port of each stream.
+	SetStreams(src, dst []uint16) error
 	// Send sends n frames, continuing the round robin over the streams.
 	Send(n uint32) error
 	// Interval is how often the pacer calls Send: each live-frames test run
@@ -127,11 +137,10 @@ func (x *xdpSender) frameSpec() xdpgen.Frame {
 		SrcIP: netip.AddrFrom4([4]byte(x.pair.GAddr.To4())), DstIP: netip.AddrFrom4([4]byte(x.pair.MAddr.To4()))}
 }
 
-func (x *xdpSender) SetStreams(dst []uint16) error {
+func (x *xdpSender) SetStreams(src, dst []uint16) error {
 	ss := make([]xdpgen.Stream, len(dst))
 	for i, d := range dst {
-		c, _, _ := StreamPorts(i)
-		ss[i] = xdpgen.Stream{SrcPort: c, DstPort: d}
+		ss[i] = xdpgen.Stream{SrcPort: src[i], DstPort: d}
 	}
 	x.streams = len(dst)
 	x.frame = xdpgen.Packet(x.frameSpec(), ss[0])
@@ -169,12 +178,12 @@ func newMmsgSender(p *Pair) (*mmsgSender, error) {
 	return &mmsgSender{pc: ipv4.NewPacketConn(c), conn: c, dst: &net.IPAddr{IP: p.MAddr}}, nil
 }
 
-func (m *mmsgSender) SetStreams(dst []uint16) error {
+func (m *mmsgSender) SetStreams(srcPorts, dst []uint16) error {
 	src := [4]byte{10, 77, 0, 1}
 	dip := [4]byte{10, 77, 0, 2}
 	m.msgs = m.msgs[:0]
 	for i, d := range dst {
-		c, _, _ := StreamPorts(i)
+		c := srcPorts[i]
 		f := xdpgen.Packet(xdpgen.Frame{SrcMAC: make(net.HardwareAddr, 6), DstMAC: make(net.HardwareAddr, 6),
 			SrcIP: netip.AddrFrom4(src), DstIP: netip.AddrFrom4(dip)}, xdpgen.Stream{SrcPort: c, DstPort: d})
 		m.msgs = append(m.msgs, ipv4.Message{Buffers: [][]byte{f[34:]}, Addr: m.dst})

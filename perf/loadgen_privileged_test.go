@@ -51,7 +51,7 @@ func TestGeneratorsReachSocketAndSink(t *testing.T) {
 				s = m
 			}
 			defer s.Close()
-			if err := s.SetStreams([]uint16{20000, 20000, 20000}); err != nil {
+			if err := s.SetStreams(callerPorts(3, true), []uint16{20000, 20000, 20000}); err != nil {
 				t.Fatal(err)
 			}
 			const n = 30

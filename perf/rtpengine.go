@@ -162,7 +162,8 @@ func (r *rtpEngine) Prepare(ctx context.Context, n int, fork bool) ([]uint16, er
 		go func() {
 			defer wg.Done()
 			for i := w; i < n; i += len(r.clients) {
-				caller, callee, rec := StreamPorts(i)
+				_, callee, rec := StreamPorts(i)
+				caller := CallerPort(i, fork)
 				cid := fmt.Sprintf("perf-%d-%d", r.gen, i)
 				r.calls[i] = cid
 				if _, err := c.Do(ctx, map[string]any{"command": "offer", "call-id": cid, "from-tag": "caller",

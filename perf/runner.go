@@ -88,8 +88,12 @@ func (r *Runner) Run(ctx context.Context) {
 			continue
 		}
 		if ctx.Err() != nil {
-			res.MarkUnset(s.Keys(), StatusNotMeasured, "suite interrupted")
-			res.SetScenario(s.Name(), ScenarioResult{Status: StatusNotMeasured, Reason: "suite interrupted"})
+			why := "suite interrupted"
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				why = "the suite's time budget was spent before this scenario"
+			}
+			res.MarkUnset(s.Keys(), StatusNotMeasured, why)
+			res.SetScenario(s.Name(), ScenarioResult{Status: StatusNotMeasured, Reason: why})
 			continue
 		}
 		r.runOne(ctx, s)

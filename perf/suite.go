@@ -26,9 +26,11 @@ func Budget(quick bool) func(Scenario) time.Duration {
 		if quick {
 			switch s.(type) {
 			case *ForkScenario:
-				return 10 * time.Second
+				return 11 * time.Second
+			case *CallsScenario:
+				return 8 * time.Second
 			default:
-				return 6 * time.Second
+				return 4 * time.Second
 			}
 		}
 		switch s.(type) {
@@ -39,6 +41,9 @@ func Budget(quick bool) func(Scenario) time.Duration {
 		}
 	}
 }
+
+// QuickDeadline bounds the whole quick suite.
+const QuickDeadline = 58 * time.Second
 
 // pending is a scenario whose subject is not in the tree yet.
 type pending struct {

@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -45,6 +46,11 @@ func run(args []string) int {
 	// still written.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if *quick {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, perf.QuickDeadline)
+		defer cancel()
+	}
 
 	res := perf.NewResults(*quick)
 	r := &perf.Runner{
@@ -76,7 +82,7 @@ func run(args []string) int {
 		fmt.Fprintln(os.Stderr, "  "+s)
 	}
 	fmt.Fprintf(os.Stderr, "results: %s\n", *out)
-	if ctx.Err() != nil {
+	if errors.Is(context.Cause(ctx), context.Canceled) {
 		return 130
 	}
 	return code
