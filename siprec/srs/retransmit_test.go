@@ -118,3 +118,32 @@ func TestNoAckEndsSession(t *testing.T) {
 		t.Fatalf("ended %q with violations %v", si.EndReason, si.Violations)
 	}
 }
+
+// TestLargeInviteOverUDP: real SRCs send metadata that pushes the INVITE
+// far past 1300 bytes over UDP; the SRS must take it.
+func TestLargeInviteOverUDP(t *testing.T) {
+	srv, _ := startServer(t)
+	u := newRawUAC(t, srv.Addr().String())
+	var b strings.Builder
+	b.WriteString(`<recording xmlns="urn:ietf:params:xml:ns:recording:1"><datamode>complete</datamode>`)
+	for i := range 40 {
+		fmt.Fprintf(&b, `<participant participant_id="cGFydGljaXBhbnQ%03d"><nameID aor="sip:party%d@example.com"><name>Party %d</name></nameID></participant>`, i, i, i)
+	}
+	b.WriteString(`</recording>`)
+	meta := b.String()
+	sdp := "v=0\r\no=src 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 30000 RTP/AVP 0\r\na=label:1\r\na=sendonly\r\n"
+	body := multipartBody(sdp, meta)
+	if len(body) < 4000 {
+		t.Fatalf("body only %d bytes", len(body))
+	}
+	u.send("INVITE", "big1", "1 INVITE", "Require: siprec\r\n", "multipart/mixed;boundary="+testBoundary, body)
+	res := u.next("SIP/2.0 200", "1 INVITE")
+	u.toTag = toTagRE.FindStringSubmatch(res)[1]
+	u.send("ACK", "a1", "1 ACK", "", "", "")
+	si := sessionOf(t, waitCtx(t), srv, u.callID, func(SessionInfo) bool { return true })
+	if string(si.Metadata) != meta {
+		t.Fatalf("metadata %d bytes, sent %d", len(si.Metadata), len(meta))
+	}
+	u.send("BYE", "b1", "2 BYE", "", "", "")
+	u.next("SIP/2.0 200", "2 BYE")
+}
