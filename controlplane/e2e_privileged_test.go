@@ -1,0 +1,319 @@
+package controlplane_test
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/recfork/recfork/controlplane"
+	"github.com/recfork/recfork/dataplane"
+	"github.com/recfork/recfork/internal/testenv"
+	"github.com/recfork/recfork/siprec/srs"
+)
+
+// The end-to-end test: caller, platform and SRS each in their own network
+// namespace, the platform hub-routed between the two. The caller is sipp
+// (an independent SIP and RTP implementation) streaming a 440 Hz PCMU tone;
+// the platform is the recforkd binary with the embedded default app (which
+// echoes the caller, so both directions carry the tone); the SRS is the
+// built-in one run as `recforkctl srs` in strict mode.
+
+const sippScenario = `<?xml version="1.0" encoding="ISO-8859-1" ?>
+<!DOCTYPE scenario SYSTEM "sipp.dtd">
+<scenario name="recfork e2e caller">
+  <send retrans="500"><![CDATA[
+INVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: sipp <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+To: <sip:[service]@[remote_ip]:[remote_port]>
+Call-ID: [call_id]
+CSeq: 1 INVITE
+Contact: sip:sipp@[local_ip]:[local_port]
+Max-Forwards: 70
+Content-Type: application/sdp
+Content-Length: [len]
+
+v=0
+o=sipp 1 1 IN IP[local_ip_type] [local_ip]
+s=-
+c=IN IP[media_ip_type] [media_ip]
+t=0 0
+m=audio [auto_media_port] RTP/AVP 0
+a=rtpmap:0 PCMU/8000
+]]></send>
+  <recv response="100" optional="true"/>
+  <recv response="180" optional="true"/>
+  <recv response="200" rtd="true"/>
+  <send><![CDATA[
+ACK sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: sipp <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+To: <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]
+Call-ID: [call_id]
+CSeq: 1 ACK
+Contact: sip:sipp@[local_ip]:[local_port]
+Max-Forwards: 70
+Content-Length: 0
+]]></send>
+  <nop><action><exec rtp_stream="tone.wav,-1,0"/></action></nop>
+  <pause milliseconds="%d"/>
+  <send retrans="500"><![CDATA[
+BYE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: sipp <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+To: <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]
+Call-ID: [call_id]
+CSeq: 2 BYE
+Contact: sip:sipp@[local_ip]:[local_port]
+Max-Forwards: 70
+Content-Length: 0
+]]></send>
+  <recv response="200" crlf="true"/>
+</scenario>
+`
+
+// ulawToneWAV is a µ-law WAV (format 7) of a tone, what sipp's rtp_stream plays.
+func ulawToneWAV(freq float64, seconds int) []byte {
+	n := 8000 * seconds
+	data := make([]byte, n)
+	for i := range data {
+		data[i] = ulaw(int16(8000 * math.Sin(2*math.Pi*freq*float64(i)/8000)))
+	}
+	var b bytes.Buffer
+	b.WriteString("RIFF")
+	_ = binary.Write(&b, binary.LittleEndian, uint32(4+26+8+n))
+	b.WriteString("WAVEfmt ")
+	_ = binary.Write(&b, binary.LittleEndian, []any{uint32(18), uint16(7), uint16(1), uint32(8000), uint32(8000), uint16(1), uint16(8), uint16(0)})
+	b.WriteString("data")
+	_ = binary.Write(&b, binary.LittleEndian, uint32(n))
+	b.Write(data)
+	return b.Bytes()
+}
+
+func ulaw(s int16) byte {
+	x, sign := int(s), 0
+	if x < 0 {
+		x, sign = -x, 0x80
+	}
+	x = min(x, 32635) + 0x84
+	exp := 7
+	for mask := 0x4000; x&mask == 0 && exp > 0; mask >>= 1 {
+		exp--
+	}
+	return ^byte(sign | exp<<4 | (x>>(exp+3))&0x0f)
+}
+
+// buildBinaries builds recforkd and recforkctl once for the e2e tests.
+func buildBinaries(t *testing.T) (recforkd, recforkctl string) {
+	t.Helper()
+	dir := t.TempDir()
+	out, err := exec.Command("go", "build", "-o", dir+"/", "../cmd/recforkd", "../cmd/recforkctl").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return filepath.Join(dir, "recforkd"), filepath.Join(dir, "recforkctl")
+}
+
+// startProc starts cmd with its output in a file and stops it (SIGTERM, then
+// wait) when the test ends.
+func startProc(t *testing.T, cmd *exec.Cmd, logPath string) *os.File {
+	t.Helper()
+	f, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout, cmd.Stderr = f, f
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start %v: %v", cmd.Args, err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(os.Interrupt)
+		done := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(15 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+			t.Errorf("%s did not stop on SIGINT", filepath.Base(cmd.Path))
+		}
+		f.Close()
+		if t.Failed() {
+			b, _ := os.ReadFile(logPath)
+			t.Logf("%s:\n%s", logPath, tail(string(b), 40))
+		}
+	})
+	return f
+}
+
+func tail(s string, n int) string {
+	lines := strings.Split(s, "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+func TestEndToEndInNamespaces(t *testing.T) {
+	testenv.Privileged(t)
+	if _, err := exec.LookPath("sipp"); err != nil {
+		testenv.Unavailable(t, "sipp (Debian sip-tester) is not installed")
+	}
+	recforkd, recforkctl := buildBinaries(t)
+	for _, dp := range []string{"userspace"} {
+		t.Run(dp, func(t *testing.T) { testEndToEnd(t, dp, recforkd, recforkctl) })
+	}
+}
+
+func testEndToEnd(t *testing.T, dp, recforkd, recforkctl string) {
+	callerNS, platNS, srsNS := testenv.NewNetns(t), testenv.NewNetns(t), testenv.NewNetns(t)
+	testenv.NewVeth(t, callerNS, platNS, "10.201.1.1/24", "10.201.1.2/24")
+	testenv.NewVeth(t, srsNS, platNS, "10.201.2.1/24", "10.201.2.2/24")
+	callerNS.MustIP(t, "route", "add", "default", "via", "10.201.1.2")
+	srsNS.MustIP(t, "route", "add", "default", "via", "10.201.2.2")
+
+	dir := t.TempDir()
+	srsDir := filepath.Join(dir, "srs")
+	startProc(t, srsNS.Exec(recforkctl, "srs", "--listen", "10.201.2.1:5080", "--dir", srsDir), filepath.Join(dir, "srs.log"))
+
+	admin := filepath.Join(dir, "admin.sock")
+	startProc(t, platNS.Exec(recforkd, "--listen", "10.201.1.2:5060", "--media-ip", "10.201.1.2",
+		"--srs", "sip:srs@10.201.2.1:5080", "--dataplane", dp, "--admin", admin,
+		"--rtp-ports", "30000-30999", "--log-level", "debug"), filepath.Join(dir, "recforkd.log"))
+	waitFor(t, "recforkd's admin API", func() bool {
+		_, err := os.Stat(admin)
+		return err == nil
+	})
+
+	sippDir := filepath.Join(dir, "sipp")
+	if err := os.MkdirAll(sippDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(sippDir, "tone.wav"), ulawToneWAV(440, 5), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	const callMS = 4000
+	if err := os.WriteFile(filepath.Join(sippDir, "uac.xml"), fmt.Appendf(nil, sippScenario, callMS), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sipp := callerNS.Exec("sipp", "-sf", "uac.xml", "-m", "1", "-l", "1", "-i", "10.201.1.1", "-mi", "10.201.1.1",
+		"-s", "echo", "10.201.1.2:5060", "-nostdin", "-timeout", "30s", "-timeout_error")
+	sipp.Dir = sippDir
+	sippOut := filepath.Join(dir, "sipp.log")
+	f, err := os.Create(sippOut)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	sipp.Stdout, sipp.Stderr = f, f
+	if err := sipp.Start(); err != nil {
+		t.Fatal(err)
+	}
+	sippDone := make(chan error, 1)
+	go func() { sippDone <- sipp.Wait() }()
+
+	// The recording is up with both directions active.
+	var recs []controlplane.RecordingInfo
+	waitFor(t, "an active recording", func() bool {
+		adminGet(t, admin, "GET", "/v1/recordings", &recs)
+		return len(recs) == 1 && recs[0].Inbound == "active" && recs[0].Outbound == "active" &&
+			len(recs[0].Streams) == 2 && recs[0].Streams[0].CopiedPackets > 10
+	})
+	id := recs[0].ConnectionID
+
+	// Mute the inbound direction mid-call: no copy leaves after the answer.
+	var mute controlplane.RecordResult
+	if code := adminGet(t, admin, "POST", "/v1/recordings/"+id+"/mute?direction=inbound", &mute); code != 200 || mute.Inbound != "inactive" {
+		t.Fatalf("mute: %d %+v", code, mute)
+	}
+	var after []controlplane.RecordingInfo
+	adminGet(t, admin, "GET", "/v1/recordings", &after)
+	copiedAtMute := after[0].Streams[0].CopiedPackets
+	waitFor(t, "muted packets to be counted", func() bool {
+		adminGet(t, admin, "GET", "/v1/recordings", &after)
+		return after[0].Streams[0].MutedPackets >= 25
+	})
+	if got := after[0].Streams[0].CopiedPackets; got != copiedAtMute {
+		t.Fatalf("inbound copies went on while muted: %d then %d", copiedAtMute, got)
+	}
+	var unmute controlplane.RecordResult
+	if code := adminGet(t, admin, "POST", "/v1/recordings/"+id+"/unmute?direction=inbound", &unmute); code != 200 || unmute.Inbound != "active" {
+		t.Fatalf("unmute: %d %+v", code, unmute)
+	}
+
+	select {
+	case err := <-sippDone:
+		if err != nil {
+			b, _ := os.ReadFile(sippOut)
+			t.Fatalf("sipp: %v\n%s", err, tail(string(b), 30))
+		}
+	case <-time.After(40 * time.Second):
+		_ = sipp.Process.Kill()
+		t.Fatal("sipp did not finish")
+	}
+
+	// The caller's BYE ended the recording; nothing is left in the data plane.
+	var conns []controlplane.ConnectionInfo
+	waitFor(t, "the call to end", func() bool {
+		adminGet(t, admin, "GET", "/v1/connections", &conns)
+		return len(conns) == 0
+	})
+	var st dataplane.EngineStats
+	waitFor(t, "an empty data plane", func() bool {
+		adminGet(t, admin, "GET", "/v1/stats", &st)
+		return st.Endpoints == 0 && st.Forks == 0 && st.Joins == 0
+	})
+	if st.Engine != dp {
+		t.Fatalf("engine %q, want %q", st.Engine, dp)
+	}
+
+	// The SRS's view: one session, ended by our BYE, two streams with audio,
+	// no SIPREC rule broken; the inbound file has the muted window.
+	var info srs.SessionInfo
+	waitFor(t, "the SRS's session summary", func() bool {
+		m, _ := filepath.Glob(filepath.Join(srsDir, "*", "session.json"))
+		if len(m) != 1 {
+			return false
+		}
+		b, err := os.ReadFile(m[0])
+		return err == nil && json.Unmarshal(b, &info) == nil
+	})
+	if info.EndReason != srs.EndByeFromSRC || len(info.Streams) != 2 || len(info.Violations) != 0 {
+		t.Fatalf("srs session: end %q, %d streams, violations %+v", info.EndReason, len(info.Streams), info.Violations)
+	}
+	for _, s := range info.Streams {
+		if s.Packets < 50 {
+			t.Errorf("stream %s: %d packets", s.Label, s.Packets)
+		}
+	}
+	out, err := exec.Command(recforkctl, "wav", "--json", info.Streams[0].Path, info.Streams[1].Path).Output()
+	if err != nil {
+		t.Fatalf("recforkctl wav: %v", err)
+	}
+	var wavs []struct {
+		Active  float64 `json:"active_seconds"`
+		Gap     float64 `json:"gap_seconds"`
+		ToneHz  float64 `json:"tone_hz"`
+		Seconds float64 `json:"seconds"`
+	}
+	if err := json.Unmarshal(out, &wavs); err != nil || len(wavs) != 2 {
+		t.Fatalf("wav report %s: %v", out, err)
+	}
+	for i, w := range wavs {
+		if math.Abs(w.ToneHz-440) > 15 || w.Active < 1.5 {
+			t.Errorf("stream %d: %+v", i, w)
+		}
+	}
+	// Streams are in m-line order: inbound first (siprec's order).
+	if wavs[0].Gap < 0.4 || wavs[1].Gap > 0.2 {
+		t.Errorf("muted window: inbound gap %.2fs, outbound gap %.2fs", wavs[0].Gap, wavs[1].Gap)
+	}
+}
