@@ -5,18 +5,6 @@ import (
 	"fmt"
 )
 
-// BPFScenario test-runs the eBPF engine's TCX programs.
-type BPFScenario struct{}
-
-func (*BPFScenario) Name() string { return "bpf" }
-func (*BPFScenario) Keys() []string {
-	return []string{"baseline.xdp_pass_ns", "bpf.testrun_ns.active", "bpf.testrun_ns.inactive", "bpf.testrun_ns.miss"}
-}
-func (*BPFScenario) Steps(bool) int { return 4 }
-func (*BPFScenario) Run(ctx context.Context, env *Env) error {
-	return fmt.Errorf("dataplane/ebpf exposes no programs yet: %w", ErrNotBuilt)
-}
-
 // MuteScenario times mute on the eBPF engine.
 type MuteScenario struct{}
 

@@ -1,0 +1,193 @@
+package perf
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+
+	"github.com/recfork/recfork/dataplane"
+	"github.com/recfork/recfork/perf/xdpgen"
+)
+
+// BPFScenario test-runs the eBPF engine's TCX ingress program, the one the
+// engine really attached (found on the interface by BPF_PROG_QUERY, so its
+// maps are the engine's, filled through dataplane.Engine), on one RTP frame
+// of a forked stream (active, then inactive) and of no stream (miss).
+type BPFScenario struct{}
+
+func (*BPFScenario) Name() string { return "bpf" }
+func (*BPFScenario) Keys() []string {
+	return []string{"baseline.xdp_pass_ns", "bpf.testrun_ns.active", "bpf.testrun_ns.inactive", "bpf.testrun_ns.miss"}
+}
+func (*BPFScenario) Steps(bool) int { return 5 }
+
+func (*BPFScenario) Run(ctx context.Context, env *Env) error {
+	if err := needRoot(); err != nil {
+		return err
+	}
+	repeat, rounds := uint32(200000), 5
+	if env.Quick {
+		repeat, rounds = 20000, 3
+	}
+	env.Config("bpf", map[string]any{"repeat": repeat, "rounds": rounds, "statistic": "median over rounds of the test run's own ns per repeat (BPF_PROG_TEST_RUN duration)"})
+	p, err := NewPair()
+	if err != nil {
+		return err
+	}
+	defer p.Close()
+	objs, err := xdpgen.Load(CalleeBase, CalleeBase+2*MaxStreams, RecBase, RecBase+2*MaxStreams)
+	if err != nil {
+		return Skip("load the traffic programs: %v", err)
+	}
+	defer objs.Close()
+	var sink *xdpgen.Sink
+	if err := p.G.Do(func() (err error) { sink, err = objs.AttachSink(p.GIndex); return err }); err != nil {
+		return err
+	}
+	defer sink.Close()
+
+	caller, _, rec := StreamPorts(0)
+	frame := func(dport uint16) []byte {
+		return xdpgen.Packet(xdpgen.Frame{SrcMAC: p.GMAC, DstMAC: p.MMAC,
+			SrcIP: netip.AddrFrom4([4]byte(p.GAddr.To4())), DstIP: netip.AddrFrom4([4]byte(p.MAddr.To4()))},
+			xdpgen.Stream{SrcPort: caller, DstPort: dport})
+	}
+	// The floor: an XDP program that returns at once, test-run the same way.
+	var pass []float64
+	for i := 0; i < rounds; i++ {
+		ns, err := objs.PassNs(frame(20000), repeat)
+		if err != nil {
+			return err
+		}
+		pass = append(pass, ns)
+	}
+	env.Results.Set("baseline.xdp_pass_ns", Median(pass), rounds)
+	env.Progress.Step("xdp pass floor")
+
+	eng, err := newEBPF(p)
+	if err != nil {
+		return err
+	}
+	defer eng.Close()
+	local := netip.AddrFrom4([4]byte(p.MAddr.To4()))
+	gen := netip.AddrFrom4([4]byte(p.GAddr.To4()))
+	var a dataplane.EndpointInfo
+	var prog *ebpf.Program
+	err = p.M.Do(func() error {
+		var err error
+		if a, err = eng.OpenEndpoint(dataplane.EndpointConfig{LocalIP: local, Remote: netip.AddrPortFrom(gen, caller)}); err != nil {
+			return err
+		}
+		src, err := eng.OpenEndpoint(dataplane.EndpointConfig{LocalIP: local})
+		if err != nil {
+			return err
+		}
+		if err := eng.AddFork(a.ID, dataplane.Inbound, dataplane.ForkConfig{Recorder: netip.AddrPortFrom(gen, rec), Source: src.ID}); err != nil {
+			return err
+		}
+		prog, err = attachedProgram(p.MIndex, ebpf.AttachTCXIngress, "rtpfork_ingres")
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("set up the ebpf engine: %w", err)
+	}
+	defer prog.Close()
+
+	run := func(name string, data []byte) (float64, error) {
+		var xs []float64
+		for i := 0; i < rounds; i++ {
+			if err := ctx.Err(); err != nil {
+				return 0, err
+			}
+			var ns float64
+			err := p.M.Do(func() error {
+				_, d, err := prog.Benchmark(data, int(repeat), nil)
+				ns = float64(d.Nanoseconds())
+				return err
+			})
+			if err != nil {
+				return 0, fmt.Errorf("test run %s: %w", name, err)
+			}
+			xs = append(xs, ns)
+		}
+		env.Progress.Step(name)
+		return Median(xs), nil
+	}
+
+	_, rec0, err := sink.Counts()
+	if err != nil {
+		return err
+	}
+	active, err := run("active", frame(a.Local.Port()))
+	if err != nil {
+		return err
+	}
+	// Proof that the active runs really copied: the copies reached the
+	// recorder's side of the pair.
+	if err := waitCopies(ctx, sink, rec0+uint64(repeat)*uint64(rounds)*999/1000); err != nil {
+		return fmt.Errorf("active test runs: %w", err)
+	}
+	env.Results.Set("bpf.testrun_ns.active", active, rounds)
+
+	if err := p.M.Do(func() error { return eng.SetForkMode(a.ID, dataplane.Inbound, dataplane.Inactive) }); err != nil {
+		return err
+	}
+	inactive, err := run("inactive", frame(a.Local.Port()))
+	if err != nil {
+		return err
+	}
+	env.Results.Set("bpf.testrun_ns.inactive", inactive, rounds)
+	miss, err := run("miss", frame(a.Local.Port()+100))
+	if err != nil {
+		return err
+	}
+	env.Results.Set("bpf.testrun_ns.miss", miss, rounds)
+	return nil
+}
+
+// waitCopies waits until the sink has counted at least want recorder copies.
+func waitCopies(ctx context.Context, sink *xdpgen.Sink, want uint64) error {
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		_, got, err := sink.Counts()
+		if err != nil {
+			return err
+		}
+		if got >= want {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("recorder side counted %d copies, want %d", got, want)
+		}
+		if err := sleepCtx(ctx, 10*time.Millisecond); err != nil {
+			return err
+		}
+	}
+}
+
+// attachedProgram returns the program attached at (ifindex, at) whose
+// kernel name starts with name (kernel names hold 15 characters). Call it
+// in the interface's namespace.
+func attachedProgram(ifindex int, at ebpf.AttachType, name string) (*ebpf.Program, error) {
+	res, err := link.QueryPrograms(link.QueryOptions{Target: ifindex, Attach: at})
+	if err != nil {
+		return nil, fmt.Errorf("query programs on ifindex %d: %w", ifindex, err)
+	}
+	for _, ap := range res.Programs {
+		prog, err := ebpf.NewProgramFromID(ap.ID)
+		if err != nil {
+			continue
+		}
+		info, err := prog.Info()
+		if err == nil && strings.HasPrefix(info.Name, name) {
+			return prog, nil
+		}
+		prog.Close()
+	}
+	return nil, fmt.Errorf("no program %s attached to ifindex %d", name, ifindex)
+}
