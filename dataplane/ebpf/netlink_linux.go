@@ -242,7 +242,7 @@ func (r *rtnl) neighGet(ifindex int, addr netip.Addr) (mac [6]byte, state uint16
 // and the outcome arrives as a neighbour notification.
 func (r *rtnl) neighUse(ifindex int, addr netip.Addr) error {
 	nd := ndmsg(ifindex, familyOf(addr))
-	nd[11] = unix.NTF_USE
+	nd[10] = unix.NTF_USE // ndm_flags
 	body := appendAttr(nd, unix.NDA_DST, addr.AsSlice())
 	if _, err := r.request(unix.RTM_NEWNEIGH, unix.NLM_F_CREATE|unix.NLM_F_ACK, body); err != nil {
 		return fmt.Errorf("resolve neighbour %s: %w", addr, err)
