@@ -17,6 +17,8 @@ const (
 	typeSDP            = "application/sdp"
 	typeMetadata       = "application/rs-metadata+xml"
 	typeMetadataLegacy = "application/rs-metadata"
+	// typeMetadataRequest asks the SRC for a snapshot (RFC 7866 §9.2).
+	typeMetadataRequest = "application/rs-metadata-request"
 	// dispositionRecording marks the metadata part (RFC 7866 §9).
 	dispositionRecording = "recording-session"
 	// acceptTypes is sent with 415 (RFC 3261 §21.4.13).
@@ -65,7 +67,22 @@ func parseBody(contentType string, body []byte, needMetadata bool) (*sipBody, er
 	default:
 		return nil, bodyErr(415, "Unsupported Media Type", "content type "+mt)
 	}
-	boundary := params["boundary"]
+	out, err := splitMultipart(params["boundary"], body)
+	if err != nil {
+		return nil, err
+	}
+	if out.sdp == nil {
+		return nil, bodyErr(400, "Missing SDP Part", "multipart body has no application/sdp part")
+	}
+	if out.metadata == nil && needMetadata {
+		return nil, bodyErr(400, "Missing Recording Metadata", "multipart body has no application/rs-metadata+xml part")
+	}
+	return out, nil
+}
+
+// splitMultipart collects the SDP and metadata parts of a multipart/mixed
+// body (RFC 2046 §5.1) and checks that the metadata is well-formed XML.
+func splitMultipart(boundary string, body []byte) (*sipBody, error) {
 	if boundary == "" {
 		return nil, bodyErr(400, "Malformed Multipart Body", "no boundary parameter")
 	}
@@ -112,12 +129,6 @@ func parseBody(contentType string, body []byte, needMetadata bool) (*sipBody, er
 				return nil, bodyErr(415, "Unsupported Media Type", "required part of type "+pt)
 			}
 		}
-	}
-	if out.sdp == nil {
-		return nil, bodyErr(400, "Missing SDP Part", "multipart body has no application/sdp part")
-	}
-	if out.metadata == nil && needMetadata {
-		return nil, bodyErr(400, "Missing Recording Metadata", "multipart body has no application/rs-metadata+xml part")
 	}
 	if out.metadata != nil {
 		if _, err := inspectMetadata(out.metadata); err != nil {
@@ -188,4 +199,38 @@ func inspectMetadata(b []byte) (metaSummary, error) {
 		return m, errors.New("parse metadata xml: no root element")
 	}
 	return m, nil
+}
+
+// parseMetadataBody reads the metadata of an UPDATE or of a response: an
+// rs-metadata body alone, or a multipart body with a metadata part and no
+// SDP. An empty body yields nil metadata and no error.
+func parseMetadataBody(contentType string, body []byte) (meta []byte, dispositionOK bool, err error) {
+	if len(body) == 0 {
+		return nil, false, nil
+	}
+	mt, params, perr := mime.ParseMediaType(contentType)
+	if perr != nil {
+		return nil, false, bodyErr(400, "Malformed Content-Type", perr.Error())
+	}
+	switch mt {
+	case typeMetadata, typeMetadataLegacy:
+		if _, err := inspectMetadata(body); err != nil {
+			return nil, false, bodyErr(400, "Malformed Recording Metadata", err.Error())
+		}
+		// A lone body has no part headers; its disposition is the
+		// message's, which SIP leaves to the Content-Disposition header.
+		return body, true, nil
+	case typeSDP:
+		return nil, false, bodyErr(488, "Not Acceptable Here", "SDP in UPDATE not supported")
+	case typeMultipart:
+		out, err := splitMultipart(params["boundary"], body)
+		if err != nil {
+			return nil, false, err
+		}
+		if out.sdp != nil {
+			return nil, false, bodyErr(488, "Not Acceptable Here", "SDP in UPDATE not supported")
+		}
+		return out.metadata, out.dispositionOK, nil
+	}
+	return nil, false, bodyErr(415, "Unsupported Media Type", "content type "+mt)
 }

@@ -141,6 +141,12 @@ func FuzzSIPRECBody(f *testing.F) {
 	f.Add("multipart/mixed;boundary=z", "--z\r\nContent-Type: application/rs-metadata\r\n\r\n<recording/>\r\n--z--\r\n", true)
 	f.Add("application/sdp", "v=0\r\nm=audio 99999 RTP/AVP x\r\n", false)
 	f.Fuzz(func(t *testing.T, ct, body string, initial bool) {
+		if _, _, err := parseMetadataBody(ct, []byte(body)); err != nil {
+			var be *BodyError
+			if !errors.As(err, &be) || be.Code < 400 || be.Code > 499 {
+				t.Fatalf("bad UPDATE rejection %v", err)
+			}
+		}
 		b, err := parseBody(ct, []byte(body), initial)
 		if err != nil {
 			var be *BodyError

@@ -50,8 +50,16 @@
 // Server.Rejections lists the refused INVITEs with code, reason and detail.
 // A rejected re-INVITE leaves the session as it was. A missing Require:
 // siprec is a rejection, not a recorded violation (there is no session to
-// record it in); the server log says why. UPDATE (metadata snapshots) and
-// rs-metadata-request are not implemented; UPDATE gets 405.
+// record it in); the server log says why.
+//
+// # Metadata
+//
+// Metadata arrives in the INVITE, in re-INVITEs and in UPDATEs from the SRC
+// (an rs-metadata body alone or a multipart body without SDP; SDP in an
+// UPDATE gets 488). Server.RequestMetadata sends the SRC an UPDATE with
+// application/rs-metadata-request (RFC 7866 §9.2) and stores the snapshot
+// its 2xx carries. Every document is checked for well-formedness and stored
+// as received; metadata.xml always holds the latest.
 //
 // # Strictness
 //

@@ -37,3 +37,7 @@ func (e *BodyError) Unwrap() error { return ErrBody }
 
 // ErrByeRefused reports a non-2xx final response to the SRS's BYE.
 var ErrByeRefused = errors.New("bye refused")
+
+// ErrRequestRefused reports a non-2xx final response to a request from the
+// SRS other than BYE.
+var ErrRequestRefused = errors.New("request refused")

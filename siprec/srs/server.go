@@ -180,6 +180,7 @@ func (s *Server) initSIP() error {
 	srv.OnBye(s.tracked(s.onBye))
 	srv.OnOptions(s.tracked(s.onOptions))
 	srv.OnCancel(s.tracked(s.onCancel))
+	srv.OnUpdate(s.tracked(s.onUpdate))
 	return nil
 }
 

@@ -21,7 +21,7 @@ const (
 	// previous 2xx: sipgo hands each message to its own goroutine, so an ACK
 	// sent just before a re-INVITE is often processed after it.
 	ackOrderWait = 2 * time.Second
-	allowMethods = "INVITE, ACK, BYE, CANCEL, OPTIONS"
+	allowMethods = "INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE"
 )
 
 func dialogKey(callID, localTag, remoteTag string) string {
@@ -405,8 +405,26 @@ func (s *Server) bye(ctx context.Context, ss *session, reason string) error {
 		}
 	}
 	ss.mu.Lock()
+	req := ss.newRequest(sip.BYE)
+	ss.mu.Unlock()
+
+	ss.end(reason)
+
+	res, err := s.send(ctx, req)
+	if err != nil {
+		return fmt.Errorf("bye %s: %w", ss.id, err)
+	}
+	if !res.IsSuccess() {
+		return fmt.Errorf("bye %s: %d %s: %w", ss.id, res.StatusCode, res.Reason, ErrByeRefused)
+	}
+	return nil
+}
+
+// newRequest builds an in-dialog request from the SRS (RFC 3261 §12.2.1.1).
+// Callers hold ss.mu.
+func (ss *session) newRequest(method sip.RequestMethod) *sip.Request {
 	ss.localCSeq++
-	req := sip.NewRequest(sip.BYE, *ss.remoteTarget.Clone())
+	req := sip.NewRequest(method, *ss.remoteTarget.Clone())
 	from := &sip.FromHeader{DisplayName: ss.inviteTo.DisplayName, Address: *ss.inviteTo.Address.Clone(), Params: sip.NewParams()}
 	from.Params.Add("tag", ss.localTag)
 	to := &sip.ToHeader{DisplayName: ss.inviteFrom.DisplayName, Address: *ss.inviteFrom.Address.Clone(), Params: sip.NewParams()}
@@ -416,7 +434,7 @@ func (s *Server) bye(ctx context.Context, ss *session, reason string) error {
 	req.AppendHeader(from)
 	req.AppendHeader(to)
 	req.AppendHeader(&callID)
-	req.AppendHeader(&sip.CSeqHeader{SeqNo: ss.localCSeq, MethodName: sip.BYE})
+	req.AppendHeader(&sip.CSeqHeader{SeqNo: ss.localCSeq, MethodName: method})
 	req.AppendHeader(&maxFwd)
 	// RFC 3261 §12.1.1: the UAS's route set is the Record-Route, in order.
 	for _, r := range ss.routes {
@@ -427,21 +445,22 @@ func (s *Server) bye(ctx context.Context, ss *session, reason string) error {
 		req.SetDestination(rr.Address.HostPort())
 	}
 	req.SetBody(nil)
-	ss.mu.Unlock()
+	return req
+}
 
-	ss.end(reason)
-
+// send runs one client transaction to its final response.
+func (s *Server) send(ctx context.Context, req *sip.Request) (*sip.Response, error) {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
-		return fmt.Errorf("send bye: %w", ErrClosed)
+		return nil, ErrClosed
 	}
 	s.handlers.Add(1)
 	s.mu.Unlock()
 	defer s.handlers.Done()
 	tx, err := s.client.TransactionRequest(ctx, req)
 	if err != nil {
-		return fmt.Errorf("send bye: %w", err)
+		return nil, fmt.Errorf("send %s: %w", req.Method, err)
 	}
 	defer tx.Terminate()
 	for {
@@ -450,23 +469,116 @@ func (s *Server) bye(ctx context.Context, ss *session, reason string) error {
 			if res.IsProvisional() {
 				continue
 			}
-			if !res.IsSuccess() {
-				return fmt.Errorf("bye %s: %d %s: %w", ss.id, res.StatusCode, res.Reason, ErrByeRefused)
-			}
-			return nil
+			return res, nil
 		case <-tx.Done():
-			return fmt.Errorf("bye %s: %w", ss.id, tx.Err())
+			return nil, fmt.Errorf("%s transaction: %w", req.Method, tx.Err())
 		case <-ctx.Done():
-			return fmt.Errorf("bye %s: %w", ss.id, ctx.Err())
+			return nil, ctx.Err()
 		}
 	}
 }
 
-// Rejection is an INVITE the server refused, kept for tests to read.
+// RequestMetadata asks the SRC of a live session for a complete metadata
+// snapshot with an UPDATE carrying application/rs-metadata-request (RFC 7866
+// §9.2). A snapshot in the 2xx is stored like any metadata and returned;
+// an SRC may instead send it in a later request, then the result is nil.
+func (s *Server) RequestMetadata(ctx context.Context, sessionID string) ([]byte, error) {
+	s.mu.Lock()
+	ss := s.live[sessionID]
+	s.mu.Unlock()
+	if ss == nil {
+		return nil, fmt.Errorf("request metadata %s: %w", sessionID, ErrNoSession)
+	}
+	ss.mu.Lock()
+	if ss.state != StateActive {
+		ss.mu.Unlock()
+		return nil, fmt.Errorf("request metadata %s: %w", sessionID, ErrNoSession)
+	}
+	req := ss.newRequest(sip.UPDATE)
+	req.AppendHeader(s.contact(ss.transport)) // UPDATE refreshes the target (RFC 3311 §5.1)
+	req.AppendHeader(sip.NewHeader("Content-Type", typeMetadataRequest))
+	req.SetBody(nil)
+	ss.mu.Unlock()
+	res, err := s.send(ctx, req)
+	if err != nil {
+		return nil, fmt.Errorf("request metadata %s: %w", sessionID, err)
+	}
+	if !res.IsSuccess() {
+		return nil, fmt.Errorf("request metadata %s: %d %s: %w", sessionID, res.StatusCode, res.Reason, ErrRequestRefused)
+	}
+	ct := ""
+	if h := res.ContentType(); h != nil {
+		ct = h.Value()
+	}
+	meta, dispOK, err := parseMetadataBody(ct, res.Body())
+	if err != nil || meta == nil {
+		return nil, err
+	}
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if ss.state != StateActive {
+		return meta, nil
+	}
+	if !dispOK {
+		ss.violate(RuleMetadataDisposition, "metadata in the UPDATE answer without Content-Disposition: recording-session")
+	}
+	if err := ss.setMetadata(meta); err != nil {
+		return nil, fmt.Errorf("request metadata %s: %w", sessionID, err)
+	}
+	s.changed()
+	return meta, nil
+}
+
+// onUpdate takes metadata updates the SRC sends in an UPDATE (RFC 7866
+// §9.1 allows UPDATE or re-INVITE). SDP in an UPDATE is not supported.
+func (s *Server) onUpdate(req *sip.Request, tx sip.ServerTransaction) {
+	if req.To() == nil || req.From() == nil || req.CSeq() == nil {
+		s.respond(req, tx, 400, "Missing Dialog Headers")
+		return
+	}
+	ss := s.dialog(dialogKey(callIDOf(req), tagOf(req.To().Params), tagOf(req.From().Params)))
+	if ss == nil {
+		s.respond(req, tx, 481, "Call/Transaction Does Not Exist")
+		return
+	}
+	ct := ""
+	if h := req.ContentType(); h != nil {
+		ct = h.Value()
+	}
+	meta, dispOK, err := parseMetadataBody(ct, req.Body())
+	if err != nil {
+		s.reject(req, tx, err)
+		return
+	}
+	ss.mu.Lock()
+	if ss.state != StateActive {
+		ss.mu.Unlock()
+		s.respond(req, tx, 481, "Call/Transaction Does Not Exist")
+		return
+	}
+	if c := req.Contact(); c != nil {
+		ss.remoteTarget = *c.Address.Clone()
+	}
+	if meta != nil {
+		if !dispOK {
+			ss.violate(RuleMetadataDisposition, "metadata in UPDATE without Content-Disposition: recording-session")
+		}
+		if err := ss.setMetadata(meta); err != nil {
+			s.log.Error("store metadata", "session_id", ss.id, "error", err)
+		}
+	}
+	ss.mu.Unlock()
+	s.changed()
+	s.respond(req, tx, 200, "OK", s.contact(req.Transport()))
+}
+
+// Rejection is a request (INVITE or UPDATE) the server refused, kept for
+// tests to read.
 type Rejection struct {
 	Time     time.Time
+	Method   string
 	CallID   string
-	ReInvite bool // true for an in-dialog INVITE
+	ReInvite bool // true for an in-dialog request
 	Code     int
 	Reason   string
 	Detail   string
@@ -478,11 +590,11 @@ const maxRejections = 1000
 // noteRejection logs and keeps a rejection before the response goes out, so
 // a caller that saw the response finds it in Rejections.
 func (s *Server) noteRejection(req *sip.Request, code int, reason, detail string) {
-	r := Rejection{Time: timeNow(), CallID: callIDOf(req), Code: code, Reason: reason, Detail: detail}
+	r := Rejection{Time: timeNow(), Method: string(req.Method), CallID: callIDOf(req), Code: code, Reason: reason, Detail: detail}
 	if to := req.To(); to != nil && tagOf(to.Params) != "" {
 		r.ReInvite = true
 	}
-	s.log.Info("siprec invite rejected", "call_id", r.CallID, "re_invite", r.ReInvite, "code", code, "reason", reason, "detail", detail)
+	s.log.Info("siprec request rejected", "method", r.Method, "call_id", r.CallID, "in_dialog", r.ReInvite, "code", code, "reason", reason, "detail", detail)
 	s.mu.Lock()
 	s.rejections = append(s.rejections, r)
 	if len(s.rejections) > maxRejections {
@@ -492,7 +604,7 @@ func (s *Server) noteRejection(req *sip.Request, code int, reason, detail string
 	s.changed()
 }
 
-// Rejections returns the INVITEs refused so far (the latest 1000), oldest
+// Rejections returns the requests refused so far (the latest 1000), oldest
 // first.
 func (s *Server) Rejections() []Rejection {
 	s.mu.Lock()

@@ -29,6 +29,9 @@ type testSRC struct {
 	tcp       net.Listener
 	serve     sync.WaitGroup
 	byes      chan *sip.Request
+	updates   chan *sip.Request
+	// snapshot answers an rs-metadata-request UPDATE from the SRS.
+	snapshot string
 
 	mu        sync.Mutex
 	callID    string
@@ -56,7 +59,7 @@ func newTestSRC(t *testing.T, srsAddr, transport string) *testSRC {
 		t.Fatal(err)
 	}
 	c := &testSRC{t: t, ua: ua, srv: srv, client: client, transport: transport, srsAddr: srsAddr,
-		byes: make(chan *sip.Request, 4), callID: fmt.Sprintf("call-%d@test", time.Now().UnixNano()),
+		byes: make(chan *sip.Request, 4), updates: make(chan *sip.Request, 4), callID: fmt.Sprintf("call-%d@test", time.Now().UnixNano()),
 		fromTag: sip.GenerateTagN(10), cseq: 1, version: 1}
 	u, err := net.ListenPacket("udp", "127.0.0.1:0")
 	if err != nil {
@@ -71,6 +74,12 @@ func newTestSRC(t *testing.T, srsAddr, transport string) *testSRC {
 	srv.OnBye(func(req *sip.Request, tx sip.ServerTransaction) {
 		_ = tx.Respond(sip.NewResponseFromRequest(req, 200, "OK", nil))
 		c.byes <- req
+	})
+	srv.OnUpdate(func(req *sip.Request, tx sip.ServerTransaction) {
+		res := sip.NewResponseFromRequest(req, 200, "OK", []byte(c.snapshot))
+		res.AppendHeader(sip.NewHeader("Content-Type", "application/rs-metadata+xml"))
+		_ = tx.Respond(res)
+		c.updates <- req
 	})
 	c.serve.Add(2)
 	go func() { defer c.serve.Done(); _ = srv.ServeUDP(u) }()
@@ -225,8 +234,14 @@ func (c *testSRC) ack(res *sip.Response, seq uint32) {
 
 func (c *testSRC) bye(ctx context.Context) *sip.Response {
 	c.t.Helper()
+	return c.request(ctx, sip.BYE, "", "")
+}
+
+// request sends an in-dialog request other than INVITE and ACK.
+func (c *testSRC) request(ctx context.Context, method sip.RequestMethod, contentType, body string) *sip.Response {
+	c.t.Helper()
 	c.mu.Lock()
-	req := sip.NewRequest(sip.BYE, *c.target.Clone())
+	req := sip.NewRequest(method, *c.target.Clone())
 	req.SetTransport(c.transport)
 	from := &sip.FromHeader{Address: sip.Uri{Scheme: "sip", User: "src", Host: "127.0.0.1"}, Params: sip.NewParams()}
 	from.Params.Add("tag", c.fromTag)
@@ -237,14 +252,17 @@ func (c *testSRC) bye(ctx context.Context) *sip.Response {
 	req.AppendHeader(from)
 	req.AppendHeader(to)
 	req.AppendHeader(&callID)
-	req.AppendHeader(&sip.CSeqHeader{SeqNo: c.cseq, MethodName: sip.BYE})
+	req.AppendHeader(&sip.CSeqHeader{SeqNo: c.cseq, MethodName: method})
 	req.AppendHeader(&maxFwd)
-	req.SetBody(nil)
+	if contentType != "" {
+		req.AppendHeader(sip.NewHeader("Content-Type", contentType))
+	}
+	req.SetBody([]byte(body))
 	c.cseq++
 	c.mu.Unlock()
 	res, err := c.client.Do(ctx, req)
 	if err != nil {
-		c.t.Fatalf("bye: %v", err)
+		c.t.Fatalf("%s: %v", method, err)
 	}
 	return res
 }
