@@ -5,18 +5,6 @@ import (
 	"fmt"
 )
 
-// MuteScenario times mute on the eBPF engine.
-type MuteScenario struct{}
-
-func (*MuteScenario) Name() string { return "mute" }
-func (*MuteScenario) Keys() []string {
-	return []string{"baseline.map_update_us", "mute.map_write_us.p50", "mute.map_write_us.p99", "mute.send_to_silence_us.p99"}
-}
-func (*MuteScenario) Steps(bool) int { return 3 }
-func (*MuteScenario) Run(ctx context.Context, env *Env) error {
-	return fmt.Errorf("dataplane/ebpf has no engine yet: %w", ErrNotBuilt)
-}
-
 // CallsScenario drives recforkd with sipp.
 type CallsScenario struct{}
 

@@ -43,6 +43,10 @@ __u32 next_stream;
 /* Sink port ranges, host byte order, half-open [lo, hi). */
 __u32 callee_lo, callee_hi, rec_lo, rec_hi;
 
+/* bpf_ktime_get_ns() (CLOCK_MONOTONIC) when the last recorder copy arrived:
+ * the mute scenario's "last copy seen at the recorder". */
+__u64 last_rec_ns;
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 4);
@@ -108,6 +112,8 @@ int tc_sink(struct __sk_buff *skb)
 	__u64 *c = bpf_map_lookup_elem(&sink_counts, &idx);
 	if (c)
 		*c += 1;
+	if (idx == 1)
+		last_rec_ns = bpf_ktime_get_ns();
 	return TCX_DROP;
 }
 

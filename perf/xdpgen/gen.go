@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"time"
 	"unsafe"
 
 	"github.com/cilium/ebpf"
@@ -213,9 +214,21 @@ func (o *Objects) PassNs(frame []byte, repeat uint32) (float64, error) {
 	return float64(d.Nanoseconds()), nil
 }
 
-// Map returns a small array map for timing plain map updates (the baseline of
-// mute latency): the stream table itself.
-func (o *Objects) Map() *ebpf.Map { return o.objs.Streams }
+// TimeMapUpdates times n single updates of one entry of an array map from
+// Go: the floor under any mute, which is one map update too.
+func (o *Objects) TimeMapUpdates(n int) ([]time.Duration, error) {
+	out := make([]time.Duration, 0, n)
+	v := genStream{Sport: 1}
+	for i := 0; i < n; i++ {
+		v.Dport = uint16(i)
+		start := time.Now()
+		if err := o.objs.Streams.Put(uint32(65535), v); err != nil {
+			return nil, fmt.Errorf("update array map: %w", err)
+		}
+		out = append(out, time.Since(start))
+	}
+	return out, nil
+}
 
 // Sink is the TCX sink attached to one interface.
 type Sink struct {
@@ -245,6 +258,23 @@ func (s *Sink) Counts() (callee, rec uint64, err error) {
 		}
 	}
 	return callee, rec, nil
+}
+
+// LastCopy returns the CLOCK_MONOTONIC time at which the sink last saw a
+// recorder copy (zero if never).
+func (s *Sink) LastCopy() (time.Duration, error) {
+	var ns uint64
+	if err := s.o.objs.LastRecNs.Get(&ns); err != nil {
+		return 0, fmt.Errorf("read last copy time: %w", err)
+	}
+	return time.Duration(ns), nil
+}
+
+// Monotonic returns the current CLOCK_MONOTONIC time, the clock of LastCopy.
+func Monotonic() time.Duration {
+	var ts unix.Timespec
+	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
+	return time.Duration(ts.Nano())
 }
 
 // Close detaches the sink.

@@ -1,0 +1,271 @@
+package perf
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/recfork/recfork/ccxml"
+	"github.com/recfork/recfork/dataplane"
+	"github.com/recfork/recfork/perf/xdpgen"
+)
+
+// MuteScenario times a mute on the eBPF engine: SetForkMode alone (the map
+// write, plus the wait for running programs that muting includes), and from a
+// CCXML <send name="'bvr.record'"> with inactive to the last copy seen at the
+// recorder's interface.
+type MuteScenario struct{}
+
+func (*MuteScenario) Name() string { return "mute" }
+func (*MuteScenario) Keys() []string {
+	return []string{"baseline.map_update_us", "mute.map_write_us.p50", "mute.map_write_us.p99", "mute.send_to_silence_us.p99"}
+}
+func (*MuteScenario) Steps(bool) int { return 4 }
+
+// muteDoc is the CCXML document of the send-to-silence trials: each
+// perf.mute event sends bvr.record with inbound inactive.
+const muteDoc = `<?xml version="1.0"?>
+<ccxml version="1.0" xmlns="http://www.w3.org/2002/09/ccxml">
+<var name="type" expr="'siprec'"/>
+<var name="uri" expr="'sip:srs@10.77.0.1:5080'"/>
+<var name="inbound" expr="'inactive'"/>
+<var name="outbound" expr="'nochange'"/>
+<eventprocessor>
+<transition event="perf.mute">
+  <send name="'bvr.record'" target="'perf-conn'" targettype="'connection'" namelist="type uri inbound outbound"/>
+</transition>
+<transition event="send.successful"/>
+<transition event="bvr.record.update"/>
+<transition event="perf.stop"><exit/></transition>
+</eventprocessor>
+</ccxml>`
+
+// mutePlatform carries bvr.record's inbound mode to the eBPF engine's fork,
+// as the control plane does for a recording already established, and answers
+// with bvr.record.update. Send must not block, so the map write runs on its
+// own goroutine.
+type mutePlatform struct {
+	ccxml.Unsupported
+	apply func(dataplane.Mode) error
+	done  chan error
+	wg    sync.WaitGroup
+}
+
+func (m *mutePlatform) Send(ctx context.Context, s *ccxml.Session, r ccxml.SendRequest) error {
+	if r.Name != "bvr.record" {
+		return ccxml.ErrUnsupported
+	}
+	mode := dataplane.Active
+	if r.Fields["inbound"] == "inactive" {
+		mode = dataplane.Inactive
+	}
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		err := m.apply(mode)
+		_ = s.Post(ccxml.Event{Name: "bvr.record.update", Fields: map[string]any{
+			"connectionid": r.Target, "type": "siprec", "inbound": string(r.Fields["inbound"].(string)), "operation": "update"}})
+		m.done <- err
+	}()
+	return nil
+}
+
+func (*MuteScenario) Run(ctx context.Context, env *Env) error {
+	if err := needRoot(); err != nil {
+		return err
+	}
+	writes, trials := 2000, 200
+	if env.Quick {
+		writes, trials = 200, 30
+	}
+	p, err := NewPair()
+	if err != nil {
+		return err
+	}
+	defer p.Close()
+	objs, err := xdpgen.Load(CalleeBase, CalleeBase+2*MaxStreams, RecBase, RecBase+2*MaxStreams)
+	if err != nil {
+		return Skip("load the traffic programs: %v", err)
+	}
+	defer objs.Close()
+	var sink *xdpgen.Sink
+	if err := p.G.Do(func() (err error) { sink, err = objs.AttachSink(p.GIndex); return err }); err != nil {
+		return err
+	}
+	defer sink.Close()
+
+	base, err := objs.TimeMapUpdates(writes)
+	if err != nil {
+		return err
+	}
+	env.Results.Set("baseline.map_update_us", Median(Micros(base)), len(base))
+	env.Progress.Step("array map update floor")
+
+	eng, err := newEBPF(p)
+	if err != nil {
+		return err
+	}
+	defer eng.Close()
+	caller, _, rec := StreamPorts(0)
+	local := netip.AddrFrom4([4]byte(p.MAddr.To4()))
+	gen := netip.AddrFrom4([4]byte(p.GAddr.To4()))
+	var a dataplane.EndpointInfo
+	if err := p.M.Do(func() error {
+		var err error
+		if a, err = eng.OpenEndpoint(dataplane.EndpointConfig{LocalIP: local, Remote: netip.AddrPortFrom(gen, caller)}); err != nil {
+			return err
+		}
+		src, err := eng.OpenEndpoint(dataplane.EndpointConfig{LocalIP: local})
+		if err != nil {
+			return err
+		}
+		return eng.AddFork(a.ID, dataplane.Inbound, dataplane.ForkConfig{Recorder: netip.AddrPortFrom(gen, rec), Source: src.ID})
+	}); err != nil {
+		return fmt.Errorf("set up the ebpf engine: %w", err)
+	}
+	setMode := func(m dataplane.Mode) error { return eng.SetForkMode(a.ID, dataplane.Inbound, m) }
+
+	// SetForkMode, alternating mute and unmute.
+	var mute, unmute []time.Duration
+	for i := 0; i < writes; i++ {
+		for _, m := range []dataplane.Mode{dataplane.Inactive, dataplane.Active} {
+			start := time.Now()
+			if err := setMode(m); err != nil {
+				return err
+			}
+			if m == dataplane.Inactive {
+				mute = append(mute, time.Since(start))
+			} else {
+				unmute = append(unmute, time.Since(start))
+			}
+		}
+	}
+	mu := Micros(mute)
+	env.Results.Set("mute.map_write_us.p50", Percentile(mu, 50), len(mu))
+	env.Results.Set("mute.map_write_us.p99", Percentile(mu, 99), len(mu))
+	um := Micros(unmute)
+	env.Results.Note("mute: SetForkMode(inactive) p50 %.1f us, p99 %.1f us; SetForkMode(active) p50 %.1f us, p99 %.1f us; a plain array-map update p50 %.1f us. Muting also waits for running fork programs (a map-in-map update, i.e. an RCU grace period), which is where a mute's time goes.",
+		Percentile(mu, 50), Percentile(mu, 99), Percentile(um, 50), Percentile(um, 99), Median(Micros(base)))
+	env.Progress.Step("SetForkMode")
+
+	// Send to silence: a steady stream, a CCXML session, a mute per trial.
+	d, err := sendToSilence(ctx, env, p, sink, a.Local.Port(), setMode, trials)
+	if err != nil {
+		return fmt.Errorf("send to silence: %w", err)
+	}
+	env.Results.Set("mute.send_to_silence_us.p99", Percentile(Micros(d), 99), len(d))
+	env.Results.Note("mute: CCXML send to last copy p50 %.0f us, p99 %.0f us over %d trials (stream at 40 kpps, copies timestamped by the sink at the recorder's interface)",
+		Percentile(Micros(d), 50), Percentile(Micros(d), 99), len(d))
+	env.Config("mute", map[string]any{"map_writes": writes, "trials": trials, "stream_pps": 40000,
+		"path": "ccxml <send> -> Platform.Send -> ebpf.Engine.SetForkMode (the control plane's mute of an established recording); SIP re-INVITE to the SRS not included"})
+	return nil
+}
+
+func sendToSilence(ctx context.Context, env *Env, p *Pair, sink *xdpgen.Sink, port uint16, setMode func(dataplane.Mode) error, trials int) ([]time.Duration, error) {
+	in, err := ccxml.New(ccxml.Config{})
+	if err != nil {
+		return nil, err
+	}
+	defer in.Close()
+	doc, err := in.Compile(ctx, "perf-mute.ccxml", []byte(muteDoc))
+	if err != nil {
+		return nil, fmt.Errorf("compile mute document: %w", err)
+	}
+	plat := &mutePlatform{apply: setMode, done: make(chan error, 1)}
+	s, err := in.NewSession(doc, plat, ccxml.SessionOptions{Log: func(string, string) {}})
+	if err != nil {
+		return nil, err
+	}
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	runDone := make(chan struct{})
+	go func() { _ = s.Run(sctx); close(runDone) }()
+	defer func() { cancel(); <-runDone; plat.wg.Wait() }()
+
+	// The stream: one packet every 25 us from a spinning sender, so the
+	// last copy before the mute is at most 25 us older than the mute.
+	sender, err := newMmsgSender(p)
+	if err != nil {
+		return nil, err
+	}
+	defer sender.Close()
+	if err := sender.SetStreams([]uint16{CallerPort(0, true)}, []uint16{port}); err != nil {
+		return nil, err
+	}
+	stop := make(chan struct{})
+	sendErr := make(chan error, 1)
+	go func() {
+		sendErr <- p.G.Do(func() error {
+			next := time.Now()
+			for {
+				select {
+				case <-stop:
+					return nil
+				default:
+				}
+				if err := sender.Send(1); err != nil {
+					return err
+				}
+				next = next.Add(25 * time.Microsecond)
+				for time.Now().Before(next) {
+				}
+			}
+		})
+	}()
+	defer func() { close(stop); <-sendErr }()
+
+	var out []time.Duration
+	for i := 0; i < trials; i++ {
+		if err := setMode(dataplane.Active); err != nil {
+			return nil, err
+		}
+		// Wait for copies to flow again.
+		since := xdpgen.Monotonic()
+		for {
+			last, err := sink.LastCopy()
+			if err != nil {
+				return nil, err
+			}
+			if last > since+time.Millisecond {
+				break
+			}
+			if xdpgen.Monotonic()-since > 2*time.Second {
+				return nil, errors.New("no copies reach the recorder after unmute")
+			}
+			if err := sleepCtx(ctx, 200*time.Microsecond); err != nil {
+				return nil, err
+			}
+		}
+		t0 := xdpgen.Monotonic()
+		if err := s.Post(ccxml.Event{Name: "perf.mute"}); err != nil {
+			return nil, err
+		}
+		select {
+		case err := <-plat.done:
+			if err != nil {
+				return nil, err
+			}
+		case <-time.After(5 * time.Second):
+			return nil, errors.New("bvr.record was not carried out within 5 s")
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		// Copies cloned before the mute are on the wire for microseconds.
+		if err := sleepCtx(ctx, 2*time.Millisecond); err != nil {
+			return nil, err
+		}
+		last, err := sink.LastCopy()
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, max(last-t0, 0))
+		if i%max(trials/10, 1) == 0 {
+			env.Progress.Step(fmt.Sprintf("send to silence: trial %d/%d", i+1, trials))
+		}
+	}
+	_ = s.Post(ccxml.Event{Name: "perf.stop"})
+	return out, nil
+}
