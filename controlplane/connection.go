@@ -98,6 +98,9 @@ type Connection struct {
 	joins     map[string]dataplane.Duplex
 	connected time.Time
 	rec       *recording
+	// seTimer ends the call when the caller stops refreshing (RFC 4028).
+	seTimer    *time.Timer
+	seInterval int
 }
 
 // ConnectionInfo is a snapshot of a connection for the admin API and the app.

@@ -280,6 +280,10 @@ func (c *Connection) end(state ConnState) {
 		hadRec := c.rec != nil
 		c.rec = nil
 		cancelOut := c.cancelOut
+		if c.seTimer != nil {
+			c.seTimer.Stop()
+			c.seTimer = nil
+		}
 		c.mu.Unlock()
 		if cancelOut != nil {
 			cancelOut()

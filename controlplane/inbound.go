@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -57,6 +58,11 @@ func (d *Daemon) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	if err != nil {
 		d.metrics.rejected.WithLabelValues("488").Inc()
 		respond(tx, req, 488, "Not Acceptable Here", sip.NewHeader("Warning", `305 recfork "no common codec"`))
+		return
+	}
+	if se := sessionExpires(req); se > 0 && se < minSE {
+		// RFC 4028 §8.1: too short an interval is refused with our minimum.
+		respond(tx, req, 422, "Session Interval Too Small", sip.NewHeader("Min-SE", strconv.Itoa(minSE)))
 		return
 	}
 	appP := d.app.Load()
@@ -154,7 +160,16 @@ func (d *Daemon) carryOut(c *Connection, dlg *sipgo.DialogServerSession, dec dec
 	case "accept":
 		dir := answerDir(off.Dir)
 		answer := c.localSDP(dir, off)
-		if err := dlg.RespondSDP(answer); err != nil {
+		res := sip.NewSDPResponseFromRequest(dlg.InviteRequest, answer)
+		se := 0
+		if supportsTimer(dlg.InviteRequest) {
+			if se = sessionExpires(dlg.InviteRequest); se > 0 {
+				res.AppendHeader(sip.NewHeader("Session-Expires", strconv.Itoa(se)+";refresher=uac"))
+				res.AppendHeader(sip.NewHeader("Require", "timer"))
+			}
+		}
+		res.AppendHeader(sip.NewHeader("Supported", "timer"))
+		if err := dlg.WriteResponse(res); err != nil {
 			// CANCEL raced our 200, or no ACK came: the call is gone.
 			c.log.Info("answer failed", "err", err)
 			c.end(StateFailed)
@@ -173,8 +188,9 @@ func (d *Daemon) carryOut(c *Connection, dlg *sipgo.DialogServerSession, dec dec
 			return
 		}
 		c.setState(StateConnected)
+		c.armSessionTimer(se)
 		d.metrics.answered.Inc()
-		c.log.Info("call connected")
+		c.log.Info("call connected", "session_expires_s", se)
 		c.emit("connection.connected", c.eventFields(nil))
 	case "reject":
 		code := dec.code
@@ -332,8 +348,8 @@ func (d *Daemon) onReInvite(req *sip.Request, tx sip.ServerTransaction) {
 	body := c.localSDP(dir, off)
 	res := sip.NewSDPResponseFromRequest(req, body)
 	res.AppendHeader(sip.HeaderClone(&d.contact))
-	if se := req.GetHeader("Session-Expires"); se != nil {
-		res.AppendHeader(sip.NewHeader("Session-Expires", se.Value()))
+	if n := c.refreshSessionTimer(req); n > 0 {
+		res.AppendHeader(sip.NewHeader("Session-Expires", strconv.Itoa(n)+";refresher=uac"))
 		res.AppendHeader(sip.NewHeader("Require", "timer"))
 	}
 	if err := tx.Respond(res); err != nil {
@@ -411,12 +427,16 @@ func (d *Daemon) onUpdate(req *sip.Request, tx sip.ServerTransaction) {
 			return
 		}
 		res := sip.NewSDPResponseFromRequest(req, c.localSDP(answerDir(o.Dir), &o))
+		if n := c.refreshSessionTimer(req); n > 0 {
+			res.AppendHeader(sip.NewHeader("Session-Expires", strconv.Itoa(n)+";refresher=uac"))
+		}
 		_ = tx.Respond(res)
 		return
 	}
 	res := sip.NewResponseFromRequest(req, 200, "OK", nil)
-	if se := req.GetHeader("Session-Expires"); se != nil {
-		res.AppendHeader(sip.NewHeader("Session-Expires", se.Value()))
+	if n := c.refreshSessionTimer(req); n > 0 {
+		res.AppendHeader(sip.NewHeader("Session-Expires", strconv.Itoa(n)+";refresher=uac"))
+		res.AppendHeader(sip.NewHeader("Require", "timer"))
 	}
 	_ = tx.Respond(res)
 }

@@ -4,9 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,6 +18,7 @@ import (
 
 	"github.com/recfork/recfork/controlplane"
 	"github.com/recfork/recfork/controlplane/callgen"
+	"github.com/recfork/recfork/siprec/srs"
 )
 
 // rawSIP is a UDP socket that speaks SIP as text, for requests no well-behaved
@@ -333,4 +336,199 @@ func TestMuteFromAdminAPI(t *testing.T) {
 	if adminGet(t, socket, "GET", "/v1/status", &st) != 200 || st.Engine != "test" || st.SIP == "" {
 		t.Fatalf("status %+v", st)
 	}
+}
+
+func TestSRSByeMidCallKeepsCall(t *testing.T) {
+	svc, eng := startService(t, svcOpts{})
+	caller, err := callgen.NewEndpoint("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer caller.Close()
+	byeDone := make(chan error, 1)
+	res := caller.Call(context.Background(), "sip:echo@"+svc.Daemon().SIPAddr().String(), callgen.CallOptions{
+		Duration: 2500 * time.Millisecond,
+		OnConnected: func(string) {
+			go func() {
+				ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+				defer cancel()
+				ss, err := svc.SRS().WaitFor(ctx, func(ss []srs.SessionInfo) bool { return len(ss) == 1 })
+				if err != nil {
+					byeDone <- err
+					return
+				}
+				byeDone <- svc.SRS().Bye(ctx, ss[0].ID)
+			}()
+		},
+	})
+	if err := <-byeDone; err != nil {
+		t.Fatalf("srs bye: %v", err)
+	}
+	if res.Error != "" || res.Received == 0 {
+		t.Fatalf("the call did not survive the SRS's BYE: %+v", res)
+	}
+	waitFor(t, "no recording", func() bool { return len(svc.Daemon().Recordings()) == 0 })
+	waitFor(t, "endpoints to close", func() bool { return eng.Stats().Endpoints == 0 })
+}
+
+const busyApp = `<?xml version="1.0"?>
+<ccxml version="1.0" xmlns="http://www.w3.org/2002/09/ccxml">
+  <eventprocessor>
+    <transition event="connection.alerting"><reject connectionid="event$.connectionid" reason="'486'"/></transition>
+    <transition event="connection.failed"><exit/></transition>
+  </eventprocessor>
+</ccxml>`
+
+func TestReloadSwitchesAppForNewCalls(t *testing.T) {
+	app := writeApp(t, busyApp)
+	svc, _ := startService(t, svcOpts{app: app})
+	addr := svc.Daemon().SIPAddr().String()
+	r := newRawSIP(t, addr)
+	r.send(r.request("INVITE", "busy1", "", "application/sdp", sdpOffer(4000, "0"), 1))
+	r.expect(486)
+
+	// A broken document does not replace the running one.
+	if err := os.WriteFile(app, []byte("<ccxml"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := svc.Reload(); err == nil {
+		t.Fatal("a broken app was accepted")
+	}
+	r.send(r.request("INVITE", "busy2", "", "application/sdp", sdpOffer(4000, "0"), 1))
+	r.expect(486)
+
+	if err := os.WriteFile(app, controlplane.DefaultApp, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := svc.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	caller, err := callgen.NewEndpoint("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer caller.Close()
+	if res := caller.Call(context.Background(), "sip:echo@"+addr, callgen.CallOptions{Duration: 300 * time.Millisecond}); res.Error != "" {
+		t.Fatalf("call after reload: %+v", res)
+	}
+}
+
+func TestMetricsAndBasicHTTP(t *testing.T) {
+	dir := t.TempDir()
+	eng := newTestEngine()
+	defer eng.Close()
+	svc, err := controlplane.NewService(context.Background(), controlplane.Config{
+		Listen: "127.0.0.1:0", Engine: eng, Admin: "-", RecordingsDir: filepath.Join(dir, "rec"),
+		HTTP: "127.0.0.1:0", Logger: testLogger(t), App: writeApp(t, ringingApp),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer svc.Close()
+	r := newRawSIP(t, svc.Daemon().SIPAddr().String())
+	r.send(r.request("INVITE", "metrics", "", "application/sdp", sdpOffer(4000, "0"), 1))
+	r.expect(180)
+	var sessions []controlplane.SessionInfo
+	waitFor(t, "the session", func() bool { sessions = svc.Sessions(); return len(sessions) == 1 })
+
+	base := "http://" + svc.HTTPAddr()
+	res, err := http.Get(base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	for _, want := range []string{"recfork_sip_invites_total 1", "recfork_connections 1"} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+	// basichttp: an event into the session; the ringing app ends on
+	// connection.failed, so injecting one ends the session.
+	form := url.Values{"sessionid": {sessions[0].ID}, "name": {"connection.failed"}, "connectionid": {"none"}}
+	res, err = http.PostForm(base+"/basichttp", form)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusNoContent {
+		t.Fatalf("basichttp: %d", res.StatusCode)
+	}
+	waitFor(t, "the session to end on the injected event", func() bool { return len(svc.Sessions()) == 0 })
+	// Its call is hung up with it.
+	r.expect(503)
+	for _, bad := range []url.Values{{"name": {"x"}}, {"sessionid": {"nope"}, "name": {"x"}}} {
+		res, err := http.PostForm(base+"/basichttp", bad)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if res.StatusCode < 400 {
+			t.Errorf("basichttp %v: %d", bad, res.StatusCode)
+		}
+	}
+}
+
+func headerLine(msg, name string) string {
+	for _, l := range strings.Split(msg, "\r\n") {
+		if k, v, ok := strings.Cut(l, ":"); ok && strings.EqualFold(strings.TrimSpace(k), name) {
+			return strings.TrimSpace(v)
+		}
+	}
+	return ""
+}
+
+func withHeaders(msg string, hdrs ...string) string {
+	return strings.Replace(msg, "Max-Forwards: 70\r\n", "Max-Forwards: 70\r\n"+strings.Join(hdrs, "\r\n")+"\r\n", 1)
+}
+
+// TestReInviteHoldAndSessionTimer drives one dialog by hand: a session timer
+// negotiated on the INVITE, hold by re-INVITE (RFC 3264 §8.4), a too-short
+// refresh refused with 422, and the caller's BYE.
+func TestReInviteHoldAndSessionTimer(t *testing.T) {
+	svc, eng := startService(t, svcOpts{})
+	r := newRawSIP(t, svc.Daemon().SIPAddr().String())
+	const cid = "hold-dialog"
+	r.send(withHeaders(r.request("INVITE", cid, "", "application/sdp", sdpOffer(4000, "0"), 1),
+		"Supported: timer", "Session-Expires: 120;refresher=uac"))
+	ok := r.expect(200)
+	if se := headerLine(ok, "Session-Expires"); !strings.HasPrefix(se, "120") || !strings.Contains(se, "refresher=uac") {
+		t.Fatalf("200 Session-Expires %q", se)
+	}
+	if !strings.Contains(headerLine(ok, "Require"), "timer") {
+		t.Fatalf("200 lacks Require: timer:\n%s", ok)
+	}
+	to := headerLine(ok, "To")
+	_, tag, found := strings.Cut(to, "tag=")
+	if !found {
+		t.Fatalf("no To tag in %q", to)
+	}
+	r.send(r.request("ACK", cid, tag, "", "", 1))
+	waitFor(t, "the call to connect", func() bool {
+		cs := svc.Daemon().Connections()
+		return len(cs) == 1 && cs[0].State == controlplane.StateConnected
+	})
+
+	hold := strings.Replace(sdpOffer(4000, "0"), "o=- 1 1", "o=- 1 2", 1) + "a=sendonly\r\n"
+	r.send(r.request("INVITE", cid, tag, "application/sdp", hold, 2))
+	ans := r.expect(200)
+	if !strings.Contains(ans, "a=recvonly") {
+		t.Fatalf("hold answer is not recvonly:\n%s", ans)
+	}
+	r.send(r.request("ACK", cid, tag, "", "", 2))
+	waitFor(t, "the connection to be on hold", func() bool {
+		cs := svc.Daemon().Connections()
+		return len(cs) == 1 && cs[0].Hold
+	})
+
+	r.send(withHeaders(r.request("INVITE", "short-timer", "", "application/sdp", sdpOffer(4002, "0"), 1),
+		"Supported: timer", "Session-Expires: 30"))
+	if tooSmall := r.expect(422); headerLine(tooSmall, "Min-SE") != "90" {
+		t.Fatalf("422 without Min-SE 90:\n%s", tooSmall)
+	}
+
+	r.send(r.request("BYE", cid, tag, "", "", 3))
+	r.expect(200)
+	waitFor(t, "the call to end", func() bool { return len(svc.Daemon().Connections()) == 0 })
+	waitFor(t, "endpoints to close", func() bool { return eng.Stats().Endpoints == 0 })
 }
