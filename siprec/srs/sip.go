@@ -394,16 +394,9 @@ func (s *Server) bye(ctx context.Context, ss *session, reason string) error {
 		ss.mu.Unlock()
 		return fmt.Errorf("bye %s: %w", ss.id, ErrNoSession)
 	}
-	pending := ss.pendingAck
 	ss.mu.Unlock()
-	if pending != nil {
-		// RFC 3261 §15: no BYE before the ACK of our 2xx (or its timeout).
-		select {
-		case <-pending.ch:
-		case <-ctx.Done():
-		case <-s.closing:
-		}
-	}
+	// RFC 3261 §15: no BYE before the ACK of our 2xx (or its timeout).
+	s.waitAck(ctx, ss)
 	ss.mu.Lock()
 	req := ss.newRequest(sip.BYE)
 	ss.mu.Unlock()
@@ -418,6 +411,22 @@ func (s *Server) bye(ctx context.Context, ss *session, reason string) error {
 		return fmt.Errorf("bye %s: %d %s: %w", ss.id, res.StatusCode, res.Reason, ErrByeRefused)
 	}
 	return nil
+}
+
+// waitAck waits (bounded by ctx) for the ACK of a 2xx the session still
+// expects, so requests from the SRS follow the dialog's confirmation.
+func (s *Server) waitAck(ctx context.Context, ss *session) {
+	ss.mu.Lock()
+	pending := ss.pendingAck
+	ss.mu.Unlock()
+	if pending == nil {
+		return
+	}
+	select {
+	case <-pending.ch:
+	case <-ctx.Done():
+	case <-s.closing:
+	}
 }
 
 // newRequest builds an in-dialog request from the SRS (RFC 3261 §12.2.1.1).
@@ -489,6 +498,7 @@ func (s *Server) RequestMetadata(ctx context.Context, sessionID string) ([]byte,
 	if ss == nil {
 		return nil, fmt.Errorf("request metadata %s: %w", sessionID, ErrNoSession)
 	}
+	s.waitAck(ctx, ss)
 	ss.mu.Lock()
 	if ss.state != StateActive {
 		ss.mu.Unlock()
