@@ -16,6 +16,11 @@ var (
 	// ErrBody reports a SIPREC body that cannot be used; the wrapping
 	// *BodyError carries the SIP status code and reason phrase.
 	ErrBody = errors.New("unusable siprec body")
+	// ErrByeRefused reports a non-2xx final response to the SRS's BYE.
+	ErrByeRefused = errors.New("bye refused")
+	// ErrRequestRefused reports a non-2xx final response to another
+	// request from the SRS (the UPDATE of RequestMetadata).
+	ErrRequestRefused = errors.New("request refused")
 )
 
 // BodyError is a rejected INVITE body: Code and Reason are sent in the SIP
@@ -34,10 +39,3 @@ func (e *BodyError) Error() string {
 }
 
 func (e *BodyError) Unwrap() error { return ErrBody }
-
-// ErrByeRefused reports a non-2xx final response to the SRS's BYE.
-var ErrByeRefused = errors.New("bye refused")
-
-// ErrRequestRefused reports a non-2xx final response to a request from the
-// SRS other than BYE.
-var ErrRequestRefused = errors.New("request refused")
