@@ -1,0 +1,412 @@
+//go:build linux && (386 || amd64 || arm || arm64 || loong64 || mips64le || mipsle || ppc64le || riscv64)
+
+package ebpf
+
+import (
+	"encoding/binary"
+	"errors"
+	"net"
+	"net/netip"
+	"os"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+
+	"github.com/recfork/recfork/dataplane"
+	"github.com/recfork/recfork/dataplane/dataplanetest"
+	"github.com/recfork/recfork/internal/testenv"
+)
+
+// nsEngine runs OpenEndpoint in the engine's namespace, where the media
+// sockets must be bound; every other call works from any thread because the
+// engine's sockets and kernel objects already belong to that namespace.
+type nsEngine struct {
+	*Engine
+	ns *testenv.Netns
+}
+
+func (w nsEngine) OpenEndpoint(cfg dataplane.EndpointConfig) (info dataplane.EndpointInfo, err error) {
+	_ = w.ns.Do(func() error {
+		info, err = w.Engine.OpenEndpoint(cfg)
+		return nil
+	})
+	return info, err
+}
+
+// TestContract runs the data-plane contract suite against the eBPF engine:
+// the engine in one namespace, the parties and recorders in another behind a
+// veth pair, so every copy is made by the TCX programs.
+func TestContract(t *testing.T) {
+	for _, f := range families {
+		t.Run(f.name, func(t *testing.T) {
+			tp := newTopology(t, f, viaSame)
+			dataplanetest.Run(t, dataplanetest.Harness{
+				NewEngine: func(t *testing.T) dataplane.Engine {
+					return nsEngine{newEngine(t, tp.eng, tp.ifaces), tp.eng}
+				},
+				LocalIP: tp.engIP,
+				PeerIP:  tp.remoteIP,
+				ListenPeer: func(t *testing.T, port int) (c *net.UDPConn, err error) {
+					_ = tp.remote.Do(func() error {
+						c, err = net.ListenUDP(f.udp, net.UDPAddrFromAddrPort(netip.AddrPortFrom(tp.remoteIP, uint16(port))))
+						return nil
+					})
+					return c, err
+				},
+			})
+		})
+	}
+}
+
+// TestMuteUnderTraffic mutes and unmutes a fork while RTP flows and checks
+// that no packet sent after SetForkMode(Inactive) returned is ever copied.
+func TestMuteUnderTraffic(t *testing.T) {
+	tp := newTopology(t, families[0], viaSame)
+	e := newEngine(t, tp.eng, tp.ifaces)
+	party := listenPair(t, tp.remote, tp.remoteIP)
+	rec := listenPair(t, tp.rec, tp.recIP)
+	_ = rec.rtp.SetReadBuffer(1 << 20)
+	a := openEndpoint(t, tp.eng, e, tp.engIP, party.addr)
+	src := openEndpoint(t, tp.eng, e, tp.engIP, netip.AddrPort{})
+	if err := e.AddFork(a.ID, dataplane.Inbound, dataplane.ForkConfig{Recorder: rec.addr, Source: src.ID}); err != nil {
+		t.Fatal(err)
+	}
+
+	// The recorder: every copy's counter (RTP timestamp field) in order.
+	var (
+		mu     sync.Mutex
+		copies []uint32
+		got    = make(chan struct{}, 1)
+	)
+	readerDone := make(chan struct{})
+	go func() {
+		defer close(readerDone)
+		buf := make([]byte, 2048)
+		for {
+			n, err := rec.rtp.Read(buf)
+			if err != nil {
+				return
+			}
+			if n >= 12 {
+				mu.Lock()
+				copies = append(copies, binary.BigEndian.Uint32(buf[4:]))
+				mu.Unlock()
+				select {
+				case got <- struct{}{}:
+				default:
+				}
+			}
+		}
+	}()
+	t.Cleanup(func() { rec.rtp.Close(); <-readerDone })
+	seen := func() int { mu.Lock(); defer mu.Unlock(); return len(copies) }
+
+	// The sender: bursts of 16, each followed by a wait until the fork
+	// program has accounted for every packet sent (copied or muted), so no
+	// packet sits in a queue unseen when the sender pauses.
+	var started atomic.Uint32
+	pause := make(chan chan struct{})
+	stop := make(chan struct{})
+	senderErr := make(chan error, 1)
+	go func() {
+		pkt := rtpPayload(0, 40)
+		var seq uint32
+		for {
+			for range 16 {
+				seq++
+				started.Store(seq)
+				binary.BigEndian.PutUint32(pkt[4:], seq)
+				if _, err := party.rtp.WriteToUDPAddrPort(pkt, a.Local); err != nil {
+					senderErr <- err
+					return
+				}
+			}
+			deadline := time.Now().Add(waitLimit)
+			for {
+				s, err := e.ForkStats(a.ID, dataplane.Inbound)
+				if err != nil {
+					senderErr <- err
+					return
+				}
+				if s.CopiedPackets+s.MutedPackets == uint64(seq) {
+					break
+				}
+				if time.Now().After(deadline) {
+					senderErr <- errors.New("fork counters never caught up with the sender")
+					return
+				}
+				runtime.Gosched()
+			}
+			select {
+			case resume := <-pause:
+				<-resume
+			case <-stop:
+				senderErr <- nil
+				return
+			default:
+			}
+		}
+	}()
+	pauseSender := func() chan struct{} {
+		resume := make(chan struct{})
+		select {
+		case pause <- resume:
+		case err := <-senderErr:
+			t.Fatalf("sender: %v", err)
+		}
+		return resume
+	}
+	waitCopies := func(n int) {
+		deadline := time.After(waitLimit)
+		for seen() < n {
+			select {
+			case <-got:
+			case <-deadline:
+				t.Fatalf("only %d copies arrived, want %d", seen(), n)
+			}
+		}
+	}
+
+	type window struct{ after, upTo uint32 }
+	var muted []window
+	for round := range 5 {
+		waitCopies(seen() + 50)
+		if err := e.SetForkMode(a.ID, dataplane.Inbound, dataplane.Inactive); err != nil {
+			t.Fatal(err)
+		}
+		w := window{after: started.Load()}
+		// Traffic goes on while muted.
+		for started.Load() < w.after+200 {
+			select {
+			case err := <-senderErr:
+				t.Fatalf("sender: %v", err)
+			default:
+				runtime.Gosched()
+			}
+		}
+		resume := pauseSender()
+		w.upTo = started.Load()
+		muted = append(muted, w)
+		if err := e.SetForkMode(a.ID, dataplane.Inbound, dataplane.Active); err != nil {
+			t.Fatal(err)
+		}
+		close(resume)
+		_ = round
+	}
+	waitCopies(seen() + 50)
+	close(stop)
+	if err := <-senderErr; err != nil {
+		t.Fatalf("sender: %v", err)
+	}
+	// Fence: one more copy after everything, then judge every copy seen.
+	fence := rtpPayload(1, 40)
+	binary.BigEndian.PutUint32(fence[4:], 1<<31)
+	send(t, party.rtp, a.Local, fence)
+	deadline := time.After(waitLimit)
+	for {
+		mu.Lock()
+		done := len(copies) > 0 && copies[len(copies)-1] == 1<<31
+		mu.Unlock()
+		if done {
+			break
+		}
+		select {
+		case <-got:
+		case <-deadline:
+			t.Fatal("fence copy never arrived")
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for _, c := range copies {
+		for _, w := range muted {
+			if c > w.after && c <= w.upTo {
+				t.Fatalf("packet %d was copied although sent after the mute returned (muted window %d-%d)", c, w.after+1, w.upTo)
+			}
+		}
+	}
+	s, err := e.ForkStats(a.ID, dataplane.Inbound)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var inWindows uint64
+	for _, w := range muted {
+		inWindows += uint64(w.upTo - w.after)
+	}
+	if s.MutedPackets < inWindows {
+		t.Fatalf("muted %d packets, want at least the %d sent while muted", s.MutedPackets, inWindows)
+	}
+	t.Logf("%d copies, %d muted over %d mute windows", len(copies), s.MutedPackets, len(muted))
+}
+
+// TestCloseLeavesNothing checks that Close detaches every program and frees
+// every map and goroutine, and that the engine refuses work afterwards.
+func TestCloseLeavesNothing(t *testing.T) {
+	tp := newTopology(t, families[0], viaOther)
+	goroutines := runtime.NumGoroutine()
+	e := newEngine(t, tp.eng, tp.ifaces)
+	rec := listenPair(t, tp.rec, tp.recIP)
+	a := openEndpoint(t, tp.eng, e, tp.engIP, netip.AddrPort{})
+	src := openEndpoint(t, tp.eng, e, tp.engIP, netip.AddrPort{})
+	if err := e.AddFork(a.ID, dataplane.Inbound, dataplane.ForkConfig{Recorder: rec.addr, Source: src.ID}); err != nil {
+		t.Fatal(err)
+	}
+	var mapIDs []ebpf.MapID
+	for _, m := range []*ebpf.Map{e.objs.Streams, e.objs.Counters, e.objs.Stats, e.barrier, e.barrierInner} {
+		info, err := m.Info()
+		if err != nil {
+			t.Fatal(err)
+		}
+		id, _ := info.ID()
+		mapIDs = append(mapIDs, id)
+	}
+	attached := func() int {
+		n := 0
+		tp.eng.MustDo(t, func() error {
+			for _, name := range tp.ifaces {
+				ifc, err := net.InterfaceByName(name)
+				if err != nil {
+					return err
+				}
+				for _, at := range []ebpf.AttachType{ebpf.AttachTCXIngress, ebpf.AttachTCXEgress} {
+					r, err := link.QueryPrograms(link.QueryOptions{Target: ifc.Index, Attach: at})
+					if err != nil {
+						return err
+					}
+					n += len(r.Programs)
+				}
+			}
+			return nil
+		})
+		return n
+	}
+	if n := attached(); n != 2*len(tp.ifaces) {
+		t.Fatalf("%d programs attached, want %d", n, 2*len(tp.ifaces))
+	}
+	if err := e.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if n := attached(); n != 0 {
+		t.Fatalf("%d programs still attached after Close", n)
+	}
+	if err := e.Close(); !errors.Is(err, dataplane.ErrClosed) {
+		t.Fatalf("second Close: %v, want ErrClosed", err)
+	}
+	for _, err := range []error{
+		e.AddFork(a.ID, dataplane.Outbound, dataplane.ForkConfig{Recorder: rec.addr, Source: src.ID}),
+		e.SetForkMode(a.ID, dataplane.Inbound, dataplane.Inactive),
+		e.RemoveFork(a.ID, dataplane.Inbound),
+	} {
+		if !errors.Is(err, dataplane.ErrClosed) {
+			t.Fatalf("call after Close: %v, want ErrClosed", err)
+		}
+	}
+	// The kernel frees maps once their last reference is gone, a little
+	// after the file descriptors are closed.
+	deadline := time.Now().Add(waitLimit)
+	for _, id := range mapIDs {
+		for {
+			m, err := ebpf.NewMapFromID(id)
+			if errors.Is(err, os.ErrNotExist) {
+				break
+			}
+			if err == nil {
+				m.Close()
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("map %d still exists after Close (%v)", id, err)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	for runtime.NumGoroutine() > goroutines {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d goroutines after Close, %d before the engine", runtime.NumGoroutine(), goroutines)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestNextHopFollowsNeighbour changes the recorder's MAC address and checks
+// that copies follow once the kernel's neighbour entry changes.
+func TestNextHopFollowsNeighbour(t *testing.T) {
+	tp := newTopology(t, families[0], viaOther)
+	e := newEngine(t, tp.eng, tp.ifaces)
+	party := listenPair(t, tp.remote, tp.remoteIP)
+	rec := listenPair(t, tp.rec, tp.recIP)
+	a := openEndpoint(t, tp.eng, e, tp.engIP, party.addr)
+	src := openEndpoint(t, tp.eng, e, tp.engIP, netip.AddrPort{})
+	if err := e.AddFork(a.ID, dataplane.Inbound, dataplane.ForkConfig{Recorder: rec.addr, Source: src.ID}); err != nil {
+		t.Fatal(err)
+	}
+	first := rtpN(1, 1, 3)
+	send(t, party.rtp, a.Local, first...)
+	expect(t, rec.rtp, src.Local, first...)
+
+	// The recorder's interface gets a new MAC; the platform learns it the
+	// way a gratuitous ARP would teach it (a neighbour update).
+	var recDev string
+	tp.rec.MustDo(t, func() error {
+		ifs, err := net.Interfaces()
+		for _, ifc := range ifs {
+			if len(ifc.HardwareAddr) == 6 {
+				recDev = ifc.Name
+			}
+		}
+		return err
+	})
+	const newMAC = "02:00:00:00:77:77"
+	tp.rec.MustIP(t, "link", "set", "dev", recDev, "address", newMAC)
+	tp.eng.MustIP(t, "neigh", "replace", tp.recIP.String(), "lladdr", newMAC, "dev", tp.recLink, "nud", "reachable")
+
+	// Copies to the old MAC are dropped by the recorder's host; keep
+	// sending until one arrives (the engine updates the map when the
+	// notification comes).
+	deadline := time.Now().Add(waitLimit)
+	buf := make([]byte, 2048)
+	for seq := uint16(100); ; seq++ {
+		if time.Now().After(deadline) {
+			t.Fatal("no copy reached the recorder after its MAC changed")
+		}
+		send(t, party.rtp, a.Local, rtpPayload(seq, 10))
+		_ = rec.rtp.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
+		if n, _, err := rec.rtp.ReadFromUDPAddrPort(buf); err == nil && n > 0 {
+			break
+		}
+	}
+	e.mu.Lock()
+	f := e.forks[forkID{a.ID, dataplane.Inbound}]
+	mac := net.HardwareAddr(f.val.DstMac[:]).String()
+	e.mu.Unlock()
+	if mac != newMAC {
+		t.Fatalf("stream entry has next-hop MAC %s, want %s", mac, newMAC)
+	}
+}
+
+// TestNewErrors covers configuration errors that need no privileges.
+func TestNewErrors(t *testing.T) {
+	if _, err := New(Config{}); !errors.Is(err, dataplane.ErrInvalid) {
+		t.Fatalf("New without Media: %v, want ErrInvalid", err)
+	}
+}
+
+// TestAddForkIPVersionMismatch: a copy is the original rewritten in place,
+// so an IPv4 stream cannot be copied to an IPv6 recorder.
+func TestAddForkIPVersionMismatch(t *testing.T) {
+	tp := newTopology(t, families[0], viaSame)
+	e := newEngine(t, tp.eng, tp.ifaces)
+	a := openEndpoint(t, tp.eng, e, tp.engIP, netip.AddrPort{})
+	src := openEndpoint(t, tp.eng, e, tp.engIP, netip.AddrPort{})
+	err := e.AddFork(a.ID, dataplane.Inbound, dataplane.ForkConfig{Recorder: netip.MustParseAddrPort("[fd09::9]:30000"), Source: src.ID})
+	if !errors.Is(err, dataplane.ErrNotSupported) {
+		t.Fatalf("AddFork to an IPv6 recorder from IPv4: %v, want ErrNotSupported", err)
+	}
+	if s := e.Stats(); s.Forks != 0 {
+		t.Fatalf("%d forks after a refused AddFork", s.Forks)
+	}
+}
