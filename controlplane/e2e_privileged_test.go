@@ -80,6 +80,122 @@ Content-Length: 0
 </scenario>
 `
 
+// sippSRS is a strict scripted SRS: each <ereg check_it> fails the scenario
+// (and sipp's exit status) when the SRC's message lacks what RFC 7866 and
+// notes/BVR-RECORD.md require. It expects: the SIPREC INVITE, a re-INVITE
+// muting inbound (a=inactive), one unmuting it (back to sendonly), the BYE.
+const sippSRS = `<?xml version="1.0" encoding="ISO-8859-1" ?>
+<!DOCTYPE scenario SYSTEM "sipp.dtd">
+<scenario name="strict SRS">
+  <recv request="INVITE">
+    <action>
+      <ereg regexp="siprec" search_in="hdr" header="Require:" check_it="true" assign_to="chk"/>
+      <ereg regexp="\+sip\.src" search_in="hdr" header="Contact:" check_it="true" assign_to="chk"/>
+      <ereg regexp="multipart/mixed" search_in="hdr" header="Content-Type:" check_it="true" assign_to="chk"/>
+      <ereg regexp="Content-Type: application/rs-metadata\+xml" search_in="body" check_it="true" assign_to="chk"/>
+      <ereg regexp="Content-Disposition: recording-session" search_in="body" check_it="true" assign_to="chk"/>
+      <ereg regexp="m=audio [0-9]+ RTP/AVP 0[[:space:]]+a=rtpmap:0 PCMU/8000[[:space:]]+a=label:1[[:space:]]+a=sendonly" search_in="body" check_it="true" assign_to="chk"/>
+      <ereg regexp="m=audio [0-9]+ RTP/AVP 0[[:space:]]+a=rtpmap:0 PCMU/8000[[:space:]]+a=label:2[[:space:]]+a=sendonly" search_in="body" check_it="true" assign_to="chk"/>
+      <ereg regexp="urn:ietf:params:xml:ns:recording:1" search_in="body" check_it="true" assign_to="chk"/>
+    </action>
+  </recv>
+  <send><![CDATA[
+SIP/2.0 200 OK
+[last_Via:]
+[last_From:]
+[last_To:];tag=[pid]SRS[call_number]
+[last_Call-ID:]
+[last_CSeq:]
+Contact: <sip:srs@[local_ip]:[local_port]>;+sip.srs
+Content-Type: application/sdp
+Content-Length: [len]
+
+v=0
+o=srs 1 1 IN IP4 [local_ip]
+s=-
+c=IN IP4 [local_ip]
+t=0 0
+m=audio [media_port] RTP/AVP 0
+a=recvonly
+a=label:1
+m=audio [media_port+2] RTP/AVP 0
+a=recvonly
+a=label:2
+]]></send>
+  <recv request="ACK"/>
+  <recv request="INVITE">
+    <action>
+      <ereg regexp="a=label:1[[:space:]]+a=inactive" search_in="body" check_it="true" assign_to="chk"/>
+      <ereg regexp="a=label:2[[:space:]]+a=sendonly" search_in="body" check_it="true" assign_to="chk"/>
+    </action>
+  </recv>
+  <send><![CDATA[
+SIP/2.0 200 OK
+[last_Via:]
+[last_From:]
+[last_To:]
+[last_Call-ID:]
+[last_CSeq:]
+Contact: <sip:srs@[local_ip]:[local_port]>;+sip.srs
+Content-Type: application/sdp
+Content-Length: [len]
+
+v=0
+o=srs 1 2 IN IP4 [local_ip]
+s=-
+c=IN IP4 [local_ip]
+t=0 0
+m=audio [media_port] RTP/AVP 0
+a=inactive
+a=label:1
+m=audio [media_port+2] RTP/AVP 0
+a=recvonly
+a=label:2
+]]></send>
+  <recv request="ACK"/>
+  <recv request="INVITE">
+    <action>
+      <ereg regexp="a=label:1[[:space:]]+a=sendonly" search_in="body" check_it="true" assign_to="chk"/>
+      <ereg regexp="a=label:2[[:space:]]+a=sendonly" search_in="body" check_it="true" assign_to="chk"/>
+    </action>
+  </recv>
+  <send><![CDATA[
+SIP/2.0 200 OK
+[last_Via:]
+[last_From:]
+[last_To:]
+[last_Call-ID:]
+[last_CSeq:]
+Contact: <sip:srs@[local_ip]:[local_port]>;+sip.srs
+Content-Type: application/sdp
+Content-Length: [len]
+
+v=0
+o=srs 1 3 IN IP4 [local_ip]
+s=-
+c=IN IP4 [local_ip]
+t=0 0
+m=audio [media_port] RTP/AVP 0
+a=recvonly
+a=label:1
+m=audio [media_port+2] RTP/AVP 0
+a=recvonly
+a=label:2
+]]></send>
+  <recv request="ACK"/>
+  <recv request="BYE"/>
+  <send><![CDATA[
+SIP/2.0 200 OK
+[last_Via:]
+[last_From:]
+[last_To:]
+[last_Call-ID:]
+[last_CSeq:]
+Content-Length: 0
+]]></send>
+</scenario>
+`
+
 // ulawToneWAV is a µ-law WAV (format 7) of a tone, what sipp's rtp_stream plays.
 func ulawToneWAV(freq float64, seconds int) []byte {
 	n := 8000 * seconds
@@ -169,11 +285,12 @@ func TestEndToEndInNamespaces(t *testing.T) {
 	}
 	recforkd, recforkctl := buildBinaries(t)
 	for _, dp := range []string{"userspace"} {
-		t.Run(dp, func(t *testing.T) { testEndToEnd(t, dp, recforkd, recforkctl) })
+		t.Run(dp+"/built-in SRS", func(t *testing.T) { testEndToEnd(t, dp, false, recforkd, recforkctl) })
+		t.Run(dp+"/sipp SRS", func(t *testing.T) { testEndToEnd(t, dp, true, recforkd, recforkctl) })
 	}
 }
 
-func testEndToEnd(t *testing.T, dp, recforkd, recforkctl string) {
+func testEndToEnd(t *testing.T, dp string, sippSRSMode bool, recforkd, recforkctl string) {
 	callerNS, platNS, srsNS := testenv.NewNetns(t), testenv.NewNetns(t), testenv.NewNetns(t)
 	testenv.NewVeth(t, callerNS, platNS, "10.201.1.1/24", "10.201.1.2/24")
 	testenv.NewVeth(t, srsNS, platNS, "10.201.2.1/24", "10.201.2.2/24")
@@ -182,7 +299,43 @@ func testEndToEnd(t *testing.T, dp, recforkd, recforkctl string) {
 
 	dir := t.TempDir()
 	srsDir := filepath.Join(dir, "srs")
-	startProc(t, srsNS.Exec(recforkctl, "srs", "--listen", "10.201.2.1:5080", "--dir", srsDir), filepath.Join(dir, "srs.log"))
+	var srsDone chan error
+	if sippSRSMode {
+		if err := os.MkdirAll(srsDir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(srsDir, "srs.xml"), []byte(sippSRS), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		cmd := srsNS.Exec("sipp", "-sf", "srs.xml", "-m", "1", "-i", "10.201.2.1", "-mi", "10.201.2.1", "-p", "5080",
+			"-mp", "40000", "-t", "t1", "-nostdin", "-timeout", "60s", "-timeout_error", "-trace_err")
+		cmd.Dir = srsDir
+		out, err := os.Create(filepath.Join(dir, "sipp-srs.log"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer out.Close()
+		cmd.Stdout, cmd.Stderr = out, out
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		srsDone = make(chan error, 1)
+		go func() { srsDone <- cmd.Wait() }()
+		t.Cleanup(func() {
+			_ = cmd.Process.Kill()
+			if t.Failed() {
+				b, _ := os.ReadFile(filepath.Join(dir, "sipp-srs.log"))
+				t.Logf("sipp SRS:\n%s", tail(string(b), 30))
+			}
+		})
+		// sipp takes a moment to listen; the recording must not race it.
+		waitFor(t, "the sipp SRS to listen", func() bool {
+			out, _ := srsNS.Exec("ss", "-ltn", "sport", "= :5080").Output()
+			return strings.Contains(string(out), ":5080")
+		})
+	} else {
+		startProc(t, srsNS.Exec(recforkctl, "srs", "--listen", "10.201.2.1:5080", "--dir", srsDir), filepath.Join(dir, "srs.log"))
+	}
 
 	admin := filepath.Join(dir, "admin.sock")
 	startProc(t, platNS.Exec(recforkd, "--listen", "10.201.1.2:5060", "--media-ip", "10.201.1.2",
@@ -273,6 +426,25 @@ func testEndToEnd(t *testing.T, dp, recforkd, recforkctl string) {
 	})
 	if st.Engine != dp {
 		t.Fatalf("engine %q, want %q", st.Engine, dp)
+	}
+	if sippSRSMode {
+		// The scripted SRS checked every message's shape; its exit status
+		// says whether all of them held.
+		select {
+		case err := <-srsDone:
+			if err != nil {
+				b, _ := os.ReadFile(filepath.Join(dir, "sipp-srs.log"))
+				errs, _ := filepath.Glob(filepath.Join(srsDir, "*errors.log"))
+				for _, e := range errs {
+					eb, _ := os.ReadFile(e)
+					b = append(b, eb...)
+				}
+				t.Fatalf("the strict SRS scenario failed: %v\n%s", err, tail(string(b), 40))
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatal("the strict SRS scenario did not finish")
+		}
+		return
 	}
 
 	// The SRS's view: one session, ended by our BYE, two streams with audio,

@@ -532,3 +532,40 @@ func TestReInviteHoldAndSessionTimer(t *testing.T) {
 	waitFor(t, "the call to end", func() bool { return len(svc.Daemon().Connections()) == 0 })
 	waitFor(t, "endpoints to close", func() bool { return eng.Stats().Endpoints == 0 })
 }
+
+// TestShutdownEndsCallsAndRecordings is what SIGTERM does: every call gets
+// its BYE, every recording its BYE to the SRS, and the engine is left empty.
+func TestShutdownEndsCallsAndRecordings(t *testing.T) {
+	svc, eng := startService(t, svcOpts{})
+	caller, err := callgen.NewEndpoint("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer caller.Close()
+	closed := make(chan error, 1)
+	res := caller.Call(context.Background(), "sip:echo@"+svc.Daemon().SIPAddr().String(), callgen.CallOptions{
+		Duration: 30 * time.Second,
+		OnConnected: func(string) {
+			go func() {
+				waitFor(t, "the recording", func() bool {
+					recs := svc.Daemon().Recordings()
+					return len(recs) == 1 && recs[0].Inbound == "active"
+				})
+				closed <- svc.Close()
+			}()
+		},
+	})
+	if err := <-closed; err != nil {
+		t.Fatalf("close: %v", err)
+	}
+	if res.Error != "far end hung up early" {
+		t.Fatalf("the caller did not get a BYE: %+v", res)
+	}
+	ss := svc.SRS().Sessions()
+	if len(ss) != 1 || ss[0].EndReason != srs.EndByeFromSRC {
+		t.Fatalf("srs sessions after shutdown: %+v", ss)
+	}
+	if st := eng.Stats(); st.Endpoints != 0 || st.Forks != 0 || st.Joins != 0 {
+		t.Fatalf("left in the engine: %+v", st)
+	}
+}
