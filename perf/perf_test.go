@@ -327,3 +327,18 @@ func TestParseProcFiles(t *testing.T) {
 		t.Error("ParseVmRSS without VmRSS gave no error")
 	}
 }
+
+func TestParseSippStat(t *testing.T) {
+	csvText := "StartTime;TotalCallCreated;SuccessfulCall(P);SuccessfulCall(C);FailedCall(P);FailedCall(C);\n" +
+		"x;10;3;3;0;0;\n" +
+		"y;500;10;498;0;2;\n"
+	st, err := parseSippStat([]byte(csvText))
+	if err != nil || st != (sippStats{Created: 500, Successful: 498, Failed: 2}) {
+		t.Fatalf("parseSippStat = %+v, %v", st, err)
+	}
+	for _, bad := range []string{"", "TotalCallCreated;\n", "A;B\n1;2\n"} {
+		if _, err := parseSippStat([]byte(bad)); err == nil {
+			t.Errorf("parseSippStat(%q) accepted", bad)
+		}
+	}
+}

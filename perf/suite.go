@@ -28,13 +28,13 @@ func Budget(quick bool) func(Scenario) time.Duration {
 			case *ForkScenario:
 				return 11 * time.Second
 			case *CallsScenario:
-				return 8 * time.Second
+				return 20 * time.Second
 			default:
 				return 4 * time.Second
 			}
 		}
 		switch s.(type) {
-		case *ForkScenario:
+		case *ForkScenario, *CallsScenario:
 			return 4 * time.Minute
 		default:
 			return 90 * time.Second
