@@ -284,7 +284,7 @@ func TestEndToEndInNamespaces(t *testing.T) {
 		testenv.Unavailable(t, "sipp (Debian sip-tester) is not installed")
 	}
 	recforkd, recforkctl := buildBinaries(t)
-	for _, dp := range []string{"userspace"} {
+	for _, dp := range []string{"userspace", "ebpf"} {
 		t.Run(dp+"/built-in SRS", func(t *testing.T) { testEndToEnd(t, dp, false, recforkd, recforkctl) })
 		t.Run(dp+"/sipp SRS", func(t *testing.T) { testEndToEnd(t, dp, true, recforkd, recforkctl) })
 	}

@@ -1,21 +1,43 @@
 package controlplane
 
 import (
-	"fmt"
+	"net"
+	"net/netip"
 
 	"github.com/recfork/recfork/dataplane"
-	"github.com/recfork/recfork/dataplane/userspace"
 )
 
-// newEngine builds the configured media engine.
+// newEngine builds the configured media engine (NewEngine), attaching the
+// eBPF programs to the configured interfaces or, by default, to the one that
+// owns the media address.
 func newEngine(cfg Config) (dataplane.Engine, error) {
-	switch cfg.Dataplane {
-	case "userspace", "auto":
-		e, err := userspace.New(userspace.Config{PortRange: cfg.RTPPorts, Logger: cfg.Logger.With("component", "dataplane")})
-		if err != nil {
-			return nil, fmt.Errorf("userspace engine: %w", err)
+	ifaces := cfg.Ifaces
+	if len(ifaces) == 0 {
+		if name := ifaceOwning(cfg.MediaIP); name != "" {
+			ifaces = []string{name}
 		}
-		return e, nil
 	}
-	return nil, fmt.Errorf("data plane %s: %w", cfg.Dataplane, dataplane.ErrNotSupported)
+	return NewEngine(cfg.Dataplane, EngineConfig{PortRange: cfg.RTPPorts, Interfaces: ifaces, Logger: cfg.Logger})
+}
+
+// ifaceOwning returns the name of the interface that has addr, or "".
+func ifaceOwning(addr netip.Addr) string {
+	ifs, err := net.Interfaces()
+	if err != nil {
+		return ""
+	}
+	for _, ifc := range ifs {
+		addrs, err := ifc.Addrs()
+		if err != nil {
+			continue
+		}
+		for _, a := range addrs {
+			if pn, ok := a.(*net.IPNet); ok {
+				if ip, ok := netip.AddrFromSlice(pn.IP); ok && ip.Unmap() == addr.Unmap() {
+					return ifc.Name
+				}
+			}
+		}
+	}
+	return ""
 }
