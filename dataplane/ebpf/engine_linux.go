@@ -76,6 +76,8 @@ type fork struct {
 	srcAddr  netip.AddrPort
 	key      rtpforkStreamKey
 	val      rtpforkStreamValue
+	// settled holds the counters read when the fork was removed.
+	settled dataplane.ForkStats
 }
 
 var _ dataplane.Engine = (*Engine)(nil)
@@ -264,29 +266,30 @@ func (e *Engine) SetRemote(id dataplane.EndpointID, remote netip.AddrPort) error
 // endpoint in Media.
 func (e *Engine) CloseEndpoint(id dataplane.EndpointID) error {
 	e.mu.Lock()
-	defer e.mu.Unlock()
 	if e.closed {
+		e.mu.Unlock()
 		return dataplane.ErrClosed
 	}
 	var errs []error
-	removed := false
+	var gone []*fork
 	for fid, f := range e.forks {
 		if fid.ep == id || f.source == id {
-			if err := e.deleteForkLocked(fid, f, false); err != nil {
+			if err := e.unlinkForkLocked(fid, f); err != nil {
 				errs = append(errs, err)
 			}
-			removed = true
+			gone = append(gone, f)
 		}
 	}
-	if removed {
-		if err := e.sync(); err != nil {
-			errs = append(errs, err)
-		}
+	e.mu.Unlock()
+	if len(gone) > 0 {
+		errs = append(errs, e.settle(gone...))
 	}
 	if err := e.media.CloseEndpoint(id); err != nil {
 		errs = append(errs, err)
 	}
+	e.mu.Lock()
 	delete(e.endpoints, id)
+	e.mu.Unlock()
 	return errors.Join(errs...)
 }
 
@@ -472,44 +475,60 @@ func (e *Engine) sync() error {
 	return nil
 }
 
-// RemoveFork implements dataplane.Engine.
+// RemoveFork implements dataplane.Engine. Like a mute, it returns only when
+// no fork program that could still see the entry is running.
 func (e *Engine) RemoveFork(ep dataplane.EndpointID, dir dataplane.Direction) error {
 	e.mu.Lock()
-	defer e.mu.Unlock()
 	if e.closed {
+		e.mu.Unlock()
 		return dataplane.ErrClosed
 	}
 	id := forkID{ep, dir}
 	f, ok := e.forks[id]
 	if !ok {
+		e.mu.Unlock()
 		return fmt.Errorf("remove fork %d %s: %w", ep, dir, dataplane.ErrNotFound)
 	}
-	return e.deleteForkLocked(id, f, true)
+	err := e.unlinkForkLocked(id, f)
+	e.mu.Unlock()
+	return errors.Join(err, e.settle(f))
 }
 
-// deleteForkLocked removes a fork's entry; with wait it also waits for
-// running programs, which makes the final counters exact and the slot safe to
-// reuse (without it the caller must sync before the slot is reused: the slot
-// is freed only when wait is true or by the caller's sync under the lock).
-func (e *Engine) deleteForkLocked(id forkID, f *fork, wait bool) error {
+// unlinkForkLocked deletes a fork's stream entry and forgets the fork; its
+// counter slot stays reserved until settle.
+func (e *Engine) unlinkForkLocked(id forkID, f *fork) error {
 	delete(e.forks, id)
-	err := e.objs.Streams.Delete(&f.key)
-	if errors.Is(err, ebpf.ErrKeyNotExist) {
-		err = nil
-	}
-	if err != nil {
-		err = fmt.Errorf("remove fork %d %s: %w", id.ep, id.dir, err)
-	}
-	if wait {
-		if serr := e.sync(); serr != nil {
-			err = errors.Join(err, serr)
-		}
-	}
-	if s, cerr := e.counters(f.val.Slot); cerr == nil {
+	if s, err := e.counters(f.val.Slot); err == nil {
 		e.goneCopied += s.CopiedPackets
 		e.goneMuted += s.MutedPackets
+		f.settled = s.ForkStats
 	}
-	e.freeSlots = append(e.freeSlots, f.val.Slot)
+	err := e.objs.Streams.Delete(&f.key)
+	if err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		return fmt.Errorf("remove fork %d %s: %w", id.ep, id.dir, err)
+	}
+	return nil
+}
+
+// settle waits (without the engine lock, so that removals overlap) until no
+// program can still count into the removed forks' slots, adds what they
+// counted meanwhile to the totals and frees the slots for reuse.
+func (e *Engine) settle(forks ...*fork) error {
+	err := e.sync()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		return err
+	}
+	for _, f := range forks {
+		if s, cerr := e.counters(f.val.Slot); cerr == nil {
+			e.goneCopied += s.CopiedPackets - f.settled.CopiedPackets
+			e.goneMuted += s.MutedPackets - f.settled.MutedPackets
+		}
+		if err == nil {
+			e.freeSlots = append(e.freeSlots, f.val.Slot)
+		}
+	}
 	return err
 }
 

@@ -49,7 +49,7 @@ type progEnv struct {
 	slots   uint32
 }
 
-func newProgEnv(t *testing.T) *progEnv {
+func newProgEnv(t testing.TB) *progEnv {
 	t.Helper()
 	ns := testenv.NewNetns(t)
 	veth := testenv.NewVeth(t, ns, ns, "", "")
@@ -89,7 +89,7 @@ func newProgEnv(t *testing.T) *progEnv {
 }
 
 // addStream writes a stream entry and returns its counter slot.
-func (p *progEnv) addStream(t *testing.T, local netip.AddrPort, dir dataplane.Direction, mode dataplane.Mode, rec, src netip.AddrPort) uint32 {
+func (p *progEnv) addStream(t testing.TB, local netip.AddrPort, dir dataplane.Direction, mode dataplane.Mode, rec, src netip.AddrPort) uint32 {
 	t.Helper()
 	slot := p.slots
 	p.slots++

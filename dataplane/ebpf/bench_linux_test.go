@@ -1,0 +1,189 @@
+//go:build linux && (386 || amd64 || arm || arm64 || loong64 || mips64le || mipsle || ppc64le || riscv64)
+
+package ebpf
+
+import (
+	"net/netip"
+	"slices"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/recfork/recfork/dataplane"
+	"github.com/recfork/recfork/dataplane/userspace"
+	"github.com/recfork/recfork/internal/testenv"
+)
+
+// BenchmarkProgram measures each path of the fork program with test runs
+// (BPF_PROG_TEST_RUN): the kernel times b.N runs and reports ns per packet.
+// The active path includes the clone and its transmission on a veth.
+func BenchmarkProgram(b *testing.B) {
+	p := newProgEnv(b)
+	ap := netip.MustParseAddrPort
+	remote, local, muted := ap("192.0.2.7:40000"), ap("10.0.0.1:20000"), ap("10.0.0.1:20002")
+	rec, src := ap("10.9.0.9:30000"), ap("10.0.0.1:20010")
+	p.addStream(b, local, dataplane.Inbound, dataplane.Active, rec, src)
+	p.addStream(b, muted, dataplane.Inbound, dataplane.Inactive, rec, src)
+	in := func(dst netip.AddrPort) []byte {
+		return buildFrame(frameSpec{srcMAC: peerMAC, dstMAC: ourMAC, src: remote, dst: dst, payload: rtpPayload(1, 160)})
+	}
+	tcp := buildFrame(frameSpec{srcMAC: peerMAC, dstMAC: ourMAC, src: remote, dst: local, payload: rtpPayload(1, 160), proto: 6})
+	for _, c := range []struct {
+		name  string
+		frame []byte
+	}{
+		{"not UDP", tcp},
+		{"miss", in(ap("10.0.0.1:20100"))},
+		{"inactive", in(muted)},
+		{"active clone", in(local)},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			var d time.Duration
+			p.ns.MustDo(b, func() (err error) {
+				_, d, err = p.objs.RtpforkIngress.Benchmark(c.frame, b.N, nil)
+				return err
+			})
+			b.ReportMetric(float64(d.Nanoseconds()), "ns/pkt")
+		})
+	}
+}
+
+// BenchmarkSetForkMode measures a mute and an unmute from Go: the map
+// update, and for a mute also the wait for running programs. p50 and p99 are
+// reported per kind.
+func BenchmarkSetForkMode(b *testing.B) {
+	tp := newTopology2(b)
+	e := newEngine(b, tp.eng, tp.ifaces)
+	rec := listenPair(b, tp.rec, tp.recIP)
+	a := openEndpoint(b, tp.eng, e, tp.engIP, netip.AddrPort{})
+	src := openEndpoint(b, tp.eng, e, tp.engIP, netip.AddrPort{})
+	if err := e.AddFork(a.ID, dataplane.Inbound, dataplane.ForkConfig{Recorder: rec.addr, Source: src.ID}); err != nil {
+		b.Fatal(err)
+	}
+	mute := make([]time.Duration, 0, b.N)
+	unmute := make([]time.Duration, 0, b.N)
+	b.ResetTimer()
+	for range b.N {
+		t0 := time.Now()
+		if err := e.SetForkMode(a.ID, dataplane.Inbound, dataplane.Inactive); err != nil {
+			b.Fatal(err)
+		}
+		t1 := time.Now()
+		if err := e.SetForkMode(a.ID, dataplane.Inbound, dataplane.Active); err != nil {
+			b.Fatal(err)
+		}
+		mute, unmute = append(mute, t1.Sub(t0)), append(unmute, time.Since(t1))
+	}
+	b.StopTimer()
+	for _, s := range []struct {
+		name string
+		d    []time.Duration
+	}{{"mute", mute}, {"unmute", unmute}} {
+		slices.Sort(s.d)
+		b.ReportMetric(float64(s.d[len(s.d)/2].Nanoseconds()), s.name+"-p50-ns")
+		b.ReportMetric(float64(s.d[len(s.d)*99/100].Nanoseconds()), s.name+"-p99-ns")
+	}
+}
+
+// newTopology2 is the one-link topology for benchmarks: the engine's
+// namespace and a peer namespace holding the parties and the recorder.
+func newTopology2(b *testing.B) *topology {
+	b.Helper()
+	f := families[0]
+	tp := &topology{eng: testenv.NewNetns(b), remote: testenv.NewNetns(b)}
+	v := testenv.NewVeth(b, tp.eng, tp.remote, f.cidr(1, 1), f.cidr(1, 2))
+	tp.engIP, tp.remoteIP, tp.rec, tp.recIP = f.addr(1, 1), f.addr(1, 2), tp.remote, f.addr(1, 2)
+	tp.ifaces, tp.recLink = []string{v.AName}, v.AName
+	return tp
+}
+
+func processCPU() time.Duration {
+	var ru unix.Rusage
+	_ = unix.Getrusage(unix.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// BenchmarkCopyCPU compares the CPU one copied packet costs with the eBPF
+// engine and with the userspace engine, in the same run: the process's CPU
+// time (which includes the veth softirq work done on its threads) for b.N
+// received packets with an active fork, minus the same without a fork.
+func BenchmarkCopyCPU(b *testing.B) {
+	n := max(b.N, 2000)
+	cost := map[string]float64{}
+	for _, name := range []string{"ebpf", "userspace"} {
+		tp := newTopology2(b)
+		var e dataplane.Engine
+		if name == "ebpf" {
+			e = newEngine(b, tp.eng, tp.ifaces)
+		} else {
+			tp.eng.MustDo(b, func() (err error) {
+				e, err = userspace.New(userspace.Config{PortRange: testRange})
+				return err
+			})
+			b.Cleanup(func() { e.Close() })
+		}
+		open := func(remote netip.AddrPort) dataplane.EndpointInfo {
+			var info dataplane.EndpointInfo
+			tp.eng.MustDo(b, func() (err error) {
+				info, err = e.OpenEndpoint(dataplane.EndpointConfig{LocalIP: tp.engIP, Remote: remote})
+				return err
+			})
+			return info
+		}
+		party := listenPair(b, tp.remote, tp.remoteIP)
+		rec := listenPair(b, tp.rec, tp.recIP)
+		_ = rec.rtp.SetReadBuffer(4 << 20)
+		a, src := open(party.addr), open(netip.AddrPort{})
+		var copies atomic.Int64
+		go func() {
+			buf := make([]byte, 2048)
+			for {
+				if _, err := rec.rtp.Read(buf); err != nil {
+					return
+				}
+				copies.Add(1)
+			}
+		}()
+		pkt := rtpPayload(1, 160)
+		var sent uint64
+		// run sends n packets in bursts, each burst waiting until the
+		// endpoint (and with a fork, the recorder) has them all.
+		run := func(forked bool) time.Duration {
+			start := processCPU()
+			base := copies.Load()
+			for i := 0; i < n; i += 32 {
+				for j := 0; j < 32 && i+j < n; j++ {
+					send(b, party.rtp, a.Local, pkt)
+					sent++
+				}
+				want := min(uint64(i+32), uint64(n))
+				deadline := time.Now().Add(waitLimit)
+				for {
+					s, err := e.EndpointStats(a.ID)
+					if err != nil {
+						b.Fatal(err)
+					}
+					if s.RxPackets >= sent && (!forked || uint64(copies.Load()-base) >= want) {
+						break
+					}
+					if time.Now().After(deadline) {
+						b.Fatalf("%s: endpoint received %d of %d, recorder %d", name, s.RxPackets, sent, copies.Load()-base)
+					}
+				}
+			}
+			return processCPU() - start
+		}
+		plain := run(false)
+		if err := e.AddFork(a.ID, dataplane.Inbound, dataplane.ForkConfig{Recorder: rec.addr, Source: src.ID}); err != nil {
+			b.Fatal(err)
+		}
+		forked := run(true)
+		cost[name] = float64((forked - plain).Nanoseconds()) / float64(n)
+		b.ReportMetric(cost[name], name+"-cpu-ns/copy")
+	}
+	if cost["userspace"] > 0 {
+		b.ReportMetric(cost["ebpf"]/cost["userspace"], "ebpf/userspace")
+	}
+}
