@@ -53,20 +53,75 @@ wait_for() {
 	fail "timed out waiting for $what"
 }
 
-dataplane=userspace
-if [ "$(id -u)" = 0 ]; then dataplane=${DATAPLANE:-auto}; fi
+# Without root everything runs on loopback with the userspace data plane.
+# With root the parties, the platform and the SRS each get a network
+# namespace joined by veth pairs, so the eBPF data plane can fork (it clones
+# copies out of a real interface to a remote recorder; it cannot on loopback).
+netns=0
+if [ "$(id -u)" = 0 ] && [ "${DATAPLANE:-auto}" != userspace ] && command -v ip >/dev/null; then
+	netns=1
+fi
+ns_names=()
+cleanup_ns() {
+	local n
+	for n in "${ns_names[@]}"; do ip netns delete "$n" 2>/dev/null || true; done
+}
+trap 'cleanup; cleanup_ns' EXIT
+
+if [ "$netns" = 1 ]; then
+	tag="rfd$$"
+	ns_c="${tag}c" ns_p="${tag}p" ns_s="${tag}s"
+	for n in "$ns_c" "$ns_p" "$ns_s"; do
+		ip netns add "$n"
+		ns_names+=("$n")
+		ip -n "$n" link set lo up
+	done
+	ip link add "${tag}a" netns "$ns_c" type veth peer name "${tag}b" netns "$ns_p"
+	ip link add "${tag}c" netns "$ns_s" type veth peer name "${tag}d" netns "$ns_p"
+	ip -n "$ns_c" addr add 10.203.1.1/24 dev "${tag}a" nodad
+	ip -n "$ns_p" addr add 10.203.1.2/24 dev "${tag}b" nodad
+	ip -n "$ns_s" addr add 10.203.2.1/24 dev "${tag}c" nodad
+	ip -n "$ns_p" addr add 10.203.2.2/24 dev "${tag}d" nodad
+	ip -n "$ns_c" link set "${tag}a" up
+	ip -n "$ns_p" link set "${tag}b" up
+	ip -n "$ns_s" link set "${tag}c" up
+	ip -n "$ns_p" link set "${tag}d" up
+	ip -n "$ns_c" route add default via 10.203.1.2
+	ip -n "$ns_s" route add default via 10.203.2.2
+	in_parties=(ip netns exec "$ns_c")
+	in_platform=(ip netns exec "$ns_p")
+	in_srs=(ip netns exec "$ns_s")
+	party_ip=10.203.1.1 platform_ip=10.203.1.2 srs_ip=10.203.2.1
+	dataplane=${DATAPLANE:-auto}
+else
+	in_parties=() in_platform=() in_srs=()
+	party_ip=127.0.0.1 platform_ip=127.0.0.1 srs_ip=""
+	dataplane=userspace
+fi
 
 echo "demo: work directory $work"
 
 # The callee: answers every call and plays 880 Hz until stopped.
-"$CTL" answer --listen 127.0.0.1:0 --tone 880 --json >"$work/callee.json" 2>"$work/callee.log" &
+"${in_parties[@]}" "$CTL" answer --listen "$party_ip:0" --tone 880 --json >"$work/callee.json" 2>"$work/callee.log" &
 callee_pid=$!
 pids+=("$callee_pid")
 wait_for 10 "the callee" grep -q "listening on" "$work/callee.log"
 callee=$(sed -n 's/.*listening on //p' "$work/callee.log")
 
-# The daemon: built-in SRS, embedded app bridging to the callee.
-"$BIN/recforkd" --listen 127.0.0.1:0 --admin "$admin" --recordings "$work/recordings" \
+srs_flag=()
+if [ -n "$srs_ip" ]; then
+	# The SRS in its own namespace: the built-in SRS as a separate process.
+	"${in_srs[@]}" "$CTL" srs --listen "$srs_ip:5080" --dir "$work/recordings" >"$work/srs.log" 2>&1 &
+	pids+=($!)
+	srs_listening() { "${in_srs[@]}" ss -ltn "sport = :5080" | grep -q 5080; }
+	wait_for 10 "the SRS" srs_listening
+	srs_flag=(--srs "sip:srs@$srs_ip:5080")
+fi
+
+# The daemon: the embedded app, bridging to the callee, recording to the SRS
+# (built in when no --srs is given).
+"${in_platform[@]}" "$BIN/recforkd" --listen "$platform_ip:0" --media-ip "$platform_ip" --admin "$admin" \
+	--recordings "$work/recordings" "${srs_flag[@]}" \
 	--destination "sip:callee@$callee" --dataplane "$dataplane" --rtp-ports 31000-31999 \
 	--log-level info 2>"$work/recforkd.log" &
 pids+=($!)
@@ -75,10 +130,10 @@ wait_for 20 "recforkd's admin API" "$CTL" status --admin "$admin"
 sip=$(val sip "$work/status.json")
 engine=$(val engine "$work/status.json")
 srs=$(val srs "$work/status.json")
-echo "demo: recforkd on sip:$sip, data plane $engine, built-in SRS $srs"
+echo "demo: recforkd on sip:$sip, data plane $engine, SRS $srs"
 
 # The calls: CALLS concurrent calls, 440 Hz each, DURATION seconds of media.
-"$CTL" call --to "sip:demo@$sip" --calls "$CALLS" --duration "${DURATION}s" --tone 440 --json \
+"${in_parties[@]}" "$CTL" call --ip "$party_ip" --to "sip:demo@$sip" --calls "$CALLS" --duration "${DURATION}s" --tone 440 --json \
 	>"$work/calls.json" 2>"$work/caller.log" &
 caller_pid=$!
 pids+=("$caller_pid")
