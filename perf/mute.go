@@ -23,7 +23,7 @@ func (*MuteScenario) Name() string { return "mute" }
 func (*MuteScenario) Keys() []string {
 	return []string{"baseline.map_update_us", "mute.map_write_us.p50", "mute.map_write_us.p99", "mute.send_to_silence_us.p99"}
 }
-func (*MuteScenario) Steps(bool) int { return 4 }
+func (*MuteScenario) Steps(bool) int { return 13 }
 
 // muteDoc is the CCXML document of the send-to-silence trials: each
 // perf.mute event sends bvr.record with inbound inactive.
@@ -79,7 +79,7 @@ func (*MuteScenario) Run(ctx context.Context, env *Env) error {
 	}
 	writes, trials := 2000, 200
 	if env.Quick {
-		writes, trials = 200, 30
+		writes, trials = 100, 30
 	}
 	p, err := NewPair()
 	if err != nil {

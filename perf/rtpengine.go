@@ -36,7 +36,8 @@ type rtpEngine struct {
 	log     *lockedBuffer
 	dir     string
 	clients []*NG
-	calls   []string
+	pools   map[bool]*ngPool
+	dirty   bool
 	gen     int
 	logMark int
 	waitErr error
@@ -145,15 +146,35 @@ func (r *rtpEngine) Check() error {
 	return nil
 }
 
-// Prepare deletes the previous calls and sets up n fresh ones: overload is
-// permanent per stream in rtpengine, so every run gets new calls.
+// Lossy marks the calls as possibly overloaded: rtpengine's overload is
+// permanent per stream, so the next Prepare sets up fresh calls.
+func (r *rtpEngine) Lossy() { r.dirty = true }
+
+// Prepare returns n calls, relaying and (fork) subscribed to the recorder.
+// The forked and unforked calls are two pools that live side by side; a pool
+// is reused while its size fits and no run lost packets, and set up afresh
+// otherwise.
 func (r *rtpEngine) Prepare(ctx context.Context, n int, fork bool) ([]uint16, error) {
-	if err := r.deleteCalls(ctx); err != nil {
-		return nil, err
+	if r.dirty {
+		if err := r.deleteCalls(ctx, nil); err != nil {
+			return nil, err
+		}
+		r.pools, r.dirty = nil, false
+	}
+	if r.pools == nil {
+		r.pools = map[bool]*ngPool{}
+	}
+	if pl := r.pools[fork]; pl != nil && len(pl.calls) == n {
+		return pl.ports, nil
+	}
+	if pl := r.pools[fork]; pl != nil {
+		if err := r.deleteCalls(ctx, pl.calls); err != nil {
+			return nil, err
+		}
+		delete(r.pools, fork)
 	}
 	r.gen++
-	ports := make([]uint16, n)
-	r.calls = make([]string, n)
+	pl := &ngPool{ports: make([]uint16, n), calls: make([]string, n)}
 	ip := r.pair.GAddr.String()
 	var wg sync.WaitGroup
 	errs := make([]error, len(r.clients))
@@ -165,7 +186,7 @@ func (r *rtpEngine) Prepare(ctx context.Context, n int, fork bool) ([]uint16, er
 				_, callee, rec := StreamPorts(i)
 				caller := CallerPort(i, fork)
 				cid := fmt.Sprintf("perf-%d-%d", r.gen, i)
-				r.calls[i] = cid
+				pl.calls[i] = cid
 				if _, err := c.Do(ctx, map[string]any{"command": "offer", "call-id": cid, "from-tag": "caller",
 					"sdp": AudioSDP(ip, int(caller), "sendrecv")}); err != nil {
 					errs[w] = err
@@ -183,7 +204,7 @@ func (r *rtpEngine) Prepare(ctx context.Context, n int, fork bool) ([]uint16, er
 					errs[w] = fmt.Errorf("answer reply: %w", err)
 					return
 				}
-				ports[i] = uint16(port)
+				pl.ports[i] = uint16(port)
 				if !fork {
 					continue
 				}
@@ -201,14 +222,34 @@ func (r *rtpEngine) Prepare(ctx context.Context, n int, fork bool) ([]uint16, er
 		}()
 	}
 	wg.Wait()
+	r.pools[fork] = pl
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("set up rtpengine calls: %w", err)
 	}
-	return ports, nil
+	return pl.ports, nil
 }
 
-func (r *rtpEngine) deleteCalls(ctx context.Context) error {
-	if len(r.calls) == 0 {
+// ngPool is a set of rtpengine calls.
+type ngPool struct {
+	calls []string
+	ports []uint16
+}
+
+// allCalls lists the calls of every pool.
+func (r *rtpEngine) allCalls() []string {
+	var out []string
+	for _, pl := range r.pools {
+		out = append(out, pl.calls...)
+	}
+	return out
+}
+
+// deleteCalls deletes calls (nil: every call of every pool).
+func (r *rtpEngine) deleteCalls(ctx context.Context, calls []string) error {
+	if calls == nil {
+		calls = r.allCalls()
+	}
+	if len(calls) == 0 {
 		return nil
 	}
 	var wg sync.WaitGroup
@@ -217,18 +258,17 @@ func (r *rtpEngine) deleteCalls(ctx context.Context) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for i := w; i < len(r.calls); i += len(r.clients) {
-				if r.calls[i] == "" {
+			for i := w; i < len(calls); i += len(r.clients) {
+				if calls[i] == "" {
 					continue
 				}
-				if _, err := c.Do(ctx, map[string]any{"command": "delete", "call-id": r.calls[i]}); err != nil && errs[w] == nil {
+				if _, err := c.Do(ctx, map[string]any{"command": "delete", "call-id": calls[i]}); err != nil && errs[w] == nil {
 					errs[w] = err
 				}
 			}
 		}()
 	}
 	wg.Wait()
-	r.calls = nil
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("delete rtpengine calls: %w", err)
 	}
@@ -240,7 +280,8 @@ func (r *rtpEngine) deleteCalls(ctx context.Context) error {
 func (r *rtpEngine) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	_ = r.deleteCalls(ctx)
+	_ = r.deleteCalls(ctx, nil)
+	r.pools = nil
 	for _, c := range r.clients {
 		c.Close()
 	}

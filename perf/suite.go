@@ -43,7 +43,7 @@ func Budget(quick bool) func(Scenario) time.Duration {
 }
 
 // QuickDeadline bounds the whole quick suite.
-const QuickDeadline = 58 * time.Second
+const QuickDeadline = 55 * time.Second
 
 // pending is a scenario whose subject is not in the tree yet.
 type pending struct {
