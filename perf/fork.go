@@ -5,7 +5,11 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"strings"
 	"time"
+
+	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
 
 	"github.com/recfork/recfork/perf/xdpgen"
 )
@@ -84,6 +88,9 @@ type forkRun struct {
 	subj   forkSubject
 	meter  *CPUMeter
 	gen    string
+	// bpf, when set, accumulates the TCX ingress program's run time over
+	// the windows with forks (eBPF engine only).
+	bpf *progRun
 }
 
 // stepResult is one measured window.
@@ -218,7 +225,27 @@ func (f *ForkScenario) Run(ctx context.Context, env *Env) (err error) {
 		env.Config(f.Name(), map[string]any{"cpu_ns_per_packet_windows": per})
 		return nil
 	}
+	var prof *cpuProfile
+	if f.Engine == "userspace" || f.Engine == "ebpf" {
+		prof = startCPUProfile()
+	}
+	if f.Engine == "ebpf" {
+		if stats, err := ebpf.EnableStats(uint32(unix.BPF_STATS_RUN_TIME)); err == nil {
+			defer stats.Close()
+			_ = r.pair.M.Do(func() error {
+				prog, err := attachedProgram(r.pair.MIndex, ebpf.AttachTCXIngress, "rtpfork_ingres")
+				if err == nil {
+					r.bpf = &progRun{prog: prog}
+				}
+				return err
+			})
+			if r.bpf != nil {
+				defer r.bpf.prog.Close()
+			}
+		}
+	}
 	var perCopy []float64
+	var copies uint64
 	for i := 0; i < p.CPUPairs; i++ {
 		var with, without stepResult
 		for _, fk := range []bool{i%2 == 1, i%2 == 0} {
@@ -243,6 +270,18 @@ func (f *ForkScenario) Run(ctx context.Context, env *Env) (err error) {
 		// forks: both offered the same rate.
 		base := float64(without.CPU) * float64(with.Sent) / float64(max(without.Sent, 1))
 		perCopy = append(perCopy, PerUnit(float64(with.CPU), base, with.Copied))
+		copies += with.Copied
+	}
+	if prof != nil {
+		if top := prof.stop(6); len(top) > 0 {
+			env.Results.Note("%s: CPU profile of the suite's process (engine, generator pacing, Go runtime) over the reference windows, top self time: %s",
+				f.Name(), strings.Join(top, ", "))
+		}
+	}
+	if r.bpf != nil && r.bpf.runs > 0 {
+		env.Results.Note("%s: the TCX ingress program ran %.0f ns per packet in live traffic with forks (BPF run-time statistics, %d runs; clone, redirect and the copy's transmit are inside it)",
+			f.Name(), r.bpf.nsPerRun(), r.bpf.runs)
+		env.Config(f.Name(), map[string]any{"bpf_ingress_ns_per_packet": r.bpf.nsPerRun()})
 	}
 	if len(perCopy) == 0 {
 		return fmt.Errorf("no loss-free run at the %.0f pps reference rate", p.RefRate)
@@ -305,7 +344,13 @@ func (r *forkRun) measure(ctx context.Context, n int, fork bool, rate float64, w
 		return res, err
 	}
 	cpu0 := r.meter.Sample()
+	if fork {
+		r.bpf.mark()
+	}
 	sent, took, err := paceIn(ctx, r.pair.G, rate, d, r.sender)
+	if fork {
+		r.bpf.add()
+	}
 	if err != nil {
 		return res, err
 	}
