@@ -41,6 +41,10 @@ type worker struct {
 	rxNames []unix.RawSockaddrInet6
 	outs    [maxOuts]outQueue
 	nouts   int
+
+	// beforeFlush, if set (by tests only, with the worker locked), runs after
+	// a batch is decided and before its datagrams are sent.
+	beforeFlush func()
 }
 
 // outQueue is one sendmmsg vector: datagrams that leave from one socket.
@@ -183,6 +187,9 @@ func (w *worker) serve(s *sock) {
 			return
 		}
 		w.process(s, n)
+		if w.beforeFlush != nil {
+			w.beforeFlush()
+		}
 		w.flush()
 		if n < w.batch {
 			return
