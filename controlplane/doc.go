@@ -2,4 +2,46 @@
 // calls, connections and their media endpoints, the ccxml.Platform that carries
 // out call control, bvr.record handed to siprec and the data plane, the admin API
 // and metrics.
+//
+// Service assembles the daemon (data plane, built-in SRS, SIPREC client, SIP,
+// one CCXML session per call, admin API, HTTP); Daemon is the SIP core.
+//
+// # Calls
+//
+// An INVITE with an SDP offer becomes an ALERTING connection with a media
+// endpoint, and a new session of the app gets connection.alerting. The answer
+// carries the peer's first offered PCMU or PCMA codec plus telephone-event;
+// no common codec is 488. INVITEs without an offer (delayed offer) are refused
+// with 488 rather than half supported. CANCEL, remote BYE, re-INVITE and
+// UPDATE (hold, a new media address, refresh) are handled; session timers
+// (RFC 4028) are honoured with the caller as refresher, 422 below 90 s, and a
+// BYE when no refresh comes in time.
+//
+// # Decided behaviour (CCXML platform)
+//
+//   - <reject reason>: a SIP status ("486", "486 Busy Here") or busy,
+//     unavailable; anything else is 603 Decline.
+//   - <join duplex="half">: id1 hears id2 (media flows from id2 to id1).
+//     Joining a connection to itself echoes its audio (the data plane's
+//     self-join). createcall's joindirection calltransmit: the joined party
+//     hears the new call; callreceive: the new call hears it.
+//   - An outbound call offers the codec of the connection it will be joined to
+//     (the data plane relays without transcoding).
+//   - connection.signal carries DTMF received as SIP INFO
+//     (application/dtmf-relay, application/dtmf). RFC 4733 events inside RTP
+//     are relayed by the data plane but not surfaced: the Engine contract has
+//     no event tap yet.
+//   - <merge> is not supported (connection.merge.failed).
+//   - A session that ends (exit, an unhandled error.*, a contained panic)
+//     leaves no call behind: its connections are hung up.
+//
+// # Recording from the CLI
+//
+// `recforkctl record mute|unmute|stop` goes through the same SIPREC client
+// path as a document's bvr.record (mute: the fork goes inactive first, then
+// the a=inactive re-INVITE leaves), using the recording's current SRS URI and
+// "nochange" for the other direction. The call's CCXML session receives the
+// resulting bvr.record.update (or error.bvr.record) exactly as for its own
+// request, so the document always knows the state in force; the admin API
+// answers the operator with the same event.
 package controlplane

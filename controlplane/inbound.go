@@ -130,7 +130,7 @@ func (d *Daemon) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	defer timer.Stop()
 	select {
 	case dec := <-c.decide:
-		d.carryOut(c, dlg, dec, &off)
+		d.carryOut(c, dlg, tx, dec, &off)
 	case <-dlg.Context().Done():
 		// CANCEL (sipgo answered 200 and 487) or the transaction died.
 		reason := "cancel"
@@ -155,7 +155,17 @@ func (d *Daemon) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 }
 
 // carryOut answers an alerting call as the app decided.
-func (d *Daemon) carryOut(c *Connection, dlg *sipgo.DialogServerSession, dec decision, off *MediaOffer) {
+func (d *Daemon) carryOut(c *Connection, dlg *sipgo.DialogServerSession, tx sip.ServerTransaction, dec decision, off *MediaOffer) {
+	// A failure response goes straight to the transaction, which absorbs the
+	// caller's ACK itself; the dialog's own Respond would hold this handler
+	// (and the outcome event) until that ACK.
+	final := func(code int, reason string, hdrs ...sip.Header) error {
+		res := sip.NewResponseFromRequest(dlg.InviteRequest, code, reason, nil)
+		for _, h := range hdrs {
+			res.AppendHeader(h)
+		}
+		return tx.Respond(res)
+	}
 	switch dec.kind {
 	case "accept":
 		dir := answerDir(off.Dir)
@@ -197,9 +207,8 @@ func (d *Daemon) carryOut(c *Connection, dlg *sipgo.DialogServerSession, dec dec
 		if code < 400 || code > 699 {
 			code = 603
 		}
-		// Release first: the 4xx-6xx waits for the caller's ACK.
 		c.end(StateFailed)
-		_ = dlg.Respond(code, dec.reason, nil)
+		_ = final(code, dec.reason)
 		d.metrics.rejected.WithLabelValues(fmt.Sprint(code)).Inc()
 		c.emit("connection.failed", c.eventFields(map[string]any{"reason": "rejected"}))
 		dlg.Close()
@@ -209,7 +218,7 @@ func (d *Daemon) carryOut(c *Connection, dlg *sipgo.DialogServerSession, dec dec
 			code = 302
 		}
 		c.end(StateDisconnected)
-		err := dlg.Respond(code, dec.reason, nil, sip.NewHeader("Contact", "<"+dec.dest+">"))
+		err := final(code, dec.reason, sip.NewHeader("Contact", "<"+dec.dest+">"))
 		if err != nil {
 			c.emit("connection.redirect.failed", c.eventFields(map[string]any{"reason": err.Error()}))
 		} else {

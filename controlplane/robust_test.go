@@ -569,3 +569,48 @@ func TestShutdownEndsCallsAndRecordings(t *testing.T) {
 		t.Fatalf("left in the engine: %+v", st)
 	}
 }
+
+const redirectApp = `<?xml version="1.0"?>
+<ccxml version="1.0" xmlns="http://www.w3.org/2002/09/ccxml">
+  <eventprocessor>
+    <transition event="connection.alerting">
+      <redirect connectionid="event$.connectionid" dest="'sip:elsewhere@192.0.2.7'"/>
+    </transition>
+    <transition event="connection.redirected"><exit/></transition>
+  </eventprocessor>
+</ccxml>`
+
+func TestRedirect(t *testing.T) {
+	svc, eng := startService(t, svcOpts{app: writeApp(t, redirectApp)})
+	r := newRawSIP(t, svc.Daemon().SIPAddr().String())
+	r.send(r.request("INVITE", "redirect-me", "", "application/sdp", sdpOffer(4000, "0"), 1))
+	res := r.expect(302)
+	if c := headerLine(res, "Contact"); !strings.Contains(c, "sip:elsewhere@192.0.2.7") {
+		t.Fatalf("302 Contact %q", c)
+	}
+	waitFor(t, "the session to end", func() bool { return len(svc.Sessions()) == 0 })
+	waitFor(t, "endpoints to close", func() bool { return eng.Stats().Endpoints == 0 })
+}
+
+// TestDestinationRefusesHangsUpCaller: the default app disconnects the caller
+// when its call to the destination fails.
+func TestDestinationRefusesHangsUpCaller(t *testing.T) {
+	refuser, err := callgen.NewEndpoint("127.0.0.1:0") // answers nothing: 488
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer refuser.Close()
+	svc, eng := startService(t, svcOpts{destination: "sip:nobody@" + refuser.Addr().String()})
+	caller, err := callgen.NewEndpoint("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer caller.Close()
+	res := caller.Call(context.Background(), "sip:demo@"+svc.Daemon().SIPAddr().String(),
+		callgen.CallOptions{Duration: 20 * time.Second})
+	if res.Error != "far end hung up early" || res.Seconds > 15 {
+		t.Fatalf("caller: %+v", res)
+	}
+	waitFor(t, "connections to end", func() bool { return len(svc.Daemon().Connections()) == 0 })
+	waitFor(t, "endpoints to close", func() bool { return eng.Stats().Endpoints == 0 })
+}
