@@ -614,3 +614,88 @@ func TestDestinationRefusesHangsUpCaller(t *testing.T) {
 	waitFor(t, "connections to end", func() bool { return len(svc.Daemon().Connections()) == 0 })
 	waitFor(t, "endpoints to close", func() bool { return eng.Stats().Endpoints == 0 })
 }
+
+// TestStopRecordingKeepsCall: both directions none ends the recording session
+// (BYE to the SRS) while the call goes on.
+func TestStopRecordingKeepsCall(t *testing.T) {
+	svc, _ := startService(t, svcOpts{})
+	caller, err := callgen.NewEndpoint("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer caller.Close()
+	stopped := make(chan controlplane.RecordResult, 1)
+	res := caller.Call(context.Background(), "sip:echo@"+svc.Daemon().SIPAddr().String(), callgen.CallOptions{
+		Duration: 2 * time.Second,
+		OnConnected: func(string) {
+			go func() {
+				var id string
+				waitFor(t, "the recording", func() bool {
+					recs := svc.Daemon().Recordings()
+					if len(recs) == 1 && recs[0].Inbound == "active" {
+						id = recs[0].ConnectionID
+						return true
+					}
+					return false
+				})
+				ev, err := svc.Daemon().RecordControl(context.Background(), id, "stop", 0)
+				if err != nil {
+					t.Errorf("stop: %v", err)
+				}
+				stopped <- controlplane.RecordResult{Event: ev.Name, Inbound: string(ev.Inbound), Outbound: string(ev.Outbound), Operation: ev.Operation}
+			}()
+		},
+	})
+	st := <-stopped
+	if st.Event != "bvr.record.update" || st.Operation != "stop" || st.Inbound != "none" || st.Outbound != "none" {
+		t.Fatalf("stop answered %+v", st)
+	}
+	ss := svc.SRS().Sessions()
+	if len(ss) != 1 || ss[0].EndReason != srs.EndByeFromSRC {
+		t.Fatalf("srs session after stop: %+v", ss)
+	}
+	if res.Error != "" || res.Received == 0 {
+		t.Fatalf("the call did not go on after the recording stopped: %+v", res)
+	}
+}
+
+// TestConcurrentCallsReturnEverything: many calls at once under the userspace
+// engine; afterwards every port pair is free again and goroutines are back.
+func TestConcurrentCallsReturnEverything(t *testing.T) {
+	svc, eng := startService(t, svcOpts{dataplane: "userspace"})
+	freeBefore := eng.Stats().PortsFree
+	caller, err := callgen.NewEndpoint("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer caller.Close()
+	const n = 12
+	var wg sync.WaitGroup
+	results := make([]callgen.Result, n)
+	for i := range results {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			results[i] = caller.Call(context.Background(), "sip:echo@"+svc.Daemon().SIPAddr().String(),
+				callgen.CallOptions{Duration: 800 * time.Millisecond})
+		}()
+	}
+	wg.Wait()
+	for i, r := range results {
+		if r.Error != "" || r.Received == 0 {
+			t.Errorf("call %d: %+v", i, r)
+		}
+	}
+	waitFor(t, "every port pair back", func() bool {
+		st := eng.Stats()
+		return st.Endpoints == 0 && st.Forks == 0 && st.Joins == 0 && st.PortsFree == freeBefore
+	})
+	waitFor(t, "every recording to end", func() bool {
+		for _, s := range svc.SRS().Sessions() {
+			if s.Ended.IsZero() {
+				return false
+			}
+		}
+		return len(svc.SRS().Sessions()) == n
+	})
+}
