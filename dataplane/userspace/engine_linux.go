@@ -76,8 +76,8 @@ type endpoint struct {
 	latched [2]bool
 
 	// all workers:
-	targets []*endpoint   // where what this endpoint receives is relayed
-	forks   [2]*fork      // by direction-1
+	targets []*endpoint        // where what this endpoint receives is relayed
+	forks   [2]*fork           // by direction-1
 	sources map[*fork]struct{} // forks whose copies leave from this endpoint
 	joined  map[joinKey]struct{}
 
