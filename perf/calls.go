@@ -425,7 +425,11 @@ func (c *CallsScenario) Run(ctx context.Context, env *Env) error {
 		return err
 	}
 	rate := min(max(cps, 50), 200)
-	holdAll := time.Duration(float64(held)/rate*float64(time.Second)) + 3*time.Second
+	margin := 3 * time.Second
+	if env.Quick {
+		margin = time.Second
+	}
+	holdAll := time.Duration(float64(held)/rate*float64(time.Second)) + margin
 	done := make(chan error, 1)
 	go func() { _, _, err := runSipp(ctx, p, dir, rate, held, holdAll, target); done <- err }()
 	peak, rssPeak := 0, rss0

@@ -270,7 +270,7 @@ func TestForkChartIsValidSVG(t *testing.T) {
 		t.Errorf("%d rects, want 4", rects)
 	}
 	all := strings.Join(texts, "|")
-	for _, want := range []string{"200k", "150k", "900", "skipped", "not measured", "ebpf", "rtpengine"} {
+	for _, want := range []string{"200k", "150k", "900", "skipped", "not measured", "ebpf", "rtpengine", "Extra CPU per copy"} {
 		if !strings.Contains(all, want) {
 			t.Errorf("chart text lacks %q: %s", want, all)
 		}

@@ -43,13 +43,24 @@ func Summary(r *Results) []string {
 		if p < 1e6 {
 			verdict = "missed"
 		}
-		out = append(out, fmt.Sprintf("Copy rate of the eBPF engine on this %d-core machine: %s copies/s (%.0f recorded calls at 2 x 50 pps); target 1 Mpps: %s.",
-			r.Machine.Cores, Human(p), p/100, verdict))
+		s := fmt.Sprintf("Copy rate of the eBPF engine on this %d-core machine: %s copies/s (%.0f recorded calls at 2 x 50 pps); target 1 Mpps: %s.",
+			r.Machine.Cores, Human(p), p/100, verdict)
+		if n, ok := v("fork.none.pps"); ok && p >= 0.9*n && p < 1e6 {
+			s += fmt.Sprintf(" It is bounded by the relay path it delegates to (the userspace engine relays %s pps without any fork, fork.none.pps), not by the copies.", Human(n))
+		}
+		if bpfNs, ok := v("bpf.testrun_ns.active"); ok && p < 1e6 {
+			s += fmt.Sprintf(" The in-kernel fork alone costs %s ns per copy in a test run (bpf.testrun_ns.active), about %s copies/s per core.", Human(bpfNs), Human(1e9/bpfNs))
+		}
+		out = append(out, s)
 	} else {
 		out = append(out, "Copy rate of the eBPF engine: "+missing(r, "fork.ebpf.pps")+".")
 	}
 	if p, ok := v("mute.map_write_us.p99"); ok {
-		out = append(out, fmt.Sprintf("Mute map write p99: %.1f us; target < 50 us: %s.", p, verdict(p < 50)))
+		s := fmt.Sprintf("Mute map write (SetForkMode inactive) p99: %s us; target < 50 us: %s.", Human(p), verdict(p < 50))
+		if p >= 50 {
+			s += " The write itself takes effect at once (see the send-to-silence figure); SetForkMode then waits for fork programs still running (an RCU grace period) before it returns, and that wait is the time."
+		}
+		out = append(out, s)
 	} else {
 		out = append(out, "Mute map write: "+missing(r, "mute.map_write_us.p99")+".")
 	}
@@ -59,7 +70,11 @@ func Summary(r *Results) []string {
 		out = append(out, "CCXML send to silence: "+missing(r, "mute.send_to_silence_us.p99")+".")
 	}
 	if p, ok := v("calls.cps"); ok {
-		out = append(out, fmt.Sprintf("Recorded calls per second: %.0f; target 500: %s.", p, verdict(p >= 500)))
+		s := fmt.Sprintf("Recorded calls per second: %.0f; target 500: %s.", p, verdict(p >= 500))
+		if b, ok := v("baseline.sipp_uas_cps"); ok && p < 500 && b <= p {
+			s += fmt.Sprintf(" sipp against a sipp UAS reached only %.0f calls/s in the same run: the rate ladder is bounded by the caller and the machine here.", b)
+		}
+		out = append(out, s)
 	} else {
 		out = append(out, "Recorded calls per second: "+missing(r, "calls.cps")+".")
 	}
@@ -163,43 +178,98 @@ measured in the same run) rather than the absolute values across runs.
 {{end}}{{end}}
 ## What each scenario does
 
-- **bpf.testrun_ns.*** — ns per packet of the eBPF engine's TCX ingress program in
-  ` + "`BPF_PROG_TEST_RUN`" + ` on one RTP frame: a stream in active mode (rewrite, clone to the
-  recorder, restore), in inactive mode (lookup and count) and a frame of no stream. Ratio to an
-  XDP program that only returns XDP_PASS, test-run the same way (` + "`baseline.xdp_pass_ns`" + `).
-- **fork.<engine>.*** — two namespaces joined by a veth pair. The generator namespace sends
-  RTP (214-byte frames, 172-byte PCMU payload) from thousands of 5-tuples; the media namespace
-  holds the engine, which relays every stream to its callee and copies it to its recorder,
-  both back in the generator namespace, where a TCX sink counts and drops them (so the
-  recorder costs the same, nearly nothing, for every engine). Load comes from an XDP program
-  driven by ` + "`BPF_PROG_TEST_RUN`" + ` with ` + "`BPF_F_TEST_XDP_LIVE_FRAMES`" + ` (` + "`perf/xdpgen`" + `), paced
-  from Go; a raw-socket sendmmsg generator is the fallback. ` + "`pps`" + ` is the highest offered
-  rate (a ladder, doubling; ×4 in the quick run) whose copies and relays both arrive with less
-  than 0.1 % loss, reported as delivered copies per second. ` + "`cpu_ns_per_copy`" + ` is
-  (CPU of a run with forks − CPU of the same engine's run without forks at the same rate,
-  50 pps per stream) / copies; CPU is the run time of every thread of the suite's process and
-  of rtpengine plus every ksoftirqd thread (the kernel has no IRQ time accounting, so softirq
-  work lands in the task it interrupts or in ksoftirqd). Engines:
-  - ` + "`none`" + ` — the userspace engine relaying without forks: the baseline of the relay path.
-  - ` + "`userspace`" + ` — recfork's Go engine copying with sendmmsg.
-  - ` + "`ebpf`" + ` — recfork's TCX engine (relay delegated to the userspace engine, copy in the kernel).
-  - ` + "`rtpengine`" + ` — Sipwise rtpengine (Debian package) in its userspace path, driven over
-    its ng control protocol: per stream ` + "`offer`" + `/` + "`answer`" + ` (relay caller → callee) and
-    ` + "`subscribe request`" + `/` + "`subscribe answer`" + ` (copy to the recorder), fresh calls for every
-    run. Started as ` + "`rtpengine {{.RTPEngineArgs}}`" + ` inside the media
-    namespace. Its kernel module cannot load on these machines, so this is its userspace path.
-- **mute.*** — ` + "`SetForkMode`" + ` on the eBPF engine (one map write) timed from Go, ratio to a plain
-  BPF array-map update; and from a CCXML ` + "`<send name=\"'bvr.record'\">`" + ` with mode inactive to
-  the last copy seen at the recorder.
-- **calls.*** — sipp as the caller against recforkd with the built-in SRS: recorded call
-  setups per second, calls established at once, RSS per established recorded call. Ratio to
-  sipp against a sipp UAS with the same call shape.
-- **ccxml.*** — events handled per second by one interpreter, heap per idle session; ratio
-  to calls of a compiled goja function.
+All traffic stays inside two throw-away network namespaces joined by a veth pair (one queue
+per CPU): **G** holds the load generator, the callees and the recorder (10.77.0.1), **M**
+holds the engine under test (10.77.0.2). A TCX program on G's end (` + "`perf/xdpgen`" + `) counts
+and drops what comes back — relayed packets by their callee port range, copies by their
+recorder port range — so the recorder costs every engine the same, next to nothing, and loss
+is counted exactly in the kernel.
+
+- **bpf.testrun_ns.*** — ` + "`BPF_PROG_TEST_RUN`" + ` of the TCX ingress program the eBPF engine
+  really attached (found on the interface with ` + "`BPF_PROG_QUERY`" + `, so its maps are the
+  engine's, filled through ` + "`dataplane.Engine`" + `): one 214-byte RTP frame of a forked
+  stream in active mode (rewrite, clone to the recorder, restore; the copies are checked to
+  arrive), the same stream muted, and a frame of no stream. Median over rounds of the test
+  run's own ns per repeat. Ratio to an XDP program that only returns ` + "`XDP_PASS`" + `, test-run
+  the same way (` + "`baseline.xdp_pass_ns`" + `).
+- **fork.<engine>.*** — the generator sends RTP (214-byte frames: 172-byte PCMU payload) from
+  thousands of 5-tuples; the engine relays every stream to its callee and copies it to its
+  recorder. Load comes from an XDP program run with ` + "`BPF_PROG_TEST_RUN`" + ` and
+  ` + "`BPF_F_TEST_XDP_LIVE_FRAMES`" + ` (its ` + "`XDP_TX`" + ` becomes a transmit into the veth pair),
+  one worker per CPU, paced from Go in 50 ms chunks (each live-frames call costs about 25 ms of
+  kernel waiting, so chunks are what works; streams are sent in round robin, so a chunk holds
+  only a few packets of any one stream). A raw-socket ` + "`sendmmsg`" + ` generator is the fallback
+  and drives the mute scenario.
+  - ` + "`pps`" + `: a ladder of offered rates (×2 from 25 kpps in the full run, ×4 from 50 kpps
+    in the quick run) over {{.Streams}} streams, then a geometric bisection between the last
+    sustained rate and the first that was not. A rate is sustained when copies **and** relays
+    arrive with less than 0.1 % loss; the figure is the copies (relays for ` + "`none`" + `)
+    delivered per second at the best sustained rate. When the generator itself cannot offer
+    more (the machine's two cores are shared by generator, engine and everyone else) the
+    ladder stops and the findings say so.
+  - ` + "`cpu_ns_per_copy`" + `: at a reference rate of 50 pps per stream, short windows alternate
+    (ABBA) between a pool of forked streams and a pool of unforked streams of the same engine
+    (both pools live side by side, so nothing is set up or torn down between windows); each
+    adjacent pair gives (CPU with forks − CPU without forks, scaled to the same packets) /
+    copies, and the median over pairs is reported. CPU is all CPU: the suite's process
+    (` + "`getrusage`" + `, which keeps exited threads; the in-process engines and the generator live
+    there), every thread of rtpengine (` + "`/proc/PID/task/*/schedstat`" + `) and every ksoftirqd
+    thread. The kernel has no IRQ time accounting, so softirq work (veth NAPI, delivery,
+    TCX programs) is charged to the task it runs in or to ksoftirqd: the three engines are
+    compared on the same footing. The generator's own cost is the same in both windows and
+    cancels out.
+  - Engines: ` + "`none`" + ` — recfork's userspace engine relaying without forks (the relay
+    path's baseline; its ` + "`cpu_ns_per_packet`" + ` is the ratio base of the per-copy figures);
+    ` + "`userspace`" + ` — recfork's Go engine copying with sendmmsg; ` + "`ebpf`" + ` — recfork's TCX
+    engine (relay delegated to the userspace engine, copies cloned in the kernel);
+    ` + "`rtpengine`" + ` — Sipwise rtpengine from Debian, see below.
+- **mute.*** — ` + "`SetForkMode(inactive)`" + ` on the eBPF engine timed from Go (alternating with
+  unmutes), ratio to one plain BPF array-map update from Go; and from a CCXML
+  ` + "`<send name=\"'bvr.record'\">`" + ` with ` + "`inbound`" + ` inactive (the real interpreter; a
+  platform that carries the mode to the engine's ` + "`SetForkMode`" + `, as the control plane does
+  for an established recording, without the SIP re-INVITE to the SRS) to the last copy seen
+  at the recorder's interface (the sink stamps copies with ` + "`bpf_ktime_get_ns`" + `; the stream
+  runs at 40 kpps, one packet every 25 µs).
+- **calls.*** — ` + "`recforkd`" + ` (built from this tree, ` + "`--dataplane auto`" + `) in M with the
+  built-in SRS (` + "`recforkctl srs`" + `) in G, each its own process; sipp in G places calls
+  (INVITE with a PCMU offer, ACK, hold, BYE; no RTP). ` + "`cps`" + `: a ladder of call rates, a
+  rate counts when every call is answered and at least 99.9 % of them show up as finished
+  recording sessions at the SRS. ` + "`concurrent`" + `: a batch of calls held at once, counted
+  as recordings with both directions active in the admin API; ` + "`bytes_per_call`" + `: recforkd's
+  RSS growth divided by that count. Ratio to the same sipp caller against ` + "`sipp -sn uas`" + `.
+- **ccxml.*** — events handled per second by one session of one interpreter (a transition
+  that assigns ` + "`n = n + 1`" + `, events posted in batches of 1000), and heap plus goroutine stack
+  per idle session after GC. Ratio to calls of the same ECMAScript in goja.
+
+Where a target is missed, the findings above say where the time goes: a CPU profile of the
+suite's process over the reference windows (kernel time charged to the Go function that made
+the system call) and the live BPF run-time statistics of the eBPF engine's ingress program.
+
+## rtpengine, the like-for-like peer
+
+Install (Debian 12): ` + "`DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends rtpengine-daemon rtpengine-utils`" + `
+(` + "`--no-install-recommends`" + ` keeps the DKMS kernel module out: modules cannot load on these
+machines, so rtpengine runs its **userspace** path — its in-kernel forwarding is not measured).
+The suite starts it inside namespace M, with no config file (the packaged one turns kernel
+forwarding back on):
+
+` + "```" + `
+rtpengine {{.RTPEngineArgs}}
+` + "```" + `
+
+and drives it over its ng control protocol (bencode over UDP, ` + "`perf/ng.go`" + `). Per stream:
+` + "`offer`" + ` (caller's SDP) and ` + "`answer`" + ` (callee's SDP) make it relay caller → callee;
+` + "`subscribe request`" + ` and ` + "`subscribe answer`" + ` (the recorder's recvonly SDP) make it copy
+the caller's RTP to the recorder — the only way rtpengine 10.5 sends RTP copies over the
+network. Its CPU is counted from all its threads. Its overload is permanent per stream (after
+five receive-queue overflows it stops reading a socket), so after any lossy run the suite
+deletes every call and sets up fresh ones, and a run whose log shows ` + "`receive queue exceeded`" + `
+counts as lost. Every call is deleted before rtpengine is stopped (SIGTERM, then SIGKILL).
 
 Results: ` + "`perf/results/latest.json`" + ` — every key is always present with ` + "`status`" + `
 (` + "`measured`" + `, ` + "`skipped`" + `, ` + "`not measured`" + `, ` + "`n/a`" + `) and ` + "`reason`" + `; ` + "`scenarios`" + ` holds
-each scenario's configuration (rates offered, ladder steps, generator, rtpengine arguments).
+each scenario's configuration and raw steps (rates offered and achieved, per-window CPU
+estimates, generator, rtpengine arguments); ` + "`notes`" + ` holds the findings listed above.
 `))
 
 // WriteReadme writes the README with the results table and summary.
@@ -216,6 +286,7 @@ func WriteReadme(path string, r *Results) error {
 		"Rows":          tableRows(r),
 		"Notes":         r.Notes,
 		"RTPEngineArgs": strings.Join(RTPEngineArgs("10.77.0.2", "PIDFILE", 2), " "),
+		"Streams":       fmt.Sprintf("%d (full) or %d (quick)", paramsFor(false).Streams, paramsFor(true).Streams),
 	}
 	if err := readmeTmpl.Execute(&b, data); err != nil {
 		return fmt.Errorf("render readme: %w", err)

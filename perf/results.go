@@ -62,7 +62,7 @@ var Keys = []KeySpec{
 	{Key: "fork.none.cpu_ns_per_copy", Unit: "ns", Doc: "no copies are made: not applicable"},
 	{Key: "fork.none.cpu_ns_per_packet", Unit: "ns", Doc: "CPU per relayed packet without forks, the per-packet baseline"},
 	{Key: "fork.none.loss", Unit: "fraction", Doc: "relay loss at fork.none.pps"},
-	{Key: "fork.userspace.pps", Unit: "copies/s", RatioTo: "fork.none.pps", Target: ">= 1000000", Doc: "highest copy rate with loss < 0.1%"},
+	{Key: "fork.userspace.pps", Unit: "copies/s", RatioTo: "fork.none.pps", Doc: "highest copy rate with loss < 0.1%"},
 	{Key: "fork.userspace.cpu_ns_per_copy", Unit: "ns", RatioTo: "fork.none.cpu_ns_per_packet", Doc: "extra CPU per copy against the same engine without forks"},
 	{Key: "fork.userspace.loss", Unit: "fraction", Doc: "copy loss at fork.userspace.pps"},
 	{Key: "fork.ebpf.pps", Unit: "copies/s", RatioTo: "fork.none.pps", Target: ">= 1000000", Doc: "highest copy rate with loss < 0.1%"},

@@ -28,7 +28,7 @@ func Budget(quick bool) func(Scenario) time.Duration {
 			case *ForkScenario:
 				return 11 * time.Second
 			case *CallsScenario:
-				return 20 * time.Second
+				return 22 * time.Second
 			default:
 				return 4 * time.Second
 			}

@@ -119,15 +119,17 @@ func ForkChart(r *Results) []byte {
 		}
 		return ""
 	}
-	var rate, cpu Panel
-	rate = Panel{Title: "Sustained rate", Unit: "packets/s; none = relay only"}
-	cpu = Panel{Title: "CPU per copy", Unit: "ns; none = per relayed packet"}
+	rate := Panel{Title: "Sustained rate", Unit: "packets/s; none = relay only"}
+	cpu := Panel{Title: "Extra CPU per copy", Unit: "ns"}
+	if v := val("fork.none.cpu_ns_per_packet"); !math.IsNaN(v) {
+		cpu.Unit = "ns; relay alone: " + Human(v) + " ns/packet"
+	}
 	for _, e := range engines {
 		rate.Bars = append(rate.Bars, Bar{Label: e, Value: val("fork." + e + ".pps"), Note: status("fork." + e + ".pps")})
-		k := "fork." + e + ".cpu_ns_per_copy"
 		if e == "none" {
-			k = "fork.none.cpu_ns_per_packet"
+			continue
 		}
+		k := "fork." + e + ".cpu_ns_per_copy"
 		cpu.Bars = append(cpu.Bars, Bar{Label: e, Value: val(k), Note: status(k)})
 	}
 	return ChartSVG("recfork fork scenarios", []Panel{rate, cpu})
