@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/google/pprof/profile"
 )
 
 func TestPercentile(t *testing.T) {
@@ -340,5 +342,52 @@ func TestParseSippStat(t *testing.T) {
 		if _, err := parseSippStat([]byte(bad)); err == nil {
 			t.Errorf("parseSippStat(%q) accepted", bad)
 		}
+	}
+}
+
+func TestTopFunctionsChargesSyscallsToCaller(t *testing.T) {
+	fn := func(id uint64, name string) *profile.Function { return &profile.Function{ID: id, Name: name} }
+	sys, send, recv, gc := fn(1, "syscall.Syscall6"), fn(2, "github.com/recfork/recfork/dataplane/userspace.(*worker).send"),
+		fn(3, "github.com/recfork/recfork/dataplane/userspace.(*worker).recv"), fn(4, "runtime.gcBgMarkWorker")
+	loc := func(id uint64, fs ...*profile.Function) *profile.Location {
+		l := &profile.Location{ID: id}
+		for _, f := range fs {
+			l.Line = append(l.Line, profile.Line{Function: f})
+		}
+		return l
+	}
+	lSys, lSend, lRecv, lGC := loc(1, sys), loc(2, send), loc(3, recv), loc(4, gc)
+	p := &profile.Profile{
+		SampleType: []*profile.ValueType{{Type: "samples", Unit: "count"}, {Type: "cpu", Unit: "nanoseconds"}},
+		Sample: []*profile.Sample{
+			{Location: []*profile.Location{lSys, lSend}, Value: []int64{6, 600}},
+			{Location: []*profile.Location{lRecv}, Value: []int64{3, 300}},
+			{Location: []*profile.Location{lGC}, Value: []int64{1, 100}},
+		},
+	}
+	got := topFunctions(p, 2)
+	want := []string{"userspace.(*worker).send (syscalls) 60%", "userspace.(*worker).recv 30%"}
+	if strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Errorf("topFunctions = %q, want %q", got, want)
+	}
+}
+
+func TestSummarySaysWhereTheTimeGoes(t *testing.T) {
+	r := NewResults(false)
+	r.Set("fork.none.pps", 100000, 1)
+	r.Set("fork.ebpf.pps", 98000, 1)
+	r.Set("bpf.testrun_ns.active", 1000, 1)
+	r.Set("mute.map_write_us.p99", 16000, 1)
+	r.Set("fork.ebpf.cpu_ns_per_copy", 3000, 1)
+	r.Set("fork.userspace.cpu_ns_per_copy", 6000, 1)
+	all := strings.Join(Summary(r), "\n")
+	for _, want := range []string{"bounded by the relay path", "1M copies/s per core", "RCU grace period",
+		"target eBPF <= 1/3 of either: missed"} {
+		if !strings.Contains(all, want) {
+			t.Errorf("summary lacks %q:\n%s", want, all)
+		}
+	}
+	if strings.Contains(all, "eBPF/rtpengine") {
+		t.Errorf("summary compares with an unmeasured rtpengine:\n%s", all)
 	}
 }
