@@ -83,7 +83,9 @@ func TestSessionCancel(t *testing.T) {
 // others go on.
 type panicky struct{ ccxml.Unsupported }
 
-func (panicky) Accept(context.Context, *ccxml.Session, ccxml.AcceptRequest) error { panic("platform bug") }
+func (panicky) Accept(context.Context, *ccxml.Session, ccxml.AcceptRequest) error {
+	panic("platform bug")
+}
 
 func TestPanicIsolation(t *testing.T) {
 	in, _ := ccxml.New(ccxml.Config{})
