@@ -57,7 +57,10 @@ type Daemon struct {
 
 	mu      sync.Mutex
 	conns   map[string]*Connection
-	closing bool
+	// byDialog finds the connection of an in-dialog request by its sipgo
+	// dialog (a *sipgo.DialogServerSession or *sipgo.DialogClientSession).
+	byDialog map[any]*Connection
+	closing  bool
 	// recWaiters are admin requests waiting for a connection's next
 	// bvr.record outcome.
 	recWaiters map[string][]chan siprec.Event
@@ -73,7 +76,7 @@ func New(cfg Config) (*Daemon, error) {
 	if cfg.Engine == nil {
 		return nil, fmt.Errorf("new daemon: no media engine: %w", ErrBadConfig)
 	}
-	d := &Daemon{cfg: cfg, log: cfg.Logger, engine: cfg.Engine, conns: map[string]*Connection{}, metrics: newMetrics()}
+	d := &Daemon{cfg: cfg, log: cfg.Logger, engine: cfg.Engine, conns: map[string]*Connection{}, byDialog: map[any]*Connection{}, metrics: newMetrics()}
 	d.ctx, d.cancel = context.WithCancel(context.Background())
 	if err := d.startSIP(); err != nil {
 		d.cancel()
@@ -233,6 +236,17 @@ func (d *Daemon) register(c *Connection) error {
 	return nil
 }
 
+// bindDialog indexes c by its sipgo dialog for in-dialog requests.
+func (d *Daemon) bindDialog(c *Connection, dlg any) {
+	d.mu.Lock()
+	// A connection already released (a createcall canceled while its INVITE
+	// left) must not leave an entry behind.
+	if d.conns[c.ID] == c {
+		d.byDialog[dlg] = c
+	}
+	d.mu.Unlock()
+}
+
 // Connection returns the connection with the given id.
 func (d *Daemon) Connection(id string) (*Connection, error) {
 	d.mu.Lock()
@@ -309,10 +323,19 @@ func (c *Connection) end(state ConnState) {
 				c.log.Warn("close media endpoint", "err", err)
 			}
 		}
+		c.mu.Lock()
+		uas, uac := c.uas, c.uac
+		c.mu.Unlock()
 		d.mu.Lock()
 		if d.conns[c.ID] == c {
 			delete(d.conns, c.ID)
 			d.metrics.connections.Dec()
+		}
+		if uas != nil {
+			delete(d.byDialog, uas)
+		}
+		if uac != nil {
+			delete(d.byDialog, uac)
 		}
 		d.mu.Unlock()
 		close(c.ended)

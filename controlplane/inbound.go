@@ -91,6 +91,7 @@ func (d *Daemon) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		dlg.Close()
 		return
 	}
+	d.bindDialog(c, dlg)
 	info, err := d.engine.OpenEndpoint(dataplane.EndpointConfig{LocalIP: d.cfg.MediaIP, Latch: true})
 	if err != nil {
 		c.log.Warn("open media endpoint", "err", err)
@@ -247,26 +248,17 @@ func (c *Connection) eventFields(extra map[string]any) map[string]any {
 
 // findDialogConn returns the connection of an in-dialog request, if any.
 func (d *Daemon) findDialogConn(req *sip.Request) *Connection {
-	var uas *sipgo.DialogServerSession
-	var uac *sipgo.DialogClientSession
+	var key any
 	if s, err := d.dsc.MatchDialogRequest(req); err == nil {
-		uas = s
+		key = s
 	} else if s, err := d.dcc.MatchRequestDialog(req); err == nil {
-		uac = s
+		key = s
 	} else {
 		return nil
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	for _, c := range d.conns {
-		c.mu.Lock()
-		match := (uas != nil && c.uas == uas) || (uac != nil && c.uac == uac)
-		c.mu.Unlock()
-		if match {
-			return c
-		}
-	}
-	return nil
+	return d.byDialog[key]
 }
 
 func (d *Daemon) onAck(req *sip.Request, tx sip.ServerTransaction) {

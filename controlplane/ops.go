@@ -250,6 +250,7 @@ func (d *Daemon) runOutbound(ctx context.Context, c *Connection, req *sip.Reques
 	c.mu.Lock()
 	c.uac = dlg
 	c.mu.Unlock()
+	d.bindDialog(c, dlg)
 	c.log.Info("calling", "to", c.RemoteURI)
 	err = dlg.WaitAnswer(ctx, sipgo.AnswerOptions{OnResponse: func(res *sip.Response) error {
 		if res.IsProvisional() && res.StatusCode != 100 {
