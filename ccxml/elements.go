@@ -59,10 +59,12 @@ func (a args) namelist() map[string]any {
 	return m
 }
 
-// fail stops the transition with error.semantic for this element.
+// fail raises error.semantic for an element whose attributes evaluated but
+// whose values it cannot carry out (a bad delay, an unknown fetchid). Per
+// CCXML 1.0 section 9.1 such failures in the execution of an element do not
+// end the transition; only ECMAScript evaluation errors do.
 func (s *Session) fail(n *node, format string, a ...any) goja.Value {
-	s.sem = &semErr{tag: n.tag, reason: fmt.Sprintf(format, a...)}
-	s.rt.Interrupt(s.sem)
+	s.errorf("error.semantic", n.tag, format, a...)
 	return goja.Undefined()
 }
 
@@ -80,10 +82,15 @@ func (s *Session) undeclared(call goja.FunctionCall) goja.Value {
 			name = n.attrs[attr]
 		}
 	}
+	// Assigning to a name that does not exist is an ECMAScript evaluation
+	// error: the rest of the transition does not run (CCXML 1.0 section 9.1).
+	reason := "assignment to undeclared variable " + name
 	if call.Argument(1).ToInteger() == 1 {
-		return s.fail(n, "session variable %s is read-only", name)
+		reason = "session variable " + name + " is read-only"
 	}
-	return s.fail(n, "assignment to undeclared variable %s", name)
+	s.sem = &semErr{tag: n.tag, reason: reason}
+	s.rt.Interrupt(s.sem)
+	return goja.Undefined()
 }
 
 // native is __x, the one entry point of executable elements other than var,
