@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -285,12 +286,21 @@ func TestEndToEndInNamespaces(t *testing.T) {
 	}
 	recforkd, recforkctl := buildBinaries(t)
 	for _, dp := range []string{"userspace", "ebpf"} {
-		t.Run(dp+"/built-in SRS", func(t *testing.T) { testEndToEnd(t, dp, false, recforkd, recforkctl) })
-		t.Run(dp+"/sipp SRS", func(t *testing.T) { testEndToEnd(t, dp, true, recforkd, recforkctl) })
+		t.Run(dp+"/built-in SRS", func(t *testing.T) { testEndToEnd(t, dp, srsBuiltIn, recforkd, recforkctl) })
+		t.Run(dp+"/sipp SRS", func(t *testing.T) { testEndToEnd(t, dp, srsSipp, recforkd, recforkctl) })
+		t.Run(dp+"/SRS down and a flood", func(t *testing.T) { testEndToEnd(t, dp, srsDown, recforkd, recforkctl) })
 	}
 }
 
-func testEndToEnd(t *testing.T, dp string, sippSRSMode bool, recforkd, recforkctl string) {
+// What plays the SRS in an end-to-end run.
+const (
+	srsBuiltIn = iota // `recforkctl srs`, strict
+	srsSipp           // a scripted sipp SRS checking every message
+	srsDown           // nothing: the recording fails, the call must not
+)
+
+func testEndToEnd(t *testing.T, dp string, srsKind int, recforkd, recforkctl string) {
+	sippSRSMode := srsKind == srsSipp
 	callerNS, platNS, srsNS := testenv.NewNetns(t), testenv.NewNetns(t), testenv.NewNetns(t)
 	testenv.NewVeth(t, callerNS, platNS, "10.201.1.1/24", "10.201.1.2/24")
 	testenv.NewVeth(t, srsNS, platNS, "10.201.2.1/24", "10.201.2.2/24")
@@ -333,7 +343,7 @@ func testEndToEnd(t *testing.T, dp string, sippSRSMode bool, recforkd, recforkct
 			out, _ := srsNS.Exec("ss", "-ltn", "sport", "= :5080").Output()
 			return strings.Contains(string(out), ":5080")
 		})
-	} else {
+	} else if srsKind == srsBuiltIn {
 		startProc(t, srsNS.Exec(recforkctl, "srs", "--listen", "10.201.2.1:5080", "--dir", srsDir), filepath.Join(dir, "srs.log"))
 	}
 
@@ -372,6 +382,51 @@ func testEndToEnd(t *testing.T, dp string, sippSRSMode bool, recforkd, recforkct
 	}
 	sippDone := make(chan error, 1)
 	go func() { sippDone <- sipp.Wait() }()
+
+	if srsKind == srsDown {
+		// A flood of malformed SIP from the caller's side meanwhile.
+		callerNS.MustDo(t, func() error {
+			c, err := net.Dial("udp", "10.201.1.2:5060")
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			for i := 0; i < 500; i++ {
+				msg := []string{"INVITE sip:x SIP/2.0\r\n\r\n", "\x00\x01garbage", "SIP/2.0 200 OK\r\n\r\n",
+					"INVITE sip:x@10.201.1.2 SIP/2.0\r\nVia: SIP/2.0/UDP 10.201.1.1:9;branch=z9hG4bKf" + fmt.Sprint(i) +
+						"\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:x@y>\r\nCall-ID: flood" + fmt.Sprint(i) +
+						"\r\nCSeq: 1 INVITE\r\nContact: <sip:a@10.201.1.1:9>\r\nContent-Type: application/sdp\r\nContent-Length: 4\r\n\r\nv=0\n"}[i%4]
+				if _, err := c.Write([]byte(msg)); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		select {
+		case err := <-sippDone:
+			if err != nil {
+				b, _ := os.ReadFile(sippOut)
+				t.Fatalf("sipp with the SRS down: %v\n%s", err, tail(string(b), 30))
+			}
+		case <-time.After(40 * time.Second):
+			_ = sipp.Process.Kill()
+			t.Fatal("sipp did not finish")
+		}
+		var st dataplane.EngineStats
+		waitFor(t, "an empty data plane", func() bool {
+			adminGet(t, admin, "GET", "/v1/stats", &st)
+			return st.Endpoints == 0 && st.Forks == 0 && st.Joins == 0
+		})
+		var recs []controlplane.RecordingInfo
+		if adminGet(t, admin, "GET", "/v1/recordings", &recs); len(recs) != 0 {
+			t.Fatalf("recordings with the SRS down: %+v", recs)
+		}
+		b, _ := os.ReadFile(filepath.Join(dir, "recforkd.log"))
+		if !strings.Contains(string(b), "error.bvr.record") {
+			t.Fatal("the document was not told that recording failed")
+		}
+		return
+	}
 
 	// The recording is up with both directions active.
 	var recs []controlplane.RecordingInfo
