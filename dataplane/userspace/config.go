@@ -24,6 +24,12 @@ type Config struct {
 	// SocketBuffer sets SO_RCVBUF and SO_SNDBUF of every media socket, in
 	// bytes; zero keeps the kernel default.
 	SocketBuffer int
+	// DisableGSO sends every datagram as its own message. By default (false)
+	// consecutive equal-size datagrams from one socket to one destination
+	// leave as one UDP GSO message (UDP_SEGMENT, Linux 4.18+), which the
+	// kernel splits into the same datagrams; the engine falls back by itself
+	// where the kernel or a route refuses it.
+	DisableGSO bool
 }
 
 // maxDatagram is the largest datagram relayed; longer ones are counted as

@@ -29,13 +29,18 @@ func TestContract(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		ip   netip.Addr
+		cfg  Config
 	}{
-		{"IPv4", netip.MustParseAddr("127.0.0.1")},
-		{"IPv6", netip.MustParseAddr("::1")},
+		{"IPv4", netip.MustParseAddr("127.0.0.1"), Config{}},
+		{"IPv6", netip.MustParseAddr("::1"), Config{}},
+		// Without GSO, and with batches smaller than the suite's bursts so
+		// partial batches and early flushes are exercised.
+		{"IPv4/NoGSO", netip.MustParseAddr("127.0.0.1"), Config{DisableGSO: true, Batch: 7, Workers: 3}},
+		{"IPv6/SmallBatch", netip.MustParseAddr("::1"), Config{Batch: 5, Workers: 1}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dataplanetest.Run(t, dataplanetest.Harness{
-				NewEngine: func(t *testing.T) dataplane.Engine { return newTestEngine(t, Config{}) },
+				NewEngine: func(t *testing.T) dataplane.Engine { return newTestEngine(t, tc.cfg) },
 				LocalIP:   tc.ip,
 				PeerIP:    tc.ip,
 			})

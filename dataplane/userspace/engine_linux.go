@@ -45,6 +45,11 @@ func (c *counter) add(n int) {
 	c.bytes.Add(uint64(n))
 }
 
+func (c *counter) addN(packets, bytes int) {
+	c.packets.Add(uint64(packets))
+	c.bytes.Add(uint64(bytes))
+}
+
 // sock is one media socket of an endpoint.
 type sock struct {
 	fd   int
@@ -126,8 +131,9 @@ func New(cfg Config) (*Engine, error) {
 		eps:   make(map[dataplane.EndpointID]*endpoint),
 		joins: make(map[joinKey]joinRec),
 	}
+	gso := !cfg.DisableGSO && gsoSupported()
 	for range cfg.Workers {
-		w, err := newWorker(e, cfg.Batch)
+		w, err := newWorker(e, cfg.Batch, gso)
 		if err != nil {
 			e.stopWorkers()
 			return nil, fmt.Errorf("start userspace engine: %w", err)
@@ -142,7 +148,7 @@ func New(cfg Config) (*Engine, error) {
 		}()
 	}
 	e.log.Info("userspace data plane started", "workers", cfg.Workers, "batch", cfg.Batch,
-		"port_min", cfg.PortRange.Min, "port_max", cfg.PortRange.Max)
+		"udp_gso", gso, "port_min", cfg.PortRange.Min, "port_max", cfg.PortRange.Max)
 	return e, nil
 }
 
@@ -591,4 +597,16 @@ func (e *Engine) stopWorkers() {
 	if err := errors.Join(errs...); err != nil {
 		e.log.Error("stop userspace workers", "err", err)
 	}
+}
+
+// gsoSupported reports whether the kernel knows UDP_SEGMENT (Linux 4.18+).
+// Whether a given route can use it is learnt from the first send.
+func gsoSupported() bool {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return false
+	}
+	defer unix.Close(fd)
+	_, err = unix.GetsockoptInt(fd, unix.SOL_UDP, unix.UDP_SEGMENT)
+	return err == nil
 }

@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -43,6 +44,8 @@ type worker struct {
 	rxNames []unix.RawSockaddrInet6
 	outs    [maxOuts]outQueue
 	nouts   int
+	gso     bool // merge equal datagrams into UDP GSO messages
+	single  unix.Msghdr
 
 	// tid is the worker's OS thread, for per-thread CPU accounting.
 	tid atomic.Int64
@@ -52,17 +55,40 @@ type worker struct {
 	beforeFlush func()
 }
 
-// outQueue is one sendmmsg vector: datagrams that leave from one socket.
+// outQueue is one sendmmsg vector: datagrams that leave from one socket. With
+// UDP GSO, consecutive datagrams of equal size to the same destination share
+// one message as segments, so the stack is traversed once for all of them.
 type outQueue struct {
 	fd   int
-	n    int
+	n    int // messages queued
+	niov int // datagrams queued, one iovec each
 	msgs []unix.Mmsghdr
 	iov  []unix.Iovec
-	acct []*counter // what each datagram counts as once sent
+	// per message:
+	dst   []*peer
+	acct  []*counter // what its datagrams count as once sent
+	first []int      // index of its first iovec
+	segs  []int      // datagrams in it (more than one: UDP GSO)
+	size  []int      // size of each of its datagrams
+	ctrl  []byte     // its UDP_SEGMENT control message
 }
 
-func newWorker(e *Engine, batch int) (*worker, error) {
-	w := &worker{e: e, batch: batch, epfd: -1, evfd: -1, socks: make(map[int32]*sock)}
+// UDP GSO limits (udp(7), UDP_SEGMENT): at most 64 segments of one size, at
+// most 64 KiB in all. Segments must also fit the path MTU unfragmented; 1232
+// bytes is what any IPv6 path carries (RFC 8200 §5), and covers RTP audio.
+const (
+	maxGSOSegments = 64
+	maxGSOBytes    = 65000
+	maxGSOSize     = 1232
+)
+
+var (
+	cmsgSpace  = unix.CmsgSpace(2)
+	cmsgHdrLen = unix.CmsgLen(0)
+)
+
+func newWorker(e *Engine, batch int, gso bool) (*worker, error) {
+	w := &worker{e: e, batch: batch, gso: gso, epfd: -1, evfd: -1, socks: make(map[int32]*sock)}
 	var err error
 	if w.epfd, err = unix.EpollCreate1(unix.EPOLL_CLOEXEC); err != nil {
 		return nil, fmt.Errorf("epoll_create1: %w", err)
@@ -90,11 +116,23 @@ func newWorker(e *Engine, batch int) (*worker, error) {
 		h.SetIovlen(1)
 	}
 	for i := range w.outs {
-		w.outs[i] = outQueue{
-			msgs: make([]unix.Mmsghdr, batch),
-			iov:  make([]unix.Iovec, batch),
-			acct: make([]*counter, batch),
+		q := outQueue{
+			msgs:  make([]unix.Mmsghdr, batch),
+			iov:   make([]unix.Iovec, batch),
+			dst:   make([]*peer, batch),
+			acct:  make([]*counter, batch),
+			first: make([]int, batch),
+			segs:  make([]int, batch),
+			size:  make([]int, batch),
+			ctrl:  make([]byte, batch*cmsgSpace),
 		}
+		for m := range batch {
+			c := (*unix.Cmsghdr)(unsafe.Pointer(&q.ctrl[m*cmsgSpace]))
+			c.Level = unix.SOL_UDP
+			c.Type = unix.UDP_SEGMENT
+			c.SetLen(unix.CmsgLen(2))
+		}
+		w.outs[i] = q
 	}
 	return w, nil
 }
@@ -207,13 +245,17 @@ func (w *worker) serve(s *sock) {
 	}
 }
 
-// recv reads up to one batch; it returns 0 when nothing is waiting.
+// recv reads up to one batch; it returns 0 when nothing is waiting. The call
+// never blocks (MSG_DONTWAIT) and only copies out queued datagrams, so it is
+// made as a raw system call, without handing the P to the scheduler; sendmmsg
+// is not, as on loopback or under load it also runs the receivers' softirq
+// work.
 func (w *worker) recv(fd int) int {
 	for i := range w.rxMsgs {
 		w.rxMsgs[i].Hdr.Namelen = unix.SizeofSockaddrInet6
 	}
 	for {
-		r, _, errno := unix.Syscall6(unix.SYS_RECVMMSG, uintptr(fd),
+		r, _, errno := unix.RawSyscall6(unix.SYS_RECVMMSG, uintptr(fd),
 			uintptr(unsafe.Pointer(&w.rxMsgs[0])), uintptr(len(w.rxMsgs)), unix.MSG_DONTWAIT, 0, 0)
 		if errno == unix.EINTR {
 			continue
@@ -321,17 +363,36 @@ func (w *worker) copy(f *fork, idx int, b []byte) {
 // The datagram is sent from the receive buffer itself.
 func (w *worker) queue(fd int, p *peer, b []byte, acct *counter) {
 	q := w.out(fd)
-	j := q.n
+	j := q.niov
 	q.iov[j].Base = &b[0]
 	q.iov[j].SetLen(len(b))
-	h := &q.msgs[j].Hdr
-	h.Name = &p.sa[0]
-	h.Namelen = p.salen
-	h.Iov = &q.iov[j]
-	h.SetIovlen(1)
-	q.acct[j] = acct
-	q.n++
-	if q.n == len(q.msgs) {
+	q.niov++
+	if m := q.n - 1; w.gso && m >= 0 && q.dst[m] == p && q.acct[m] == acct && q.size[m] == len(b) &&
+		len(b) <= maxGSOSize && q.segs[m] < maxGSOSegments && (q.segs[m]+1)*len(b) <= maxGSOBytes {
+		// One more segment of the previous message; its iovecs stay
+		// contiguous because only the last message ever grows.
+		q.segs[m]++
+		h := &q.msgs[m].Hdr
+		h.SetIovlen(q.segs[m])
+		if q.segs[m] == 2 {
+			off := m * cmsgSpace
+			binary.NativeEndian.PutUint16(q.ctrl[off+cmsgHdrLen:], uint16(len(b)))
+			h.Control = &q.ctrl[off]
+			h.SetControllen(cmsgSpace)
+		}
+	} else {
+		m := q.n
+		q.n++
+		h := &q.msgs[m].Hdr
+		h.Name = &p.sa[0]
+		h.Namelen = p.salen
+		h.Iov = &q.iov[j]
+		h.SetIovlen(1)
+		h.Control = nil
+		h.SetControllen(0)
+		q.dst[m], q.acct[m], q.first[m], q.segs[m], q.size[m] = p, acct, j, 1, len(b)
+	}
+	if q.niov == len(q.iov) {
 		w.send(q)
 	}
 }
@@ -362,7 +423,7 @@ func (w *worker) flush() {
 }
 
 // send hands one queue to sendmmsg, resuming after partial sends and skipping
-// a datagram the kernel refuses (full buffer, no route) so one bad destination
+// a message the kernel refuses (full buffer, no route) so one bad destination
 // cannot hold up the rest.
 func (w *worker) send(q *outQueue) {
 	for i := 0; i < q.n; {
@@ -372,14 +433,54 @@ func (w *worker) send(q *outQueue) {
 			continue
 		}
 		if errno != 0 || r == 0 {
-			w.e.sendErrors.Add(1)
+			if q.segs[i] > 1 && gsoRefused(errno) {
+				w.sendSegments(q, i)
+			} else {
+				w.e.sendErrors.Add(uint64(q.segs[i]))
+			}
 			i++
 			continue
 		}
-		for j := i; j < i+int(r); j++ {
-			q.acct[j].add(int(q.iov[j].Len))
+		for m := i; m < i+int(r); m++ {
+			q.acct[m].addN(q.segs[m], q.segs[m]*q.size[m])
 		}
 		i += int(r)
 	}
-	q.n = 0
+	q.n, q.niov = 0, 0
+}
+
+// gsoRefused reports an error that means "no UDP GSO here": the device lacks
+// checksum offload (EIO), the segment exceeds the path MTU (EINVAL), or the
+// kernel predates UDP_SEGMENT.
+func gsoRefused(errno syscall.Errno) bool {
+	return errno == unix.EIO || errno == unix.EINVAL || errno == unix.ENOPROTOOPT || errno == unix.EOPNOTSUPP
+}
+
+// sendSegments sends a GSO message's datagrams one by one, and stops this
+// worker merging datagrams from now on.
+func (w *worker) sendSegments(q *outQueue, m int) {
+	if w.gso {
+		w.gso = false
+		w.e.log.Warn("udp gso refused; sending datagrams one by one", "err", "sendmmsg with UDP_SEGMENT failed")
+	}
+	h := &w.single
+	h.Name = q.msgs[m].Hdr.Name
+	h.Namelen = q.msgs[m].Hdr.Namelen
+	h.SetIovlen(1)
+	for k := range q.segs[m] {
+		h.Iov = &q.iov[q.first[m]+k]
+		for {
+			_, _, errno := unix.Syscall(unix.SYS_SENDMSG, uintptr(q.fd), uintptr(unsafe.Pointer(h)), unix.MSG_DONTWAIT)
+			if errno == unix.EINTR {
+				continue
+			}
+			if errno != 0 {
+				w.e.sendErrors.Add(1)
+			} else {
+				q.acct[m].addN(1, q.size[m])
+			}
+			break
+		}
+	}
+	h.Iov = nil
 }
