@@ -49,8 +49,7 @@ type Service struct {
 	d         *Daemon
 	interp    *ccxml.Interpreter
 	plat      *platform
-	app       atomic.Pointer[ccxml.Document]
-	appName   string
+	app       atomic.Pointer[loadedApp]
 	started   time.Time
 
 	ctx    context.Context // sessions' lifetime
@@ -64,6 +63,12 @@ type Service struct {
 	httpSrv    *http.Server
 	httpLn     net.Listener
 	srsDone    chan error
+}
+
+// loadedApp is the compiled app for new calls and where it came from.
+type loadedApp struct {
+	doc  *ccxml.Document
+	name string
 }
 
 type sessionEntry struct {
@@ -152,7 +157,7 @@ func NewService(ctx context.Context, cfg Config) (_ *Service, err error) {
 	svc.d.SetApp(svc)
 
 	info := adminInfo{version: version(), srs: svc.srsURI, started: svc.started,
-		app: svc.appName, sessions: svc.Sessions}
+		app: svc.app.Load().name, sessions: svc.Sessions}
 	svc.closeAdmin, err = svc.d.serveAdmin(svc.ctx, cfg.Admin, info)
 	if err != nil {
 		return nil, err
@@ -197,15 +202,15 @@ func (svc *Service) Reload() error {
 	if err != nil {
 		return fmt.Errorf("compile app %s: %w", name, err)
 	}
-	svc.app.Store(doc)
-	svc.appName = name
+	svc.app.Store(&loadedApp{doc: doc, name: name})
 	svc.log.Info("app loaded", "app", name)
 	return nil
 }
 
 // NewCall starts a CCXML session for a new inbound connection (App).
 func (svc *Service) NewCall(c *Connection) error {
-	_, err := svc.startSession(svc.app.Load(), svc.appName, ccxml.StartupNewCall, c)
+	app := svc.app.Load()
+	_, err := svc.startSession(app.doc, app.name, ccxml.StartupNewCall, c)
 	return err
 }
 
