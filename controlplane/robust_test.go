@@ -699,3 +699,49 @@ func TestConcurrentCallsReturnEverything(t *testing.T) {
 		return len(svc.SRS().Sessions()) == n
 	})
 }
+
+// expectRequest reads until a request with the method arrives and answers it
+// 200 OK, returning it.
+func (r *rawSIP) expectRequest(method string) string {
+	r.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	buf := make([]byte, 65535)
+	for {
+		_ = r.conn.SetReadDeadline(deadline)
+		n, from, err := r.conn.ReadFromUDP(buf)
+		if err != nil {
+			r.t.Fatalf("no %s: %v", method, err)
+		}
+		msg := string(buf[:n])
+		if !strings.HasPrefix(msg, method+" ") {
+			continue
+		}
+		var b strings.Builder
+		b.WriteString("SIP/2.0 200 OK\r\n")
+		for _, h := range []string{"Via", "From", "To", "Call-ID", "CSeq"} {
+			fmt.Fprintf(&b, "%s: %s\r\n", h, headerLine(msg, h))
+		}
+		b.WriteString("Content-Length: 0\r\n\r\n")
+		_, _ = r.conn.WriteToUDP([]byte(b.String()), from)
+		return msg
+	}
+}
+
+// TestSessionTimerExpiryEndsCall: with no refresh, recfork sends BYE.
+func TestSessionTimerExpiryEndsCall(t *testing.T) {
+	defer controlplane.SetSessionTimerWait(300 * time.Millisecond)()
+	svc, eng := startService(t, svcOpts{})
+	r := newRawSIP(t, svc.Daemon().SIPAddr().String())
+	const cid = "timer-expiry"
+	r.send(withHeaders(r.request("INVITE", cid, "", "application/sdp", sdpOffer(4000, "0"), 1),
+		"Supported: timer", "Session-Expires: 90"))
+	ok := r.expect(200)
+	_, tag, _ := strings.Cut(headerLine(ok, "To"), "tag=")
+	r.send(r.request("ACK", cid, tag, "", "", 1))
+	bye := r.expectRequest("BYE")
+	if headerLine(bye, "Call-ID") != cid {
+		t.Fatalf("BYE for another call:\n%s", bye)
+	}
+	waitFor(t, "the call to end", func() bool { return len(svc.Daemon().Connections()) == 0 })
+	waitFor(t, "endpoints to close", func() bool { return eng.Stats().Endpoints == 0 })
+}

@@ -50,12 +50,19 @@ func supportsTimer(req *sip.Request) bool {
 	return false
 }
 
+// sessionTimerWait is how long after a refresh the call is ended: the
+// interval less min(32 s, interval/3) (RFC 4028 §10). Tests shorten it.
+var sessionTimerWait = func(interval int) time.Duration {
+	d := time.Duration(interval) * time.Second
+	return d - min(32*time.Second, d/3)
+}
+
 // armSessionTimer starts (or restarts) the session timer of c.
 func (c *Connection) armSessionTimer(interval int) {
 	if interval <= 0 {
 		return
 	}
-	wait := time.Duration(interval)*time.Second - min(32*time.Second, time.Duration(interval)*time.Second/3)
+	wait := sessionTimerWait(interval)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.seInterval = interval
