@@ -15,7 +15,10 @@ import (
 	"github.com/recfork/recfork/ccxml/sim"
 )
 
-var expectCode = regexp.MustCompile(`<!-- expect-code: (\d) -->`)
+var (
+	expectCode = regexp.MustCompile(`<!-- expect-code: (\d) -->`)
+	dtmfKeys   = regexp.MustCompile(`<!-- dtmf: ([0-9*#A-D]+) -->`)
+)
 
 // TestConformance runs every document of testdata/conformance through the
 // interpreter and the simulated platform, with an inbound call delivered.
@@ -42,6 +45,10 @@ func TestConformance(t *testing.T) {
 			if m := expectCode.FindSubmatch(src); m != nil {
 				want, _ = strconv.Atoi(string(m[1]))
 			}
+			var simCfg sim.Config
+			if m := dtmfKeys.FindSubmatch(src); m != nil {
+				simCfg.DTMF = string(m[1])
+			}
 			abs, _ := filepath.Abs(f)
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 			defer cancel()
@@ -51,7 +58,7 @@ func TestConformance(t *testing.T) {
 			}
 			var mu sync.Mutex
 			var lines []string
-			res := sim.Run(ctx, in, doc, sim.RunOptions{From: "sip:alice@127.0.0.1", To: "sip:recfork@127.0.0.1",
+			res := sim.Run(ctx, in, doc, sim.RunOptions{From: "sip:alice@127.0.0.1", To: "sip:recfork@127.0.0.1", Platform: simCfg,
 				Log: func(label, value string) {
 					mu.Lock()
 					defer mu.Unlock()

@@ -15,6 +15,10 @@ type Config struct {
 	// answer 486 Busy Here (error.bvr.record with srs-rejected), to test a
 	// document's error path.
 	RejectRecordURI string
+	// DTMF holds keys the caller of an inbound call presses once it is
+	// connected: one connection.signal per key, with the key in "dtmf" (the
+	// BVR convention).
+	DTMF string
 }
 
 type conn struct {
@@ -147,6 +151,9 @@ func (p *Platform) Accept(_ context.Context, s *ccxml.Session, r ccxml.AcceptReq
 	}
 	c.state = ccxml.StateConnected
 	post(s, "connection.connected", map[string]any{"connectionid": c.id})
+	for _, k := range p.c.DTMF {
+		post(s, "connection.signal", map[string]any{"connectionid": c.id, "dtmf": string(k)})
+	}
 	return nil
 }
 

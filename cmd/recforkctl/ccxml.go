@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/recfork/recfork/ccxml"
@@ -21,10 +22,11 @@ func init() {
 const ccxmlUsage = `usage:
   recforkctl ccxml check FILE...
       validate documents; print file:line:col: message; exit 1 on errors
-  recforkctl ccxml run FILE [--call FROM TO] [--timeout D]
+  recforkctl ccxml run FILE [--call FROM TO] [--dtmf KEYS] [--timeout D]
       run a document against a simulated platform; --call delivers an inbound
-      call (connection.alerting) from FROM to TO (SIP URIs); each <log> prints
-      one line. Exit 0 on <exit> or when the last connection is gone, 1 on an
+      call (connection.alerting) from FROM to TO (SIP URIs); --dtmf makes its
+      caller press KEYS once connected (connection.signal each); each <log>
+      prints one line. Exit 0 on <exit> or when the last connection is gone, 1 on an
       unhandled error or an invalid document, 2 on timeout (default 30s).
 `
 
@@ -90,7 +92,7 @@ func ccxmlCheck(files []string, stdout, stderr io.Writer) int {
 }
 
 func ccxmlRun(args []string, stdout, stderr io.Writer) int {
-	var file, from, to string
+	var file, from, to, dtmf string
 	timeout := 30 * time.Second
 	for i := 0; i < len(args); i++ {
 		switch a := args[i]; a {
@@ -101,6 +103,13 @@ func ccxmlRun(args []string, stdout, stderr io.Writer) int {
 			}
 			from, to = args[i+1], args[i+2]
 			i += 2
+		case "--dtmf", "-dtmf":
+			if i+1 >= len(args) || strings.Trim(args[i+1], "0123456789*#ABCD") != "" {
+				fmt.Fprintln(stderr, "recforkctl ccxml run: --dtmf needs keys from 0-9 * # A-D")
+				return 2
+			}
+			dtmf = args[i+1]
+			i++
 		case "--timeout", "-timeout":
 			if i+1 >= len(args) {
 				fmt.Fprintln(stderr, "recforkctl ccxml run: --timeout needs a duration")
@@ -143,7 +152,7 @@ func ccxmlRun(args []string, stdout, stderr io.Writer) int {
 		printDiagnostics(stderr, file, err)
 		return 1
 	}
-	res := sim.Run(ctx, in, doc, sim.RunOptions{From: from, To: to, Log: func(label, value string) {
+	res := sim.Run(ctx, in, doc, sim.RunOptions{From: from, To: to, Platform: sim.Config{DTMF: dtmf}, Log: func(label, value string) {
 		if label == "" {
 			fmt.Fprintln(stdout, value)
 		} else {

@@ -28,6 +28,11 @@ func TestCCXMLCommand(t *testing.T) {
 `)
 	failing := writeDoc(t, `<eventprocessor><transition event="ccxml.loaded"><assign name="nosuch" expr="1"/></transition></eventprocessor>
 `)
+	keys := writeDoc(t, `<var name="got" expr="''"/><eventprocessor>
+<transition event="connection.alerting"><accept/></transition>
+<transition event="connection.signal"><assign name="got" expr="got + event$.dtmf"/><if cond="got.length == 3"><log label="'keys'" expr="got"/><exit/></if></transition>
+</eventprocessor>
+`)
 	forever := writeDoc(t, `<eventprocessor/>
 `)
 	invalid := writeDoc(t, `<bogus/>
@@ -41,6 +46,8 @@ func TestCCXMLCommand(t *testing.T) {
 		{"check good", []string{"check", good, exits}, 0, ""},
 		{"check invalid", []string{"check", invalid}, 1, invalid + ":3:1: unknown element <bogus>"},
 		{"run call", []string{"run", good, "--call", "sip:alice@127.0.0.1", "sip:rec@127.0.0.1"}, 0, "from: sip:alice@127.0.0.1\nup\n"},
+		{"run dtmf", []string{"run", keys, "--call", "sip:a@127.0.0.1", "sip:b@127.0.0.1", "--dtmf", "12#"}, 0, "keys: 12#\n"},
+		{"run bad dtmf", []string{"run", keys, "--dtmf", "xyz"}, 2, ""},
 		{"run exit", []string{"run", exits}, 0, "bye\n"},
 		{"run unhandled error", []string{"run", failing}, 1, ""},
 		{"run timeout", []string{"run", forever, "--timeout", "50ms"}, 2, ""},
