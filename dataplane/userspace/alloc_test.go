@@ -14,7 +14,7 @@ import (
 func TestHotPathDoesNotAllocate(t *testing.T) {
 	for _, gso := range []bool{true, false} {
 		t.Run(map[bool]string{true: "gso", false: "nogso"}[gso], func(t *testing.T) {
-			e := newTestEngine(t, Config{Workers: 1, DisableGSO: !gso})
+			e := newTestEngine(t, Config{Workers: 1, GSO: gso})
 			h := loHarness(lo4)
 			pa, pb, rec := dataplanetest.NewParty(t, h), dataplanetest.NewParty(t, h), dataplanetest.NewParty(t, h)
 			a, _ := e.OpenEndpoint(dataplane.EndpointConfig{LocalIP: lo4, Remote: pa.Addr})

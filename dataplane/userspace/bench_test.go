@@ -53,7 +53,7 @@ func BenchmarkRelayCopy(b *testing.B) {
 }
 
 func benchRelayCopy(b *testing.B, streams, burst int, gso, fork bool) {
-	e, err := New(Config{PortRange: testRange, SocketBuffer: 4 << 20, DisableGSO: !gso})
+	e, err := New(Config{PortRange: testRange, SocketBuffer: 4 << 20, GSO: gso})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -32,11 +32,13 @@ func TestContract(t *testing.T) {
 		cfg  Config
 	}{
 		{"IPv4", netip.MustParseAddr("127.0.0.1"), Config{}},
+		{"IPv4/GSO", netip.MustParseAddr("127.0.0.1"), Config{GSO: true}},
 		{"IPv6", netip.MustParseAddr("::1"), Config{}},
-		// Without GSO, and with batches smaller than the suite's bursts so
-		// partial batches and early flushes are exercised.
-		{"IPv4/NoGSO", netip.MustParseAddr("127.0.0.1"), Config{DisableGSO: true, Batch: 7, Workers: 3}},
-		{"IPv6/SmallBatch", netip.MustParseAddr("::1"), Config{Batch: 5, Workers: 1}},
+		{"IPv6/GSO", netip.MustParseAddr("::1"), Config{GSO: true}},
+		// Batches smaller than the suite's bursts, so partial batches and
+		// early flushes are exercised.
+		{"IPv4/SmallBatch", netip.MustParseAddr("127.0.0.1"), Config{Batch: 7, Workers: 3}},
+		{"IPv6/SmallBatchGSO", netip.MustParseAddr("::1"), Config{Batch: 5, Workers: 1, GSO: true}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dataplanetest.Run(t, dataplanetest.Harness{

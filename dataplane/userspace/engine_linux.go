@@ -131,7 +131,7 @@ func New(cfg Config) (*Engine, error) {
 		eps:   make(map[dataplane.EndpointID]*endpoint),
 		joins: make(map[joinKey]joinRec),
 	}
-	gso := !cfg.DisableGSO && gsoSupported()
+	gso := cfg.GSO && gsoSupported()
 	for range cfg.Workers {
 		w, err := newWorker(e, cfg.Batch, gso)
 		if err != nil {
