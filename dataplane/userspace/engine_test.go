@@ -97,18 +97,23 @@ func TestPortExhaustionAndReuse(t *testing.T) {
 
 func TestPortHeldElsewhereIsSkipped(t *testing.T) {
 	// Another process (here: a plain socket) holds the first pair's RTCP port.
-	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 41203})
-	if err != nil {
-		t.Skipf("port 41203 busy: %v", err)
+	var c *net.UDPConn
+	base := 0
+	for p := 41200; p < 41400 && c == nil; p += 4 {
+		c, _ = net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: p + 1})
+		base = p
+	}
+	if c == nil {
+		t.Fatal("no free port to hold in 41200-41400")
 	}
 	defer c.Close()
-	e := newTestEngine(t, Config{PortRange: dataplane.PortRange{Min: 41202, Max: 41205}})
+	e := newTestEngine(t, Config{PortRange: dataplane.PortRange{Min: uint16(base), Max: uint16(base + 3)}})
 	info, err := e.OpenEndpoint(dataplane.EndpointConfig{LocalIP: lo4})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if info.Local.Port() != 41204 {
-		t.Fatalf("opened on %s, want port 41204", info.Local)
+	if info.Local.Port() != uint16(base+2) {
+		t.Fatalf("opened on %s, want port %d", info.Local, base+2)
 	}
 	if _, err := e.OpenEndpoint(dataplane.EndpointConfig{LocalIP: lo4}); !errors.Is(err, dataplane.ErrPortsExhausted) {
 		t.Fatalf("second open: %v, want ErrPortsExhausted", err)
