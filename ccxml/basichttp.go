@@ -1,6 +1,7 @@
 package ccxml
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"strings"
@@ -60,7 +61,11 @@ func (in *Interpreter) BasicHTTPHandler(p Platform) http.Handler {
 				http.Error(w, err.Error(), http.StatusInternalServerError)
 				return
 			}
-			go func() { _ = s.Run(in.ctx) }()
+			if !in.spawn(in.ctx, func(ctx context.Context) { _ = s.Run(ctx) }) {
+				in.unregister(s)
+				http.Error(w, "interpreter closed", http.StatusServiceUnavailable)
+				return
+			}
 			w.Header().Set("Content-Type", "text/plain")
 			fmt.Fprintln(w, s.ID())
 			return

@@ -143,6 +143,11 @@ func (d *Document) genElem(g *gen, n *node) {
 		name := n.attrs["name"]
 		g.emit(n.idx, fmt.Sprintf("%s%s = (%s);", lhsCheck(n.idx, name), name, oneLine(n.attrs["expr"])))
 	case "script":
+		if f, ok := n.attrs["fetchid"]; ok {
+			// A script fetched earlier with <fetch type="'text/ecmascript'">.
+			g.emit(n.idx, fmt.Sprintf("__x(%d, (%s), undefined);", n.idx, oneLine(f)))
+			return
+		}
 		g.emit(n.idx, n.text)
 	case "if":
 		g.emit(n.idx, fmt.Sprintf("if (%s) {", oneLine(n.attrs["cond"])))

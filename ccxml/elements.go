@@ -126,6 +126,16 @@ func (s *Session) native(call goja.FunctionCall) goja.Value {
 		s.rt.Interrupt(nil)
 	case "createccxml":
 		return s.createCCXML(a)
+	case "script":
+		id := a.str("fetchid", "")
+		prg, ok := s.scripts[id]
+		if !ok {
+			return s.fail(n, "script: no fetched script with fetchid %q", id)
+		}
+		if _, err := s.rt.RunProgram(prg); err != nil {
+			// Rethrow: the exception (or interrupt) belongs to this element.
+			panic(err)
+		}
 	case "move":
 		s.raise("error.move", map[string]any{"sessionid": a.str("sessionid", ""),
 			"reason": "move is not supported by this interpreter"})
@@ -410,15 +420,17 @@ func (s *Session) deliverer(ttype, target, name, sendid string, fields map[strin
 			for k, v := range fields {
 				form.Set(k, fmt.Sprint(v))
 			}
-			ctx := s.ctx
-			go func() {
+			started := s.in.spawn(s.ctx, func(ctx context.Context) {
 				err := s.in.post(ctx, target, form)
 				if err != nil {
 					failEv("error.send.failed", err.Error())
 					return
 				}
 				okEv()
-			}()
+			})
+			if !started {
+				failEv("error.send.failed", "interpreter closed")
+			}
 		}
 	default:
 		return func() {
@@ -513,7 +525,29 @@ func (s *Session) fetchElem(a args) goja.Value {
 	}
 	id := s.newSeq("f")
 	ctx := s.ctx
-	go func() {
+	if typ := strings.ToLower(a.str("type", "application/ccxml+xml")); strings.Contains(typ, "script") {
+		// A script for a later <script fetchid>: fetched and compiled once here.
+		s.in.spawn(ctx, func(ctx context.Context) {
+			var prg *goja.Program
+			body, err := s.in.fetch(ctx, next, o)
+			if err == nil {
+				prg, err = goja.Compile(next, string(body), false)
+			}
+			_ = s.enqueue(qitem{fn: func() {
+				if err != nil {
+					s.raise("error.fetch", map[string]any{"fetchid": id, "uri": next, "reason": err.Error()})
+					return
+				}
+				if s.scripts == nil {
+					s.scripts = make(map[string]*goja.Program)
+				}
+				s.scripts[id] = prg
+				s.raise("fetch.done", map[string]any{"fetchid": id, "uri": next})
+			}})
+		})
+		return s.rt.ToValue(id)
+	}
+	s.in.spawn(ctx, func(ctx context.Context) {
 		d, err := s.in.load(ctx, next, o)
 		_ = s.enqueue(qitem{fn: func() {
 			if err != nil {
@@ -526,7 +560,7 @@ func (s *Session) fetchElem(a args) goja.Value {
 			s.fetched[id] = d
 			s.raise("fetch.done", map[string]any{"fetchid": id, "uri": next})
 		}})
-	}()
+	})
 	return s.rt.ToValue(id)
 }
 
@@ -552,12 +586,12 @@ func (s *Session) createCCXML(a args) goja.Value {
 	}
 	parent := s.id
 	logf := s.opts.Log
-	go func() {
+	started := in.spawn(in.ctx, func(ctx context.Context) {
 		fail := func(err error) {
 			_ = s.Post(Event{Name: "error.createccxml", Fields: map[string]any{"sessionid": id, "reason": err.Error(),
 				"eventsource": parent, "eventsourcetype": "ccxml"}})
 		}
-		d, err := in.load(in.ctx, next, o)
+		d, err := in.load(ctx, next, o)
 		if err != nil {
 			fail(err)
 			return
@@ -572,7 +606,10 @@ func (s *Session) createCCXML(a args) goja.Value {
 			"eventsource": id, "eventsourcetype": "ccxml"}}); err != nil {
 			_ = child.Kill()
 		}
-		_ = child.Run(in.ctx)
-	}()
+		_ = child.Run(ctx)
+	})
+	if !started {
+		s.raise("error.createccxml", map[string]any{"sessionid": id, "reason": "interpreter closed"})
+	}
 	return s.rt.ToValue(id)
 }

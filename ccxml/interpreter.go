@@ -56,6 +56,8 @@ type Interpreter struct {
 	cache    map[string]*cacheEntry
 	ctx      context.Context // for sessions started by createccxml
 	cancel   context.CancelFunc
+	wg       sync.WaitGroup // goroutines the interpreter starts
+	closed   bool
 }
 
 type cacheEntry struct {
@@ -111,11 +113,39 @@ func New(cfg Config) (*Interpreter, error) {
 	return in, nil
 }
 
-// Close ends the sessions started by <createccxml> and stops accepting new
-// ones from it. Sessions the caller runs end with their own contexts.
+// Close ends the sessions the interpreter started itself (<createccxml>,
+// the createsession processor), cancels its fetches and basichttp sends, and
+// waits for those goroutines. Sessions the caller runs end with their own
+// contexts.
 func (in *Interpreter) Close() error {
+	in.mu.Lock()
+	in.closed = true
+	in.mu.Unlock()
 	in.cancel()
+	in.wg.Wait()
 	return nil
+}
+
+// spawn runs f on a goroutine the interpreter owns; f's context ends with
+// parent or with Close, whichever comes first. It reports false (and runs
+// nothing) once the interpreter is closed.
+func (in *Interpreter) spawn(parent context.Context, f func(ctx context.Context)) bool {
+	in.mu.Lock()
+	if in.closed {
+		in.mu.Unlock()
+		return false
+	}
+	in.wg.Add(1)
+	in.mu.Unlock()
+	ctx, cancel := context.WithCancel(parent)
+	stop := context.AfterFunc(in.ctx, cancel)
+	go func() {
+		defer in.wg.Done()
+		defer cancel()
+		defer stop()
+		f(ctx)
+	}()
+	return true
 }
 
 func (in *Interpreter) newID() string {

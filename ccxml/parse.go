@@ -333,6 +333,9 @@ func (p *docParser) checkElement(n *node, parent string) {
 		if hasSrc && strings.TrimSpace(n.text) != "" {
 			p.errf(n.line, n.col, "<script> has both src and inline content")
 		}
+		if n.has("fetchid") && (hasSrc || strings.TrimSpace(n.text) != "") {
+			p.errf(n.line, n.col, "<script> with fetchid takes neither src nor inline content")
+		}
 		if hasSrc && strings.TrimSpace(src) == "" {
 			p.errf(n.line, n.col, "<script> src is empty")
 		}
@@ -341,7 +344,7 @@ func (p *docParser) checkElement(n *node, parent string) {
 				p.errf(n.line, n.col, "<script> timeout: %v", err)
 			}
 		}
-		if !hasSrc {
+		if !hasSrc && !n.has("fetchid") {
 			if _, err := parser.ParseFile(nil, "", n.text, 0); err != nil {
 				line, col := n.textLine, n.textCol
 				var el parser.ErrorList

@@ -90,6 +90,7 @@ type Session struct {
 	dlgsObj  *goja.Object
 	cur      *Event
 	fetched  map[string]*Document
+	scripts  map[string]*goja.Program // <fetch type="text/ecmascript"> results
 	stop     *ExitStatus // set by <exit>, a kill or an unhandled error
 	gotoDoc  *Document
 	watch    *time.Timer
@@ -227,6 +228,9 @@ func (s *Session) Run(ctx context.Context) (err error) {
 	s.ran = true
 	s.mu.Unlock()
 	s.pushLoaded()
+	// Operations the session started (fetches, sends) end with it.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	s.ctx = ctx
 	defer s.finish()
 	if perr := s.protect(func() { s.start(s.doc) }); perr != nil {

@@ -1,0 +1,1 @@
+var fetchedCounter = (typeof fetchedCounter == "number" ? fetchedCounter : 0) + 1;
