@@ -91,7 +91,7 @@ type Session struct {
 	cur      *Event
 	fetched  map[string]*Document
 	scripts  map[string]*goja.Program // <fetch type="text/ecmascript"> results
-	stop     *ExitStatus // set by <exit>, a kill or an unhandled error
+	stop     *ExitStatus              // set by <exit>, a kill or an unhandled error
 	gotoDoc  *Document
 	watch    *time.Timer
 	fired    chan struct{}
