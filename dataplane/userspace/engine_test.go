@@ -367,3 +367,80 @@ func TestConcurrentControlAndTraffic(t *testing.T) {
 			"copied+muted to equal received"
 	})
 }
+
+// TestManyEndpointsNoGoroutines checks that endpoints cost descriptors, not
+// goroutines, and that closing them returns every port.
+func TestManyEndpointsNoGoroutines(t *testing.T) {
+	e := newTestEngine(t, Config{Workers: 2})
+	base := runtime.NumGoroutine()
+	free := e.Stats().PortsFree
+	var ids []dataplane.EndpointID
+	for range 300 {
+		info, err := e.OpenEndpoint(dataplane.EndpointConfig{LocalIP: lo4})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, info.ID)
+	}
+	if n := runtime.NumGoroutine(); n > base {
+		t.Fatalf("%d goroutines with 300 endpoints, %d before", n, base)
+	}
+	for i := 0; i+1 < len(ids); i += 2 {
+		if err := e.Join(ids[i], ids[i+1], dataplane.Full); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, id := range ids {
+		if err := e.CloseEndpoint(id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if s := e.Stats(); s.PortsFree != free || s.Endpoints != 0 || s.Joins != 0 {
+		t.Fatalf("Stats() = %+v after closing all, want %d ports free and nothing held", s, free)
+	}
+}
+
+// TestCloseUnderTraffic closes the engine while a peer floods it.
+func TestCloseUnderTraffic(t *testing.T) {
+	before := runtime.NumGoroutine()
+	e, err := New(Config{PortRange: testRange, Workers: 2, Batch: 16})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := loHarness(lo4)
+	pa, rec := dataplanetest.NewParty(t, h), dataplanetest.NewParty(t, h)
+	a, _ := e.OpenEndpoint(dataplane.EndpointConfig{LocalIP: lo4, Remote: pa.Addr})
+	src, _ := e.OpenEndpoint(dataplane.EndpointConfig{LocalIP: lo4})
+	if err := e.Join(a.ID, a.ID, dataplane.Full); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.AddFork(a.ID, dataplane.Outbound, dataplane.ForkConfig{Recorder: rec.Addr, Source: src.ID}); err != nil {
+		t.Fatal(err)
+	}
+	stop, stopped := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(stopped)
+		pkt := dataplanetest.RTPPacket(1, 1)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			_, _ = pa.RTP.WriteToUDPAddrPort(pkt, a.Local) // refused once closed
+		}
+	}()
+	dataplanetest.Recv(t, rec.RTP, 100, waitLimit)
+	if err := e.Close(); err != nil {
+		t.Fatal(err)
+	}
+	close(stop)
+	<-stopped
+	if s := e.Stats(); s.Endpoints != 0 || s.Forks != 0 || s.CopiedPackets < 100 {
+		t.Fatalf("Stats() after Close = %+v", s)
+	}
+	dataplanetest.WaitFor(t, waitLimit, func() (bool, string) {
+		n := runtime.NumGoroutine()
+		return n <= before, describeGoroutines(n, before)
+	})
+}
