@@ -233,6 +233,17 @@ func build(uri string, root *node) (*Document, error) {
 	if ep != nil {
 		if sv, ok := ep.attrs["statevariable"]; ok {
 			d.statevar = sv
+			// CCXML 1.0 section 9.2.1: the state variable must be declared in
+			// the ccxml scope, by <var> or by a <script>.
+			declared := false
+			for _, k := range root.kids {
+				if (k.tag == "var" && k.attrs["name"] == sv) || k.tag == "script" {
+					declared = true
+				}
+			}
+			if !declared {
+				add(ep, "statevariable %q is not declared by a top-level <var> or <script>", sv)
+			}
 		}
 		for i, t := range ep.kids {
 			tr := &transition{node: t, event: strings.TrimSpace(t.attrs["event"]), name: t.attrs["name"]}

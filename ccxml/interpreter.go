@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -63,6 +65,9 @@ type Interpreter struct {
 type cacheEntry struct {
 	doc     *Document
 	expires time.Time
+	// For local files: the document is reused while the file is unchanged.
+	modTime time.Time
+	size    int64
 }
 
 // New returns an Interpreter.
@@ -231,8 +236,9 @@ func (in *Interpreter) Compile(ctx context.Context, name string, src []byte) (*D
 
 // Load fetches (from a file path, file: URL or http(s) URL within
 // AllowedRoots), validates and compiles a document. Documents are cached by
-// location; an HTTP document's cache lifetime follows its Cache-Control
-// max-age (none: not cached), local files are always read again.
+// location: an HTTP document's cache lifetime follows its Cache-Control
+// max-age (none: not cached); a local file's compiled document is reused
+// while the file's size and modification time are unchanged.
 func (in *Interpreter) Load(ctx context.Context, uri string) (*Document, error) {
 	return in.load(ctx, uri, fetchOpts{})
 }
@@ -241,18 +247,31 @@ func (in *Interpreter) load(ctx context.Context, uri string, o fetchOpts) (*Docu
 	in.mu.Lock()
 	ce, ok := in.cache[uri]
 	in.mu.Unlock()
+	if local := strings.TrimPrefix(uri, "file://"); !strings.HasPrefix(local, "http://") && !strings.HasPrefix(local, "https://") {
+		// Local documents are compiled once and reused until the file changes.
+		if !in.allowed(local) {
+			return nil, fmt.Errorf("load %s: %w", uri, ErrNotAllowed)
+		}
+		fi, err := os.Stat(local)
+		if err != nil {
+			return nil, fmt.Errorf("load %s: %w", uri, err)
+		}
+		if ok && ce.modTime.Equal(fi.ModTime()) && ce.size == fi.Size() {
+			return ce.doc, nil
+		}
+		doc, err := in.loadFresh(ctx, uri, &o)
+		if err != nil {
+			return nil, err
+		}
+		in.mu.Lock()
+		in.cache[uri] = &cacheEntry{doc: doc, modTime: fi.ModTime(), size: fi.Size()}
+		in.mu.Unlock()
+		return doc, nil
+	}
 	if ok && time.Now().Before(ce.expires) && !(o.hasAge && o.maxAge == 0) && o.method != "POST" && len(o.form) == 0 {
 		return ce.doc, nil
 	}
-	if o.timeout == 0 {
-		o.timeout = in.cfg.FetchTimeout
-	}
-	o.wantAge = true
-	body, err := in.fetchWithAge(ctx, uri, &o)
-	if err != nil {
-		return nil, fmt.Errorf("load %s: %w", uri, err)
-	}
-	doc, err := in.Compile(ctx, uri, body)
+	doc, err := in.loadFresh(ctx, uri, &o)
 	if err != nil {
 		return nil, err
 	}
@@ -262,4 +281,16 @@ func (in *Interpreter) load(ctx context.Context, uri string, o fetchOpts) (*Docu
 		in.mu.Unlock()
 	}
 	return doc, nil
+}
+
+func (in *Interpreter) loadFresh(ctx context.Context, uri string, o *fetchOpts) (*Document, error) {
+	if o.timeout == 0 {
+		o.timeout = in.cfg.FetchTimeout
+	}
+	o.wantAge = true
+	body, err := in.fetchWithAge(ctx, uri, o)
+	if err != nil {
+		return nil, fmt.Errorf("load %s: %w", uri, err)
+	}
+	return in.Compile(ctx, uri, body)
 }

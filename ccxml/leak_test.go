@@ -2,6 +2,7 @@ package ccxml_test
 
 import (
 	"context"
+	"errors"
 	"path/filepath"
 	"runtime"
 	"testing"
@@ -41,5 +42,38 @@ func TestNoGoroutineLeak(t *testing.T) {
 			t.Fatalf("%d goroutines, started with %d:\n%s", runtime.NumGoroutine(), base, buf[:runtime.Stack(buf, true)])
 		}
 		runtime.Gosched()
+	}
+}
+
+// TestLoadCachesLocalDocuments: a local document is compiled once and shared
+// until the file changes; a location outside AllowedRoots is refused.
+func TestLoadCachesLocalDocuments(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "a.ccxml")
+	if err := writeFile(path, `<ccxml version="1.0"/>`); err != nil {
+		t.Fatal(err)
+	}
+	in, _ := ccxml.New(ccxml.Config{AllowedRoots: []string{dir}})
+	defer in.Close()
+	d1, err := in.Load(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d2, _ := in.Load(context.Background(), path)
+	if d1 != d2 {
+		t.Fatal("unchanged document compiled twice")
+	}
+	if err := writeFile(path, `<ccxml version="1.0"><var name="x"/></ccxml>`); err != nil {
+		t.Fatal(err)
+	}
+	d3, err := in.Load(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d3 == d1 {
+		t.Fatal("changed document not reloaded")
+	}
+	if _, err := in.Load(context.Background(), "/etc/hostname"); !errors.Is(err, ccxml.ErrNotAllowed) {
+		t.Fatalf("outside roots: %v", err)
 	}
 }

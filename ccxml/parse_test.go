@@ -36,6 +36,7 @@ func TestValidationPositions(t *testing.T) {
 		{"else twice", "<eventprocessor><transition><if cond=\"1\"><else/><else/></if></transition></eventprocessor>\n", "3:49: second <else>"},
 		{"two eventprocessors", "<eventprocessor/>\n<eventprocessor/>\n", "4:1: a document has at most one <eventprocessor>"},
 		{"text in transition", "<eventprocessor><transition>hello</transition></eventprocessor>\n", "3:17: <transition> cannot contain text"},
+		{"statevariable undeclared", "<eventprocessor statevariable=\"st\"/>\n", `3:1: statevariable "st" is not declared`},
 		{"dialogstart needs src", "<eventprocessor><transition><dialogstart/></transition></eventprocessor>\n", "3:29: <dialogstart> needs src"},
 	}
 	for _, c := range cases {
