@@ -37,6 +37,36 @@
 // and the Recommendation's examples lower-case them; no implicit prefix matching
 // is done ("error" does not match "error.semantic"; write "error.*").
 //
+// # Errors
+//
+// Following CCXML 1.0 section 9.1: an ECMAScript evaluation error in an
+// element (an exception in an expression or script, <assign> or an id-receiving
+// attribute naming an undeclared variable, assigning a session variable, a
+// runaway script interrupted after Config.ScriptBudget, a call stack deeper
+// than Config.MaxCallStackSize) stops the rest of the transition and raises
+// error.semantic with "reason" and "tagname". An element whose attributes
+// evaluated but which cannot be carried out (a bad delay value, <goto> of an
+// unknown fetchid, <accept> with no connection) raises error.semantic too but
+// the transition goes on; operations that fail later report through their own
+// events (connection.accept.failed, error.connection, error.send.*, ...). An
+// error.* event no transition handles, and ccxml.kill unhandled, end the
+// session; ccxml.kill.unconditional always does and is never delivered. The
+// parent of a session started by <createccxml> receives ccxml.exit.
+//
+// # Documents
+//
+// Validation follows the Recommendation's element table: required
+// attributes, allowed children, expression attributes parsed as ECMAScript,
+// id-receiving and namelist attributes checked as variable names; unknown
+// elements in the CCXML namespace are errors, elements and attributes of other
+// namespaces are ignored; the legacy <transition name="evt"> and <send data>
+// are accepted. Every diagnostic has file, line and column. <script src> is
+// fetched when the document loads and compiled into it; documents are compiled
+// once (goja.Compile) and their programs shared by all sessions. <goto> gives
+// the session a fresh ccxml scope; application variables are carried over
+// as data (functions stored in application do not survive a <goto>).
+// <move> is not supported (error.move).
+//
 // # Scopes
 //
 // The ccxml scope is the runtime's global object (top-level <var> and <script>),
