@@ -745,3 +745,43 @@ func TestSessionTimerExpiryEndsCall(t *testing.T) {
 	waitFor(t, "the call to end", func() bool { return len(svc.Daemon().Connections()) == 0 })
 	waitFor(t, "endpoints to close", func() bool { return eng.Stats().Endpoints == 0 })
 }
+
+// expectFinal reads until a final response (2xx-6xx) arrives and returns it.
+func (r *rawSIP) expectFinal() string {
+	r.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	buf := make([]byte, 65535)
+	for {
+		_ = r.conn.SetReadDeadline(deadline)
+		n, _, err := r.conn.ReadFromUDP(buf)
+		if err != nil {
+			r.t.Fatalf("no final response: %v", err)
+		}
+		msg := string(buf[:n])
+		if strings.HasPrefix(msg, "SIP/2.0 ") && !strings.HasPrefix(msg, "SIP/2.0 1") && strings.Contains(headerLine(msg, "CSeq"), "INVITE") {
+			return msg
+		}
+	}
+}
+
+// TestCancelRacesAnswer sends CANCEL right behind INVITEs the app accepts at
+// once: whichever wins, nothing may leak.
+func TestCancelRacesAnswer(t *testing.T) {
+	svc, eng := startService(t, svcOpts{})
+	r := newRawSIP(t, svc.Daemon().SIPAddr().String())
+	for i := 0; i < 15; i++ {
+		cid := fmt.Sprintf("race%d", i)
+		r.send(r.request("INVITE", cid, "", "application/sdp", sdpOffer(4000, "0"), 1))
+		n := r.n
+		r.send(r.cancelFor(cid, n, 1))
+		final := r.expectFinal()
+		_, tag, _ := strings.Cut(headerLine(final, "To"), "tag=")
+		r.send(r.request("ACK", cid, tag, "", "", 1))
+		if strings.HasPrefix(final, "SIP/2.0 200 ") {
+			r.send(r.request("BYE", cid, tag, "", "", 2))
+		}
+	}
+	waitFor(t, "every connection to end", func() bool { return len(svc.Daemon().Connections()) == 0 })
+	waitFor(t, "every endpoint to close", func() bool { return eng.Stats().Endpoints == 0 })
+	waitFor(t, "every session to end", func() bool { return len(svc.Sessions()) == 0 })
+}
