@@ -51,6 +51,13 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct inflight_count);
+} inflight SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, STAT_MAX);
 	__type(key, __u32);
 	__type(value, __u64);
@@ -142,17 +149,94 @@ static __always_inline int is_media(struct __sk_buff *skb, __u32 off, __u32 plen
 	return hl <= plen;
 }
 
+/* fork_stream looks the packet's stream up and copies or counts it. */
+static __always_inline void fork_stream(struct __sk_buff *skb, struct stream_key *key,
+					struct fork_hdr *old, int v6, int hdr_len, __u32 payload)
+{
+	struct fork_hdr new = {};
+	struct stream_value *v;
+	struct fork_counters *c;
+	__u32 mark;
+	__u16 rtcp = 0, port;
+	int ret;
+
+	v = bpf_map_lookup_elem(&streams, key);
+	if (!v) {
+		/* RTCP travels on the RTP port + 1 and follows its stream
+		 * (RFC 3550 section 11). */
+		port = bpf_ntohs(key->port);
+		if (!(port & 1)) {
+			count(STAT_MISS);
+			return;
+		}
+		key->port = bpf_htons(port - 1);
+		v = bpf_map_lookup_elem(&streams, key);
+		if (!v) {
+			count(STAT_MISS);
+			return;
+		}
+		rtcp = 1;
+	}
+	if (!is_media(skb, hdr_len, payload, rtcp)) {
+		count(STAT_NOT_RTP);
+		return;
+	}
+	c = bpf_map_lookup_elem(&counters, &v->slot);
+	if (!c)
+		return;
+	if (v->mode != MODE_ACTIVE) {
+		c->muted_packets++;
+		c->muted_bytes += payload;
+		return;
+	}
+	if (!(v->flags & STREAM_F_RESOLVED) || v->family != key->family) {
+		c->failed_packets++;
+		return;
+	}
+
+	__builtin_memcpy(new.macs, v->dst_mac, 6);
+	__builtin_memcpy(new.macs + 6, v->src_mac, 6);
+	if (v6) {
+		__builtin_memcpy(new.addrs, v->src_addr, 16);
+		__builtin_memcpy(new.addrs + 16, v->rec_addr, 16);
+	} else {
+		__builtin_memcpy(new.addrs, v->src_addr, 4);
+		__builtin_memcpy(new.addrs + 4, v->rec_addr, 4);
+	}
+	new.ports[0] = bpf_htons(v->src_port + rtcp);
+	new.ports[1] = bpf_htons(v->rec_port + rtcp);
+
+	ret = write_hdr(skb, v6, old, &new);
+	if (ret == WRITE_NONE) {
+		c->failed_packets++;
+		return;
+	}
+	if (!ret) {
+		mark = skb->mark;
+		skb->mark = FORK_MARK;
+		ret = bpf_clone_redirect(skb, v->ifindex, 0);
+		skb->mark = mark;
+	}
+	/* Restore, also after a failure half-way (which the offsets checked
+	 * above rule out): the original must leave exactly as it came. */
+	write_hdr(skb, v6, &new, old);
+	if (ret) {
+		c->failed_packets++;
+		return;
+	}
+	c->copied_packets++;
+	c->copied_bytes += payload;
+}
+
 static __always_inline int fork_packet(struct __sk_buff *skb, __u8 dir)
 {
 	struct stream_key key = {};
-	struct fork_hdr old = {}, new = {};
-	struct stream_value *v;
-	struct fork_counters *c;
+	struct fork_hdr old = {};
+	struct inflight_count *q;
 	struct udphdr *udp;
 	void *data, *end;
-	__u32 payload, mark;
-	__u16 rtcp = 0, port;
-	int v6, hdr_len, ret;
+	__u32 payload, zero = 0;
+	int v6, hdr_len;
 
 	if (skb->mark == FORK_MARK) {
 		count(STAT_LOOPED);
@@ -161,6 +245,13 @@ static __always_inline int fork_packet(struct __sk_buff *skb, __u8 dir)
 	/* A GSO skb carries several datagrams behind one header. */
 	if (skb->gso_size) {
 		count(STAT_GSO);
+		return TCX_NEXT;
+	}
+	/* A tag the NIC or the stack moved into metadata would go out with
+	 * the copy on the recorder's interface; the fork belongs on the VLAN
+	 * device, where packets carry no tag. */
+	if (skb->vlan_present) {
+		count(STAT_VLAN);
 		return TCX_NEXT;
 	}
 	if (skb->protocol == bpf_htons(ETH_P_IP)) {
@@ -234,72 +325,17 @@ static __always_inline int fork_packet(struct __sk_buff *skb, __u8 dir)
 
 	key.dir = dir;
 	key.port = dir == DIR_INBOUND ? udp->dest : udp->source;
-	v = bpf_map_lookup_elem(&streams, &key);
-	if (!v) {
-		/* RTCP travels on the RTP port + 1 and follows its stream
-		 * (RFC 3550 section 11). */
-		port = bpf_ntohs(key.port);
-		if (!(port & 1)) {
-			count(STAT_MISS);
-			return TCX_NEXT;
-		}
-		key.port = bpf_htons(port - 1);
-		v = bpf_map_lookup_elem(&streams, &key);
-		if (!v) {
-			count(STAT_MISS);
-			return TCX_NEXT;
-		}
-		rtcp = 1;
-	}
-	if (!is_media(skb, hdr_len, payload, rtcp)) {
-		count(STAT_NOT_RTP);
+	q = bpf_map_lookup_elem(&inflight, &zero);
+	if (!q)
 		return TCX_NEXT;
-	}
-	c = bpf_map_lookup_elem(&counters, &v->slot);
-	if (!c)
+	/* Fully ordered atomics (their results are used, so they are fetch
+	 * operations): enter is visible before the table is read, and leave
+	 * only after the run is done with what it read. */
+	if (__sync_fetch_and_add(&q->enter, 1) == ~0ULL)
 		return TCX_NEXT;
-	if (v->mode != MODE_ACTIVE) {
-		c->muted_packets++;
-		c->muted_bytes += payload;
-		return TCX_NEXT;
-	}
-	if (!(v->flags & STREAM_F_RESOLVED) || v->family != key.family) {
-		c->failed_packets++;
-		return TCX_NEXT;
-	}
-
-	__builtin_memcpy(new.macs, v->dst_mac, 6);
-	__builtin_memcpy(new.macs + 6, v->src_mac, 6);
-	if (v6) {
-		__builtin_memcpy(new.addrs, v->src_addr, 16);
-		__builtin_memcpy(new.addrs + 16, v->rec_addr, 16);
-	} else {
-		__builtin_memcpy(new.addrs, v->src_addr, 4);
-		__builtin_memcpy(new.addrs + 4, v->rec_addr, 4);
-	}
-	new.ports[0] = bpf_htons(v->src_port + rtcp);
-	new.ports[1] = bpf_htons(v->rec_port + rtcp);
-
-	ret = write_hdr(skb, v6, &old, &new);
-	if (ret == WRITE_NONE) {
-		c->failed_packets++;
-		return TCX_NEXT;
-	}
-	if (!ret) {
-		mark = skb->mark;
-		skb->mark = FORK_MARK;
-		ret = bpf_clone_redirect(skb, v->ifindex, 0);
-		skb->mark = mark;
-	}
-	/* Restore, also after a failure half-way (which the offsets checked
-	 * above rule out): the original must leave exactly as it came. */
-	write_hdr(skb, v6, &new, &old);
-	if (ret) {
-		c->failed_packets++;
-		return TCX_NEXT;
-	}
-	c->copied_packets++;
-	c->copied_bytes += payload;
+	fork_stream(skb, &key, &old, v6, hdr_len, payload);
+	if (__sync_fetch_and_add(&q->leave, 1) == ~0ULL)
+		count(STAT_MISS); /* never: keeps the fetch (ordered) form */
 	return TCX_NEXT;
 }
 

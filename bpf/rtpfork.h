@@ -58,6 +58,16 @@ struct fork_counters {
 	__u64 failed_packets; /* active, but no copy: next hop unresolved or clone failed */
 };
 
+/* Per-CPU count of fork program runs that reached the stream table and of
+ * those that finished. After a map write, the engine reads every CPU's
+ * enter and waits until leave catches up: then no run that could have read
+ * the old value is still going, so a mute is final when SetForkMode
+ * returns. Copies (marked) never count, so runs on one CPU never nest. */
+struct inflight_count {
+	__u64 enter;
+	__u64 leave;
+};
+
 /* Indexes of the per-CPU global counters: what the programs passed on
  * untouched, and why. */
 enum stat_reason {
@@ -70,6 +80,7 @@ enum stat_reason {
 	STAT_GSO,            /* GSO or GRO-coalesced skb */
 	STAT_LOOPED,         /* a copy seen again (marked) */
 	STAT_NOT_RTP,        /* a forked stream's datagram that is not RTP or RTCP */
+	STAT_VLAN,           /* VLAN tag in skb metadata: attach to the VLAN device */
 	STAT_MAX,
 };
 

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
 
 	"github.com/recfork/recfork/dataplane"
@@ -66,7 +67,20 @@ func BenchmarkSetForkMode(b *testing.B) {
 	}
 	mute := make([]time.Duration, 0, b.N)
 	unmute := make([]time.Duration, 0, b.N)
+	put := make([]time.Duration, 0, b.N)
+	e.mu.Lock()
+	f := e.forks[forkID{a.ID, dataplane.Inbound}]
+	key, val := f.key, f.val
+	e.mu.Unlock()
 	b.ResetTimer()
+	for range b.N {
+		// The bare map write, without waiting for running programs.
+		t0 := time.Now()
+		if err := e.objs.Streams.Update(&key, &val, ebpf.UpdateExist); err != nil {
+			b.Fatal(err)
+		}
+		put = append(put, time.Since(t0))
+	}
 	for range b.N {
 		t0 := time.Now()
 		if err := e.SetForkMode(a.ID, dataplane.Inbound, dataplane.Inactive); err != nil {
@@ -82,7 +96,7 @@ func BenchmarkSetForkMode(b *testing.B) {
 	for _, s := range []struct {
 		name string
 		d    []time.Duration
-	}{{"mute", mute}, {"unmute", unmute}} {
+	}{{"mute", mute}, {"unmute", unmute}, {"put", put}} {
 		slices.Sort(s.d)
 		b.ReportMetric(float64(s.d[len(s.d)/2].Nanoseconds()), s.name+"-p50-ns")
 		b.ReportMetric(float64(s.d[len(s.d)*99/100].Nanoseconds()), s.name+"-p99-ns")

@@ -54,6 +54,9 @@ type KernelStats struct {
 	Looped uint64
 	// NotRTP counts datagrams of a forked stream that are not RTP or RTCP.
 	NotRTP uint64
+	// VLAN counts packets whose VLAN tag is in skb metadata (seen on the
+	// parent of a VLAN device): attach to the VLAN device instead.
+	VLAN uint64
 	// Failed counts packets of active forks that could not be copied (next
 	// hop unresolved, clone failed), summed over live forks.
 	Failed uint64

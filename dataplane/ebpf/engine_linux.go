@@ -9,7 +9,9 @@ import (
 	"math/bits"
 	"net"
 	"net/netip"
+	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -23,7 +25,7 @@ import (
 const (
 	modeActive   = 1
 	flagResolved = 1
-	statMax      = 9
+	statMax      = 10
 	maxForks     = 65536
 	familyV4     = 4
 	familyV6     = 6
@@ -467,8 +469,51 @@ func (e *Engine) SetForkMode(ep dataplane.EndpointID, dir dataplane.Direction, m
 	return nil
 }
 
-// sync waits for every fork program run that started before it to finish.
+// fence is the target of a locked read-modify-write: a full memory barrier
+// between the map write and the reads of the in-flight counters.
+var fence atomic.Uint64
+
+// syncSpin bounds how long sync watches the in-flight counters before it
+// falls back to waiting for an RCU grace period.
+const syncSpin = 2 * time.Millisecond
+
+// sync waits until every fork program run that could have read the stream
+// table before the caller's last write has finished. It reads each CPU's
+// in-flight counters (struct inflight_count) and waits until every CPU has
+// left as many runs as it had entered; runs take a microsecond, so this
+// normally returns at once. A CPU that seems stuck (a run preempted on a
+// PREEMPT_RT kernel) makes it fall back to the kernel's own barrier.
 func (e *Engine) sync() error {
+	fence.Add(1)
+	var snap, now []rtpforkInflightCount
+	if err := e.objs.Inflight.Lookup(uint32(0), &snap); err != nil {
+		return e.rcuSync()
+	}
+	deadline := time.Now().Add(syncSpin)
+	for {
+		if err := e.objs.Inflight.Lookup(uint32(0), &now); err != nil {
+			return e.rcuSync()
+		}
+		done := true
+		for i := range snap {
+			if i < len(now) && now[i].Leave < snap[i].Enter {
+				done = false
+				break
+			}
+		}
+		if done {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return e.rcuSync()
+		}
+		runtime.Gosched()
+	}
+}
+
+// rcuSync waits for an RCU grace period: updating an array of maps makes the
+// kernel wait until every running BPF program has finished.
+func (e *Engine) rcuSync() error {
 	if err := e.barrier.Put(uint32(0), e.barrierInner); err != nil {
 		return fmt.Errorf("wait for running fork programs: %w", err)
 	}
@@ -607,7 +652,7 @@ func (e *Engine) KernelStats() (KernelStats, error) {
 		}
 	}
 	ks := KernelStats{Miss: r[0], NotIP: r[1], NotUDP: r[2], Short: r[3], Fragment: r[4],
-		IPOptions: r[5], GSO: r[6], Looped: r[7], NotRTP: r[8]}
+		IPOptions: r[5], GSO: r[6], Looped: r[7], NotRTP: r[8], VLAN: r[9]}
 	for _, f := range e.forks {
 		if c, err := e.counters(f.val.Slot); err == nil {
 			ks.Failed += c.failed

@@ -374,6 +374,17 @@ func testFork(t *testing.T, f family, shape string, txOff bool) {
 	if s := e.Stats(); s.Engine != "ebpf" || s.Forks != 2 || s.CopiedPackets != 110 {
 		t.Fatalf("engine stats %+v", s)
 	}
+	// Where the copies leave by an attached interface, its egress program
+	// saw each of them and passed it on without forking it again.
+	if shape != viaRouter {
+		ks, err := e.KernelStats()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ks.Looped < 110 {
+			t.Fatalf("egress saw %d marked copies, want at least 110", ks.Looped)
+		}
+	}
 }
 
 // TestChecksumNegativeControl proves that the recorder's kernel verifies

@@ -190,6 +190,7 @@ const (
 	statGSO
 	statLooped
 	statNotRTP
+	statVLAN
 )
 
 func TestProgramRun(t *testing.T) {

@@ -22,6 +22,12 @@ type rtpforkForkCounters struct {
 	FailedPackets uint64
 }
 
+type rtpforkInflightCount struct {
+	_     structs.HostLayout
+	Enter uint64
+	Leave uint64
+}
+
 type rtpforkStreamKey struct {
 	_      structs.HostLayout
 	Addr   [16]uint8
@@ -51,6 +57,7 @@ type rtpforkStreamValue struct {
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	rtpforkMapCounters        = "counters"
+	rtpforkMapInflight        = "inflight"
 	rtpforkMapStats           = "stats"
 	rtpforkMapStreams         = "streams"
 	rtpforkProgRtpforkEgress  = "rtpfork_egress"
@@ -108,6 +115,7 @@ type rtpforkProgramSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type rtpforkMapSpecs struct {
 	Counters *ebpf.MapSpec `ebpf:"counters"`
+	Inflight *ebpf.MapSpec `ebpf:"inflight"`
 	Stats    *ebpf.MapSpec `ebpf:"stats"`
 	Streams  *ebpf.MapSpec `ebpf:"streams"`
 }
@@ -139,6 +147,7 @@ func (o *rtpforkObjects) Close() error {
 // It can be passed to loadRtpforkObjects or ebpf.CollectionSpec.LoadAndAssign.
 type rtpforkMaps struct {
 	Counters *ebpf.Map `ebpf:"counters"`
+	Inflight *ebpf.Map `ebpf:"inflight"`
 	Stats    *ebpf.Map `ebpf:"stats"`
 	Streams  *ebpf.Map `ebpf:"streams"`
 }
@@ -146,6 +155,7 @@ type rtpforkMaps struct {
 func (m *rtpforkMaps) Close() error {
 	return _RtpforkClose(
 		m.Counters,
+		m.Inflight,
 		m.Stats,
 		m.Streams,
 	)
