@@ -78,6 +78,7 @@ func New(cfg Config) (*Daemon, error) {
 	}
 	d := &Daemon{cfg: cfg, log: cfg.Logger, engine: cfg.Engine, conns: map[string]*Connection{}, byDialog: map[any]*Connection{}, metrics: newMetrics()}
 	d.ctx, d.cancel = context.WithCancel(context.Background())
+	d.metrics.reg.MustRegister(newEngineCollector(d.engine.Stats))
 	if err := d.startSIP(); err != nil {
 		d.cancel()
 		return nil, err

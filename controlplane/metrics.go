@@ -2,6 +2,8 @@ package controlplane
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/recfork/recfork/dataplane"
 )
 
 // metrics are the daemon's Prometheus collectors, on a registry of its own so
@@ -33,4 +35,49 @@ func newMetrics() *metrics {
 	m.reg.MustRegister(m.invites, m.answered, m.rejected, m.unknownDialog, m.panics, m.connections, m.recordRequests, m.recordErrors,
 		prometheus.NewGoCollector())
 	return m
+}
+
+// engineCollector exports the data plane's counters at scrape time.
+type engineCollector struct {
+	engine  func() dataplane.EngineStats
+	gauges  map[string]*prometheus.Desc
+	counter map[string]*prometheus.Desc
+}
+
+func newEngineCollector(stats func() dataplane.EngineStats) *engineCollector {
+	g := func(name, help string) *prometheus.Desc {
+		return prometheus.NewDesc("recfork_dataplane_"+name, help, []string{"engine"}, nil)
+	}
+	return &engineCollector{engine: stats,
+		gauges: map[string]*prometheus.Desc{
+			"endpoints":  g("endpoints", "Open media endpoints."),
+			"joins":      g("joins", "Media joins."),
+			"forks":      g("forks", "Recording forks."),
+			"ports_free": g("ports_free", "Free RTP/RTCP port pairs."),
+		},
+		counter: map[string]*prometheus.Desc{
+			"copied":  g("copied_packets_total", "Packets copied to recorders."),
+			"muted":   g("muted_packets_total", "Packets not copied while a fork was inactive."),
+			"relayed": g("relayed_packets_total", "Packets relayed between joined endpoints."),
+			"dropped": g("dropped_packets_total", "Packets dropped (unexpected source, malformed)."),
+		}}
+}
+
+func (c *engineCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range c.gauges {
+		ch <- d
+	}
+	for _, d := range c.counter {
+		ch <- d
+	}
+}
+
+func (c *engineCollector) Collect(ch chan<- prometheus.Metric) {
+	st := c.engine()
+	for k, v := range map[string]int{"endpoints": st.Endpoints, "joins": st.Joins, "forks": st.Forks, "ports_free": st.PortsFree} {
+		ch <- prometheus.MustNewConstMetric(c.gauges[k], prometheus.GaugeValue, float64(v), st.Engine)
+	}
+	for k, v := range map[string]uint64{"copied": st.CopiedPackets, "muted": st.MutedPackets, "relayed": st.Relayed, "dropped": st.Dropped} {
+		ch <- prometheus.MustNewConstMetric(c.counter[k], prometheus.CounterValue, float64(v), st.Engine)
+	}
 }

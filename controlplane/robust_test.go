@@ -438,7 +438,7 @@ func TestMetricsAndBasicHTTP(t *testing.T) {
 	}
 	body, _ := io.ReadAll(res.Body)
 	res.Body.Close()
-	for _, want := range []string{"recfork_sip_invites_total 1", "recfork_connections 1"} {
+	for _, want := range []string{"recfork_sip_invites_total 1", "recfork_connections 1", `recfork_dataplane_endpoints{engine="test"} 1`} {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("/metrics lacks %q", want)
 		}
