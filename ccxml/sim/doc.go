@@ -12,6 +12,8 @@
 // start/update/restart/stop, and coalescing of requests made before the
 // answer. The SRS answers when the session's queue drains (wire Idle into
 // ccxml.SessionOptions.Idle), which is when a real one's 200 OK would arrive
-// at the earliest. Dialogs are not supported: <dialogstart> gets
+// at the earliest. An outbound call (<createcall>) is answered unless the
+// destination's user part is "busy" or "noanswer", which fail the call with
+// that reason after connection.progressing. Dialogs are not supported: <dialogstart> gets
 // error.dialog.notstarted.
 package sim

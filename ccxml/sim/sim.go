@@ -212,11 +212,34 @@ func (p *Platform) CreateCall(_ context.Context, s *ccxml.Session, r ccxml.Creat
 	p.seen++
 	base := map[string]any{"connectionid": c.id, "local": local, "remote": r.Dest, "originator": "local", "protocol": protocol()}
 	post(s, "connection.progressing", clone(base))
+	// The far end answers, unless its user part says otherwise: "busy" is
+	// 486 Busy Here, "noanswer" a timeout (408), as a real callee could.
+	if reason := failingCallee(r.Dest); reason != "" {
+		c.state = ccxml.StateFailed
+		f := clone(base)
+		f["reason"] = reason
+		post(s, "connection.failed", f)
+		return nil
+	}
 	post(s, "connection.connected", clone(base))
 	if r.JoinID != "" {
 		p.joinLocked(s, c.id, r.JoinID)
 	}
 	return nil
+}
+
+func failingCallee(dest string) string {
+	user := dest[strings.IndexByte(dest, ':')+1:]
+	if i := strings.IndexAny(user, "@;"); i >= 0 {
+		user = user[:i]
+	}
+	switch user {
+	case "busy":
+		return "busy"
+	case "noanswer":
+		return "noanswer"
+	}
+	return ""
 }
 
 func clone(m map[string]any) map[string]any {
