@@ -785,3 +785,86 @@ func TestCancelRacesAnswer(t *testing.T) {
 	waitFor(t, "every endpoint to close", func() bool { return eng.Stats().Endpoints == 0 })
 	waitFor(t, "every session to end", func() bool { return len(svc.Sessions()) == 0 })
 }
+
+const dtmfApp = `<?xml version="1.0"?>
+<ccxml version="1.0" xmlns="http://www.w3.org/2002/09/ccxml">
+  <eventprocessor>
+    <transition event="connection.alerting"><accept connectionid="event$.connectionid"/></transition>
+    <transition event="connection.signal" cond="event$.dtmf == '5'">
+      <disconnect connectionid="event$.connectionid"/>
+    </transition>
+    <transition event="connection.disconnected"><exit/></transition>
+  </eventprocessor>
+</ccxml>`
+
+// TestDTMFInfoSignal: DTMF by SIP INFO reaches the document as
+// connection.signal with the key in event$.dtmf.
+func TestDTMFInfoSignal(t *testing.T) {
+	svc, eng := startService(t, svcOpts{app: writeApp(t, dtmfApp)})
+	r := newRawSIP(t, svc.Daemon().SIPAddr().String())
+	const cid = "dtmf-call"
+	r.send(r.request("INVITE", cid, "", "application/sdp", sdpOffer(4000, "0 101")+"a=rtpmap:101 telephone-event/8000\r\n", 1))
+	ok := r.expect(200)
+	_, tag, _ := strings.Cut(headerLine(ok, "To"), "tag=")
+	r.send(r.request("ACK", cid, tag, "", "", 1))
+	waitFor(t, "the call to connect", func() bool {
+		cs := svc.Daemon().Connections()
+		return len(cs) == 1 && cs[0].State == controlplane.StateConnected
+	})
+	r.send(r.request("INFO", cid, tag, "application/dtmf-relay", "Signal=4\r\nDuration=160\r\n", 2))
+	r.expect(200)
+	r.send(r.request("INFO", cid, tag, "application/dtmf-relay", "Signal=5\r\nDuration=160\r\n", 3))
+	r.expectRequest("BYE")
+	waitFor(t, "the call to end", func() bool { return len(svc.Daemon().Connections()) == 0 })
+	waitFor(t, "endpoints to close", func() bool { return eng.Stats().Endpoints == 0 })
+}
+
+const idleApp = `<?xml version="1.0"?>
+<ccxml version="1.0" xmlns="http://www.w3.org/2002/09/ccxml">
+  <eventprocessor>
+    <transition event="demo.stop"><exit/></transition>
+  </eventprocessor>
+</ccxml>`
+
+func TestCreateSessionOverHTTP(t *testing.T) {
+	dir := t.TempDir()
+	eng := newTestEngine()
+	defer eng.Close()
+	svc, err := controlplane.NewService(context.Background(), controlplane.Config{
+		Listen: "127.0.0.1:0", Engine: eng, Admin: "-", RecordingsDir: filepath.Join(dir, "rec"),
+		HTTP: "127.0.0.1:0", Logger: testLogger(t),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer svc.Close()
+	base := "http://" + svc.HTTPAddr()
+	res, err := http.PostForm(base+"/createsession", url.Values{"uri": {writeApp(t, idleApp)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	id := strings.TrimSpace(string(body))
+	if res.StatusCode != 200 || id == "" {
+		t.Fatalf("createsession: %d %q", res.StatusCode, body)
+	}
+	ss := svc.Sessions()
+	if len(ss) != 1 || ss[0].ID != id || ss[0].StartupMode != "external" {
+		t.Fatalf("sessions %+v", ss)
+	}
+	res, err = http.PostForm(base+"/basichttp", url.Values{"sessionid": {id}, "name": {"demo.stop"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	waitFor(t, "the session to exit", func() bool { return len(svc.Sessions()) == 0 })
+	res, err = http.PostForm(base+"/createsession", url.Values{"uri": {filepath.Join(dir, "missing.ccxml")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusBadRequest {
+		t.Fatalf("createsession of a missing document: %d", res.StatusCode)
+	}
+}
