@@ -5,6 +5,7 @@ package ebpf
 import (
 	"encoding/binary"
 	"errors"
+	"log/slog"
 	"net"
 	"net/netip"
 	"os"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/recfork/recfork/dataplane"
 	"github.com/recfork/recfork/dataplane/dataplanetest"
+	"github.com/recfork/recfork/dataplane/userspace"
 	"github.com/recfork/recfork/internal/testenv"
 )
 
@@ -409,4 +411,100 @@ func TestAddForkIPVersionMismatch(t *testing.T) {
 	if s := e.Stats(); s.Forks != 0 {
 		t.Fatalf("%d forks after a refused AddFork", s.Forks)
 	}
+}
+
+// TestUnresolvedRecorder: a recorder nobody answers for yet is installed
+// after ResolveTimeout, its packets count as failed, and copying starts by
+// itself once the recorder appears; Close ends a pending AddFork at once.
+func TestUnresolvedRecorder(t *testing.T) {
+	tp := newTopology(t, families[0], viaOther)
+	var e *Engine
+	tp.eng.MustDo(t, func() error {
+		media, err := userspace.New(userspace.Config{PortRange: testRange})
+		if err != nil {
+			return err
+		}
+		e, err = New(Config{Media: media, Interfaces: tp.ifaces, Logger: slog.New(slog.DiscardHandler), ResolveTimeout: 200 * time.Millisecond})
+		return err
+	})
+	t.Cleanup(func() { e.Close() })
+	party := listenPair(t, tp.remote, tp.remoteIP)
+	a := openEndpoint(t, tp.eng, e, tp.engIP, party.addr)
+	src := openEndpoint(t, tp.eng, e, tp.engIP, netip.AddrPort{})
+	ghost := netip.MustParseAddr("10.2.0.77")
+	if err := e.AddFork(a.ID, dataplane.Inbound, dataplane.ForkConfig{Recorder: netip.AddrPortFrom(ghost, 30000), Source: src.ID}); err != nil {
+		t.Fatal(err)
+	}
+	send(t, party.rtp, a.Local, rtpN(1, 1, 5)...)
+	deadline := time.Now().Add(waitLimit)
+	for {
+		ks, err := e.KernelStats()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ks.Failed == 5 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d packets counted as failed, want 5", ks.Failed)
+		}
+		time.Sleep(time.Millisecond)
+	}
+
+	// The recorder comes up; the engine keeps probing and follows.
+	tp.rec.MustIP(t, "addr", "add", ghost.String()+"/24", "dev", recDevice(t, tp.rec), "nodad")
+	var rec *net.UDPConn
+	tp.rec.MustDo(t, func() (err error) {
+		rec, err = net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.AddrPortFrom(ghost, 30000)))
+		return err
+	})
+	defer rec.Close()
+	buf := make([]byte, 2048)
+	for seq := uint16(10); ; seq++ {
+		if time.Now().After(deadline) {
+			t.Fatal("no copy reached the recorder after it appeared")
+		}
+		send(t, party.rtp, a.Local, rtpPayload(seq, 10))
+		_ = rec.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
+		if n, _, err := rec.ReadFromUDPAddrPort(buf); err == nil && n > 0 {
+			break
+		}
+	}
+
+	// An AddFork waiting for a next hop ends with ErrClosed when the
+	// engine closes.
+	other := openEndpoint(t, tp.eng, e, tp.engIP, netip.AddrPort{})
+	errc := make(chan error, 1)
+	go func() {
+		errc <- e.AddFork(other.ID, dataplane.Inbound, dataplane.ForkConfig{Recorder: netip.MustParseAddrPort("10.2.0.88:30000"), Source: src.ID})
+	}()
+	e.mu.Lock()
+	changed := e.changed
+	e.mu.Unlock()
+	select {
+	case <-changed: // the pending AddFork's probe started
+	case <-time.After(waitLimit):
+		t.Fatal("no neighbour notification for the pending AddFork's probe")
+	}
+	if err := e.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-errc; !errors.Is(err, dataplane.ErrClosed) && err != nil {
+		t.Fatalf("pending AddFork after Close: %v, want ErrClosed or success before it", err)
+	}
+}
+
+func recDevice(t *testing.T, ns *testenv.Netns) string {
+	t.Helper()
+	var name string
+	ns.MustDo(t, func() error {
+		ifs, err := net.Interfaces()
+		for _, ifc := range ifs {
+			if len(ifc.HardwareAddr) == 6 {
+				name = ifc.Name
+			}
+		}
+		return err
+	})
+	return name
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"sync"
@@ -43,7 +44,15 @@ func openRTNL() (*rtnl, error) {
 	return &rtnl{fd: fd}, nil
 }
 
-func (r *rtnl) Close() error { return unix.Close(r.fd) }
+// Close closes the socket; later requests fail instead of reaching a
+// descriptor number the process may have reused.
+func (r *rtnl) Close() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	fd := r.fd
+	r.fd = -1
+	return unix.Close(fd)
+}
 
 // attr is one rtnetlink attribute.
 type attr struct {
@@ -84,6 +93,9 @@ func parseAttrs(b []byte) []attr {
 func (r *rtnl) request(typ, flags uint16, body []byte) ([]byte, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.fd < 0 {
+		return nil, net.ErrClosed
+	}
 	r.seq++
 	seq := r.seq
 	msg := make([]byte, unix.SizeofNlMsghdr, unix.SizeofNlMsghdr+len(body))
