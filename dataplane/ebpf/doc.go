@@ -2,6 +2,14 @@
 // objects, attaches the TCX fork programs to the media interfaces and owns the
 // per-stream map, so RTP copies to the recorder are made in the kernel and a
 // mute is one map write. Media endpoints and joins are delegated to another
-// dataplane.Engine (normally the userspace one). It is the only package that
-// imports cilium/ebpf.
+// dataplane.Engine (normally the userspace one), whose fork methods are never
+// called, so no packet is copied twice. It is the only package that imports
+// cilium/ebpf.
+//
+// Everything the engine creates (TCX links, rtnetlink sockets) belongs to the
+// network namespace of the thread that called New; later calls may come from
+// any thread. Nothing is pinned: Close, or the end of the process, leaves no
+// program, link or map behind.
+//
+// The C side is bpf/rtpfork.c; `make generate` rebuilds rtpfork_bpfel.{go,o}.
 package ebpf
