@@ -173,8 +173,9 @@ func (e *Engine) unlockWorkers() {
 // been sent.
 func (e *Engine) barrier() {
 	for _, w := range e.workers {
+		//lint:ignore SA2001 the empty critical section is the barrier (package doc)
 		w.mu.Lock()
-		w.mu.Unlock() //nolint:staticcheck // an empty critical section is the point: see the package doc
+		w.mu.Unlock()
 	}
 }
 
@@ -234,7 +235,11 @@ func (e *Engine) OpenEndpoint(cfg dataplane.EndpointConfig) (dataplane.EndpointI
 		return dataplane.EndpointInfo{}, fmt.Errorf("open endpoint on %s: %w", ip, err)
 	}
 	e.eps[ep.id] = ep
-	return dataplane.EndpointInfo{ID: ep.id, Local: ep.local, Remote: cfg.Remote}, nil
+	info := dataplane.EndpointInfo{ID: ep.id, Local: ep.local}
+	if r := ep.remote[rtpIdx].Load(); r != nil {
+		info.Remote = r.ap
+	}
+	return info, nil
 }
 
 func checkRemote(ap netip.AddrPort, v6 bool) error {
