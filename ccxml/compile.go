@@ -21,8 +21,6 @@ type Document struct {
 	// name its element (tagname) and position.
 	lines    map[string][]int32
 	initName string
-	// exprOrder lists, per element tag, the expression attributes passed to
-	// the dispatcher in order.
 }
 
 // URI is where the document was loaded from (or the name it was compiled under).

@@ -112,7 +112,6 @@ func TestPanicIsolation(t *testing.T) {
 func BenchmarkEvents(b *testing.B) {
 	in, _ := ccxml.New(ccxml.Config{})
 	d := mustCompile(b, in, pingDoc)
-	s, _ := in.NewSession(d, nil, ccxml.SessionOptions{})
 	idle := make(chan struct{}, 1)
 	s2, _ := in.NewSession(d, nil, ccxml.SessionOptions{Idle: func(*ccxml.Session) {
 		select {
@@ -120,7 +119,6 @@ func BenchmarkEvents(b *testing.B) {
 		default:
 		}
 	}})
-	_ = s
 	go func() { _ = s2.Run(context.Background()) }()
 	<-idle
 	b.ResetTimer()
