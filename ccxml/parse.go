@@ -312,6 +312,10 @@ func (p *docParser) checkElement(n *node, parent string) {
 				}
 			}
 		}
+	case "meta":
+		if n.has("name") == n.has("http-equiv") {
+			p.errf(n.line, n.col, "<meta> takes exactly one of name and http-equiv")
+		}
 	case "var":
 		if v := n.attrs["name"]; v != "" && (!identRE.MatchString(v) || reserved[v]) {
 			p.errf(n.line, n.col, "<var> name %q is not an ECMAScript identifier", v)

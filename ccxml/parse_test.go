@@ -37,6 +37,7 @@ func TestValidationPositions(t *testing.T) {
 		{"two eventprocessors", "<eventprocessor/>\n<eventprocessor/>\n", "4:1: a document has at most one <eventprocessor>"},
 		{"text in transition", "<eventprocessor><transition>hello</transition></eventprocessor>\n", "3:17: <transition> cannot contain text"},
 		{"statevariable undeclared", "<eventprocessor statevariable=\"st\"/>\n", `3:1: statevariable "st" is not declared`},
+		{"meta needs name", "<meta content=\"x\"/>\n", "3:1: <meta> takes exactly one of name and http-equiv"},
 		{"dialogstart needs src", "<eventprocessor><transition><dialogstart/></transition></eventprocessor>\n", "3:29: <dialogstart> needs src"},
 	}
 	for _, c := range cases {

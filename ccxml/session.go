@@ -164,7 +164,8 @@ func (s *Session) enqueue(it qitem) error {
 		s.mu.Unlock()
 		return fmt.Errorf("post %s to session %s: %w", it.ev.Name, s.id, ErrSessionClosed)
 	}
-	if len(s.queue)-s.head >= s.in.cfg.MaxQueue {
+	// A kill always gets in: it is how a stuck or flooded session is ended.
+	if len(s.queue)-s.head >= s.in.cfg.MaxQueue && it.ev.Name != "ccxml.kill.unconditional" {
 		s.mu.Unlock()
 		return fmt.Errorf("post %s to session %s: queue full", it.ev.Name, s.id)
 	}
