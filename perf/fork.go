@@ -70,8 +70,8 @@ func paramsFor(quick bool) forkParams {
 		return forkParams{Streams: 500, Rates: Ladder(50000, 800000, 4), Warm: 200 * time.Millisecond,
 			Step: 500 * time.Millisecond, RefRate: 20000, RefStreams: 400, CPUPairs: 3, CPUWarm: 100 * time.Millisecond, CPUWindow: 250 * time.Millisecond, Bisect: 1}
 	}
-	return forkParams{Streams: MaxStreams, Rates: Ladder(25000, 1600000, 2), Warm: 500 * time.Millisecond,
-		Step: 3 * time.Second, RefRate: 40000, RefStreams: 800, CPUPairs: 8, CPUWarm: 300 * time.Millisecond, CPUWindow: 2 * time.Second, Bisect: 2}
+	return forkParams{Streams: 2400, Rates: Ladder(25000, 1600000, 2), Warm: 500 * time.Millisecond,
+		Step: 3 * time.Second, RefRate: 20000, RefStreams: 400, CPUPairs: 8, CPUWarm: 300 * time.Millisecond, CPUWindow: 2 * time.Second, Bisect: 2}
 }
 
 func (f *ForkScenario) Steps(quick bool) int {
@@ -109,6 +109,14 @@ func (f *ForkScenario) Run(ctx context.Context, env *Env) (err error) {
 		return err
 	}
 	p := paramsFor(env.Quick)
+	if lim, ok := env.Shared["fd_limit"].(uint64); ok {
+		// Six sockets per forked stream, four per unforked one, some spare.
+		fit := int((lim - 1000 - uint64(4*p.RefStreams)) / 6)
+		if fit < p.Streams {
+			env.Results.Note("%s: %d streams instead of %d: the open-file limit is %d", f.Name(), fit, p.Streams, lim)
+			p.Streams = max(fit, p.RefStreams)
+		}
+	}
 	r := &forkRun{env: env}
 	if r.pair, err = NewPair(); err != nil {
 		return err

@@ -257,7 +257,7 @@ forwarding back on):
 rtpengine {{.RTPEngineArgs}}
 ` + "```" + `
 
-and drives it over its ng control protocol (bencode over UDP, ` + "`perf/ng.go`" + `). Per stream:
+with two worker threads (one per core), and drives it over its ng control protocol (bencode over UDP, ` + "`perf/ng.go`" + `). Per stream:
 ` + "`offer`" + ` (caller's SDP) and ` + "`answer`" + ` (callee's SDP) make it relay caller → callee;
 ` + "`subscribe request`" + ` and ` + "`subscribe answer`" + ` (the recorder's recvonly SDP) make it copy
 the caller's RTP to the recorder — the only way rtpengine 10.5 sends RTP copies over the
@@ -265,6 +265,9 @@ network. Its CPU is counted from all its threads. Its overload is permanent per 
 five receive-queue overflows it stops reading a socket), so after any lossy run the suite
 deletes every call and sets up fresh ones, and a run whose log shows ` + "`receive queue exceeded`" + `
 counts as lost. Every call is deleted before rtpengine is stopped (SIGTERM, then SIGKILL).
+No engine is pinned to a core: rtpengine, recfork's engines and the generator all share the
+machine's two cores the same way, and the reference rate for the CPU comparison (20 kpps,
+400 streams) is one every engine sustains here.
 
 Results: ` + "`perf/results/latest.json`" + ` — every key is always present with ` + "`status`" + `
 (` + "`measured`" + `, ` + "`skipped`" + `, ` + "`not measured`" + `, ` + "`n/a`" + `) and ` + "`reason`" + `; ` + "`scenarios`" + ` holds

@@ -22,7 +22,7 @@ import (
 func RTPEngineArgs(ip, pidfile string, threads int) []string {
 	return []string{
 		"--config-file=none", "--table=-1", "--interface=" + ip,
-		"--listen-ng=127.0.0.1:2223", "--port-min=10000", "--port-max=39999",
+		"--listen-ng=127.0.0.1:2223", "--port-min=10000", "--port-max=65000",
 		"--delete-delay=0", "--foreground", "--log-stderr", "--log-level=5",
 		fmt.Sprintf("--num-threads=%d", threads), "--pidfile=" + pidfile,
 	}

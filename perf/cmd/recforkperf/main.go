@@ -52,9 +52,10 @@ func run(args []string) int {
 		defer cancel()
 	}
 
+	fds := perf.RaiseFileLimit(200000)
 	res := perf.NewResults(*quick)
 	r := &perf.Runner{
-		Env:       &perf.Env{Quick: *quick, Results: res, Progress: perf.NewProgress(os.Stderr), Log: log, Shared: map[string]any{}},
+		Env:       &perf.Env{Quick: *quick, Results: res, Progress: perf.NewProgress(os.Stderr), Log: log, Shared: map[string]any{"fd_limit": fds}},
 		Scenarios: perf.Suite(),
 		Budget:    perf.Budget(*quick),
 	}
