@@ -99,8 +99,11 @@ type Session struct {
 	sem      *semErr
 }
 
-// NewSession creates a session for doc; it starts handling events when Run
-// is called. Events may be posted before that; ccxml.loaded always comes first.
+// NewSession creates a session for doc and registers it (so <send> can reach
+// it); it starts handling events when Run is called, and only Run's end
+// unregisters it, so every session made must be run (a session that is not
+// wanted after all: Run it with a canceled context). Events may be posted
+// before Run; ccxml.loaded always comes first.
 func (in *Interpreter) NewSession(doc *Document, p Platform, opts SessionOptions) (*Session, error) {
 	if doc == nil {
 		return nil, fmt.Errorf("new ccxml session: nil document")
