@@ -151,7 +151,8 @@ static __always_inline int is_media(struct __sk_buff *skb, __u32 off, __u32 plen
 
 /* fork_stream looks the packet's stream up and copies or counts it. */
 static __always_inline void fork_stream(struct __sk_buff *skb, struct stream_key *key,
-					struct fork_hdr *old, int v6, int hdr_len, __u32 payload)
+					struct fork_hdr *old, int v6, int hdr_len, __u32 payload,
+					__u32 segs)
 {
 	struct fork_hdr new = {};
 	struct stream_value *v;
@@ -185,12 +186,12 @@ static __always_inline void fork_stream(struct __sk_buff *skb, struct stream_key
 	if (!c)
 		return;
 	if (v->mode != MODE_ACTIVE) {
-		c->muted_packets++;
+		c->muted_packets += segs;
 		c->muted_bytes += payload;
 		return;
 	}
 	if (!(v->flags & STREAM_F_RESOLVED) || v->family != key->family) {
-		c->failed_packets++;
+		c->failed_packets += segs;
 		return;
 	}
 
@@ -208,7 +209,7 @@ static __always_inline void fork_stream(struct __sk_buff *skb, struct stream_key
 
 	ret = write_hdr(skb, v6, old, &new);
 	if (ret == WRITE_NONE) {
-		c->failed_packets++;
+		c->failed_packets += segs;
 		return;
 	}
 	if (!ret) {
@@ -221,10 +222,10 @@ static __always_inline void fork_stream(struct __sk_buff *skb, struct stream_key
 	 * above rule out): the original must leave exactly as it came. */
 	write_hdr(skb, v6, &new, old);
 	if (ret) {
-		c->failed_packets++;
+		c->failed_packets += segs;
 		return;
 	}
-	c->copied_packets++;
+	c->copied_packets += segs;
 	c->copied_bytes += payload;
 }
 
@@ -235,17 +236,26 @@ static __always_inline int fork_packet(struct __sk_buff *skb, __u8 dir)
 	struct inflight_count *q;
 	struct udphdr *udp;
 	void *data, *end;
-	__u32 payload, zero = 0;
+	__u32 payload, segs, zero = 0;
 	int v6, hdr_len;
 
 	if (skb->mark == FORK_MARK) {
 		count(STAT_LOOPED);
 		return TCX_NEXT;
 	}
-	/* A GSO skb carries several datagrams behind one header. */
+	/* A GSO skb carries several datagrams behind one header. On egress
+	 * it is the stack's UDP GSO (UDP_SEGMENT, SKB_GSO_UDP_L4): the copy is
+	 * rewritten like any packet and the recorder's interface segments it,
+	 * each datagram getting the rewritten headers. On ingress it would be
+	 * GRO's work, of a kind (fraglist or not) __sk_buff does not tell. */
+	segs = 1;
 	if (skb->gso_size) {
-		count(STAT_GSO);
-		return TCX_NEXT;
+		if (dir != DIR_OUTBOUND || skb->gso_segs == 0) {
+			count(STAT_GSO);
+			return TCX_NEXT;
+		}
+		segs = skb->gso_segs;
+		count(STAT_GSO_EGRESS);
 	}
 	/* A tag the NIC or the stack moved into metadata would go out with
 	 * the copy on the recorder's interface; the fork belongs on the VLAN
@@ -333,7 +343,7 @@ static __always_inline int fork_packet(struct __sk_buff *skb, __u8 dir)
 	 * only after the run is done with what it read. */
 	if (__sync_fetch_and_add(&q->enter, 1) == ~0ULL)
 		return TCX_NEXT;
-	fork_stream(skb, &key, &old, v6, hdr_len, payload);
+	fork_stream(skb, &key, &old, v6, hdr_len, payload, segs);
 	if (__sync_fetch_and_add(&q->leave, 1) == ~0ULL)
 		count(STAT_MISS); /* never: keeps the fetch (ordered) form */
 	return TCX_NEXT;

@@ -81,6 +81,7 @@ enum stat_reason {
 	STAT_LOOPED,         /* a copy seen again (marked) */
 	STAT_NOT_RTP,        /* a forked stream's datagram that is not RTP or RTCP */
 	STAT_VLAN,           /* VLAN tag in skb metadata: attach to the VLAN device */
+	STAT_GSO_EGRESS,     /* not passed over: UDP GSO skbs from the local stack, looked up as several datagrams */
 	STAT_MAX,
 };
 

@@ -57,6 +57,10 @@ type KernelStats struct {
 	// VLAN counts packets whose VLAN tag is in skb metadata (seen on the
 	// parent of a VLAN device): attach to the VLAN device instead.
 	VLAN uint64
+	// GSOEgress counts UDP GSO packets from the local stack (the userspace
+	// engine's UDP_SEGMENT batches) that the egress program handled as the
+	// datagrams they carry; not an untouched pass.
+	GSOEgress uint64
 	// Failed counts packets of active forks that could not be copied (next
 	// hop unresolved, clone failed), summed over live forks.
 	Failed uint64

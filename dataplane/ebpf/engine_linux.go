@@ -25,7 +25,7 @@ import (
 const (
 	modeActive   = 1
 	flagResolved = 1
-	statMax      = 10
+	statMax      = 11
 	maxForks     = 65536
 	familyV4     = 4
 	familyV6     = 6
@@ -652,7 +652,7 @@ func (e *Engine) KernelStats() (KernelStats, error) {
 		}
 	}
 	ks := KernelStats{Miss: r[0], NotIP: r[1], NotUDP: r[2], Short: r[3], Fragment: r[4],
-		IPOptions: r[5], GSO: r[6], Looped: r[7], NotRTP: r[8], VLAN: r[9]}
+		IPOptions: r[5], GSO: r[6], Looped: r[7], NotRTP: r[8], VLAN: r[9], GSOEgress: r[10]}
 	for _, f := range e.forks {
 		if c, err := e.counters(f.val.Slot); err == nil {
 			ks.Failed += c.failed

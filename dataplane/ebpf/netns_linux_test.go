@@ -445,3 +445,54 @@ func TestChecksumNegativeControl(t *testing.T) {
 		})
 	}
 }
+
+// TestForkOutboundGSO: with the userspace engine sending relayed datagrams
+// as UDP GSO batches, the egress program copies every datagram of a batch.
+func TestForkOutboundGSO(t *testing.T) {
+	for _, f := range families {
+		t.Run(f.name, func(t *testing.T) {
+			tp := newTopology(t, f, viaSame)
+			var e *Engine
+			tp.eng.MustDo(t, func() error {
+				media, err := userspace.New(userspace.Config{PortRange: testRange, GSO: true, Workers: 1, Batch: 64})
+				if err != nil {
+					return err
+				}
+				e, err = New(Config{Media: media, Interfaces: tp.ifaces, Logger: slog.New(slog.DiscardHandler)})
+				return err
+			})
+			t.Cleanup(func() { e.Close() })
+			pa, pb := listenPair(t, tp.remote, tp.remoteIP), listenPair(t, tp.remote, tp.remoteIP)
+			rec := listenPair(t, tp.rec, tp.recIP)
+			_ = rec.rtp.SetReadBuffer(1 << 20)
+			_ = pa.rtp.SetReadBuffer(1 << 20)
+			a := openEndpoint(t, tp.eng, e, tp.engIP, pa.addr)
+			b := openEndpoint(t, tp.eng, e, tp.engIP, pb.addr)
+			src := openEndpoint(t, tp.eng, e, tp.engIP, netip.AddrPort{})
+			if err := e.Join(a.ID, b.ID, dataplane.Full); err != nil {
+				t.Fatal(err)
+			}
+			if err := e.AddFork(a.ID, dataplane.Outbound, dataplane.ForkConfig{Recorder: rec.addr, Source: src.ID}); err != nil {
+				t.Fatal(err)
+			}
+			// Equal-size bursts, so the relay to a's remote merges them.
+			var all [][]byte
+			for round := range 20 {
+				burst := rtpN(0x6a, uint16(round*50), 50)
+				send(t, pb.rtp, b.Local, burst...)
+				expect(t, pa.rtp, a.Local, burst...)
+				all = append(all, burst...)
+			}
+			expect(t, rec.rtp, src.Local, all...)
+			waitFork(t, e, a.ID, dataplane.Outbound, dataplane.ForkStats{CopiedPackets: uint64(len(all)), CopiedBytes: sumLen(all)})
+			ks, err := e.KernelStats()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ks.GSOEgress == 0 {
+				t.Fatalf("no GSO batch reached the egress program (%+v): the test did not exercise GSO", ks)
+			}
+			t.Logf("%d GSO batches carried %d datagrams", ks.GSOEgress, len(all))
+		})
+	}
+}

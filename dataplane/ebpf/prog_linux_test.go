@@ -191,6 +191,7 @@ const (
 	statLooped
 	statNotRTP
 	statVLAN
+	statGSOEgress
 )
 
 func TestProgramRun(t *testing.T) {
