@@ -65,7 +65,7 @@
 // once (goja.Compile) and their programs shared by all sessions. <goto> gives
 // the session a fresh ccxml scope; application variables are carried over
 // as data (functions stored in application do not survive a <goto>).
-// <move> is not supported (error.move).
+// <move> needs a platform that implements Mover; otherwise it raises error.move.
 //
 // # Scopes
 //

@@ -137,8 +137,7 @@ func (s *Session) native(call goja.FunctionCall) goja.Value {
 			panic(err)
 		}
 	case "move":
-		s.raise("error.move", map[string]any{"sessionid": a.str("sessionid", ""),
-			"reason": "move is not supported by this interpreter"})
+		s.move(a)
 	case "dialogprepare", "dialogstart", "dialogterminate":
 		return s.dialog(a)
 	default:
@@ -612,4 +611,77 @@ func (s *Session) createCCXML(a args) goja.Value {
 		s.raise("error.createccxml", map[string]any{"sessionid": id, "reason": "interpreter closed"})
 	}
 	return s.rt.ToValue(id)
+}
+
+// move is <move> (CCXML 1.0 section 9.2.x): an event source (a connection)
+// and optionally the event being handled go to another session. Only a
+// platform that implements Mover can re-route a connection's events, so
+// without one the document gets error.move.
+func (s *Session) move(a args) {
+	target := a.str("sessionid", "")
+	fields := map[string]any{"sessionid": target}
+	var ev map[string]any
+	if v, ok := a.val("event"); ok {
+		ev, _ = v.Export().(map[string]any)
+		if ev == nil {
+			s.fail(a.n, "move: event is not an event object")
+			return
+		}
+	}
+	src := a.str("source", "")
+	if src == "" && ev != nil {
+		src, _ = ev["connectionid"].(string)
+	}
+	if src == "" {
+		s.fail(a.n, "move needs source or an event with a connectionid")
+		return
+	}
+	fields["sourceid"] = src
+	failMove := func(reason string) {
+		fields["reason"] = reason
+		s.raise("error.move", fields)
+	}
+	t, ok := s.in.Session(target)
+	if !ok || t == s {
+		failMove("no other session " + target)
+		return
+	}
+	conn, ok := s.conns[src]
+	if !ok {
+		failMove("no connection " + src + " in this session")
+		return
+	}
+	m, ok := s.plat.(Mover)
+	if !ok {
+		failMove("the platform cannot move connections")
+		return
+	}
+	if err := m.Move(s.ctx, s, t, src); err != nil {
+		failMove(err.Error())
+		return
+	}
+	data, _ := conn.Export().(map[string]any)
+	delete(s.conns, src)
+	_ = s.connsObj.Delete(src)
+	// The target installs the connection object before any later event of
+	// the connection reaches it, then gets the moved event, if any.
+	_ = t.enqueue(qitem{fn: func() {
+		o := t.rt.NewObject()
+		for k, v := range data {
+			_ = o.Set(k, t.toJS(v))
+		}
+		t.conns[src] = o
+		ro(t.connsObj, src, o)
+	}})
+	if ev != nil {
+		name, _ := ev["name"].(string)
+		f := make(map[string]any, len(ev))
+		for k, v := range ev {
+			if k != "name" && k != "connection" {
+				f[k] = v
+			}
+		}
+		_ = t.Post(Event{Name: name, Fields: f})
+	}
+	s.raise("move.successful", fields)
 }

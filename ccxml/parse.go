@@ -393,6 +393,10 @@ func (p *docParser) checkElement(n *node, parent string) {
 		if n.has("src") && n.has("prepareddialogid") {
 			p.errf(n.line, n.col, "<dialogstart> takes src or prepareddialogid, not both")
 		}
+	case "move":
+		if n.has("source") == n.has("event") {
+			p.errf(n.line, n.col, "<move> takes exactly one of source and event")
+		}
 	case "send":
 		if n.has("name") && n.has("data") {
 			p.errf(n.line, n.col, "<send> takes name (or the legacy data), not both")

@@ -69,6 +69,14 @@ type Platform interface {
 	Send(ctx context.Context, s *Session, r SendRequest) error
 }
 
+// Mover is implemented by a platform that can re-route a connection's events
+// from one session to another (<move>). After Move returns nil, every later
+// event of the connection must be posted to the target session. Without it,
+// <move> raises error.move.
+type Mover interface {
+	Move(ctx context.Context, from, to *Session, connectionID string) error
+}
+
 // AcceptRequest is <accept>.
 type AcceptRequest struct {
 	ConnectionID string

@@ -55,7 +55,10 @@ type Platform struct {
 	pending []*conn
 }
 
-var _ ccxml.Platform = (*Platform)(nil)
+var (
+	_ ccxml.Platform = (*Platform)(nil)
+	_ ccxml.Mover    = (*Platform)(nil)
+)
 
 // New returns a simulated platform.
 func New(cfg Config) (*Platform, error) {
@@ -368,4 +371,19 @@ func (p *Platform) DialogStart(ctx context.Context, s *ccxml.Session, r ccxml.Di
 // DialogTerminate is not supported.
 func (p *Platform) DialogTerminate(ctx context.Context, s *ccxml.Session, r ccxml.DialogTerminateRequest) error {
 	return p.cfg.DialogTerminate(ctx, s, r)
+}
+
+// Move re-routes a connection's events to another session (<move>).
+func (p *Platform) Move(_ context.Context, from, to *ccxml.Session, connectionID string) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	c, err := p.get(connectionID)
+	if err != nil {
+		return err
+	}
+	if c.session != from {
+		return fmt.Errorf("move connection %s: it belongs to another session", connectionID)
+	}
+	c.session = to
+	return nil
 }
