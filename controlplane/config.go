@@ -54,6 +54,10 @@ type Config struct {
 	// AlertTimeout bounds how long an inbound call may ring waiting for the
 	// app's decision; zero means 30 s (then 480).
 	AlertTimeout time.Duration
+	// DisableDTMF turns off RFC 4733 DTMF detection (connection.signal from
+	// telephone-event RTP), which costs a private endpoint per call; zero
+	// means enabled. DTMF by SIP INFO is always handled.
+	DisableDTMF bool
 	// Logger receives the daemon's structured logs; nil means slog.Default().
 	Logger *slog.Logger
 }

@@ -101,6 +101,10 @@ type Connection struct {
 	// seTimer ends the call when the caller stops refreshing (RFC 4028).
 	seTimer    *time.Timer
 	seInterval int
+	// tapEP is the private endpoint that receives c's RTP for RFC 4733
+	// DTMF (dtmf.go); tapPort is its local port.
+	tapEP   dataplane.EndpointID
+	tapPort uint16
 }
 
 // ConnectionInfo is a snapshot of a connection for the admin API and the app.

@@ -46,6 +46,7 @@ type Daemon struct {
 	tcp     net.Listener
 	sipAddr netip.AddrPort
 
+	tap      *dtmfTap // nil when DTMF in RTP is disabled
 	app      atomic.Pointer[App]
 	recorder atomic.Pointer[Recorder]
 	metrics  *metrics
@@ -55,8 +56,8 @@ type Daemon struct {
 	wg     sync.WaitGroup // every goroutine the daemon starts
 	nextID atomic.Uint64
 
-	mu      sync.Mutex
-	conns   map[string]*Connection
+	mu    sync.Mutex
+	conns map[string]*Connection
 	// byDialog finds the connection of an in-dialog request by its sipgo
 	// dialog (a *sipgo.DialogServerSession or *sipgo.DialogClientSession).
 	byDialog map[any]*Connection
@@ -79,8 +80,19 @@ func New(cfg Config) (*Daemon, error) {
 	d := &Daemon{cfg: cfg, log: cfg.Logger, engine: cfg.Engine, conns: map[string]*Connection{}, byDialog: map[any]*Connection{}, metrics: newMetrics()}
 	d.ctx, d.cancel = context.WithCancel(context.Background())
 	d.metrics.reg.MustRegister(newEngineCollector(d.engine.Stats))
+	if !cfg.DisableDTMF {
+		tap, err := newDTMFTap(cfg.MediaIP)
+		if err != nil {
+			d.cancel()
+			return nil, err
+		}
+		d.tap = tap
+	}
 	if err := d.startSIP(); err != nil {
 		d.cancel()
+		if d.tap != nil {
+			d.tap.close()
+		}
 		return nil, err
 	}
 	return d, nil
@@ -319,6 +331,7 @@ func (c *Connection) end(state ConnState) {
 				oc.mu.Unlock()
 			}
 		}
+		d.stopDTMF(c)
 		if ep != 0 {
 			if err := d.engine.CloseEndpoint(ep); err != nil && !errors.Is(err, dataplane.ErrNotFound) {
 				c.log.Warn("close media endpoint", "err", err)
@@ -376,5 +389,8 @@ func (d *Daemon) Close() error {
 	d.cancel()
 	d.closeSIP()
 	d.wg.Wait()
+	if d.tap != nil {
+		d.tap.close()
+	}
 	return nil
 }

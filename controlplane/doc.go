@@ -27,10 +27,12 @@
 //     hears the new call; callreceive: the new call hears it.
 //   - An outbound call offers the codec of the connection it will be joined to
 //     (the data plane relays without transcoding).
-//   - connection.signal carries DTMF received as SIP INFO
-//     (application/dtmf-relay, application/dtmf). RFC 4733 events inside RTP
-//     are relayed by the data plane but not surfaced: the Engine contract has
-//     no event tap yet.
+//   - connection.signal carries DTMF (event$.dtmf, one key per event) from
+//     RFC 4733 telephone-events in the caller's RTP and from SIP INFO
+//     (application/dtmf-relay, application/dtmf). The Engine contract has no
+//     event tap, so RTP events are read from a private endpoint half-joined
+//     to the connection (dtmf.go); Config.DisableDTMF (--dtmf=false) saves
+//     its port pair and relay work on dense deployments.
 //   - <merge> is not supported (connection.merge.failed).
 //   - A session that ends (exit, an unhandled error.*, a contained panic)
 //     leaves no call behind: its connections are hung up.

@@ -199,6 +199,7 @@ func (d *Daemon) carryOut(c *Connection, dlg *sipgo.DialogServerSession, tx sip.
 			return
 		}
 		c.setState(StateConnected)
+		d.startDTMF(c)
 		c.armSessionTimer(se)
 		d.metrics.answered.Inc()
 		c.log.Info("call connected", "session_expires_s", se)

@@ -316,6 +316,7 @@ func (d *Daemon) runOutbound(ctx context.Context, c *Connection, req *sip.Reques
 	c.cancelOut = nil
 	c.mu.Unlock()
 	c.setState(StateConnected)
+	d.startDTMF(c)
 	d.metrics.answered.Inc()
 	c.log.Info("outbound call connected", "codec", codecs[0].Name)
 	if onConnected != nil {

@@ -2,6 +2,7 @@ package controlplane_test
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -866,5 +867,63 @@ func TestCreateSessionOverHTTP(t *testing.T) {
 	res.Body.Close()
 	if res.StatusCode != http.StatusBadRequest {
 		t.Fatalf("createsession of a missing document: %d", res.StatusCode)
+	}
+}
+
+// telephoneEvent is an RFC 4733 packet (PT 101) for key ev.
+func telephoneEvent(seq uint16, ts uint32, ev byte, end bool) []byte {
+	b := make([]byte, 16)
+	b[0], b[1] = 0x80, 101
+	binary.BigEndian.PutUint16(b[2:], seq)
+	binary.BigEndian.PutUint32(b[4:], ts)
+	binary.BigEndian.PutUint32(b[8:], 0x1234)
+	b[12] = ev
+	b[13] = 10
+	if end {
+		b[13] |= 0x80
+	}
+	binary.BigEndian.PutUint16(b[14:], 800)
+	return b
+}
+
+// TestDTMFInRTP: RFC 4733 events in the caller's RTP reach the document as
+// connection.signal, one per event however often its packets repeat.
+func TestDTMFInRTP(t *testing.T) {
+	for _, dp := range []string{"", "userspace"} {
+		t.Run("engine "+dp, func(t *testing.T) {
+			svc, eng := startService(t, svcOpts{app: writeApp(t, dtmfApp), dataplane: dp})
+			media, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer media.Close()
+			r := newRawSIP(t, svc.Daemon().SIPAddr().String())
+			cid := "dtmf-rtp-" + dp
+			port := media.LocalAddr().(*net.UDPAddr).Port
+			r.send(r.request("INVITE", cid, "", "application/sdp", sdpOffer(port, "0 101")+"a=rtpmap:101 telephone-event/8000\r\n", 1))
+			ok := r.expect(200)
+			_, tag, _ := strings.Cut(headerLine(ok, "To"), "tag=")
+			r.send(r.request("ACK", cid, tag, "", "", 1))
+			ans, err := controlplane.ParseAudioSDP([]byte(ok[strings.Index(ok, "\r\n\r\n")+4:]))
+			if err != nil {
+				t.Fatal(err)
+			}
+			dst := net.UDPAddrFromAddrPort(ans.Remote)
+			waitFor(t, "the tap", func() bool { return eng.Stats().Joins >= 1 }) // the tap
+			var seq uint16
+			send := func(ts uint32, ev byte) {
+				for i := 0; i < 4; i++ { // start, continuation, three ends
+					seq++
+					if _, err := media.WriteToUDP(telephoneEvent(seq, ts, ev, i >= 1), dst); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			send(1000, 4) // '4': the app ignores it
+			send(2000, 5) // '5': the app hangs up
+			r.expectRequest("BYE")
+			waitFor(t, "the call to end", func() bool { return len(svc.Daemon().Connections()) == 0 })
+			waitFor(t, "endpoints to close", func() bool { st := eng.Stats(); return st.Endpoints == 0 && st.Joins == 0 })
+		})
 	}
 }

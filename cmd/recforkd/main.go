@@ -33,6 +33,7 @@ type options struct {
 	config, listen, app, mediaIP, rtpPorts string
 	dataplane, iface, admin, srs, recDir   string
 	http, destination, logLevel, logFormat string
+	dtmf                                   bool
 }
 
 func newOptions(stderr io.Writer) *options {
@@ -51,6 +52,7 @@ func newOptions(stderr io.Writer) *options {
 	fs.StringVar(&o.recDir, "recordings", "recordings", "directory of the built-in SRS's files")
 	fs.StringVar(&o.http, "http", "", "optional HTTP listener for /metrics and the CCXML basichttp processor")
 	fs.StringVar(&o.destination, "destination", "", "SIP URI the embedded app bridges callers to (default: echo)")
+	fs.BoolVar(&o.dtmf, "dtmf", true, "detect RFC 4733 DTMF in callers' RTP (connection.signal); costs a port pair per call")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&o.logFormat, "log-format", "text", "text or json")
 	fs.Usage = func() {
@@ -156,6 +158,7 @@ func (o *options) config2() (controlplane.Config, error) {
 	}
 	cfg.Listen, cfg.App, cfg.Dataplane, cfg.Admin = o.listen, o.app, o.dataplane, o.admin
 	cfg.SRS, cfg.RecordingsDir, cfg.HTTP, cfg.Destination = o.srs, o.recDir, o.http, o.destination
+	cfg.DisableDTMF = !o.dtmf
 	if o.mediaIP != "" {
 		a, err := netip.ParseAddr(o.mediaIP)
 		if err != nil {
