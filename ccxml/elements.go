@@ -64,7 +64,7 @@ func (a args) namelist() map[string]any {
 // CCXML 1.0 section 9.1 such failures in the execution of an element do not
 // end the transition; only ECMAScript evaluation errors do.
 func (s *Session) fail(n *node, format string, a ...any) goja.Value {
-	s.errorf("error.semantic", n.tag, format, a...)
+	s.semantic(n, fmt.Sprintf(format, a...))
 	return goja.Undefined()
 }
 
@@ -88,7 +88,7 @@ func (s *Session) undeclared(call goja.FunctionCall) goja.Value {
 	if call.Argument(1).ToInteger() == 1 {
 		reason = "session variable " + name + " is read-only"
 	}
-	s.sem = &semErr{tag: n.tag, reason: reason}
+	s.sem = &semErr{node: n, reason: reason}
 	s.rt.Interrupt(s.sem)
 	return goja.Undefined()
 }

@@ -10,7 +10,7 @@ import (
 )
 
 type semErr struct {
-	tag    string
+	node   *node
 	reason string
 }
 
@@ -133,39 +133,43 @@ func (s *Session) jsError(err error, fallback *node, prog string) {
 	if s.sem != nil {
 		se := s.sem
 		s.sem = nil
-		s.errorf("error.semantic", se.tag, "%s", se.reason)
+		s.semantic(se.node, se.reason)
 		return
 	}
-	tag := fallback.tag
+	n := fallback
+	at := func(frames []goja.StackFrame) {
+		if e := s.doc.elementAt(frames, prog); e != nil {
+			n = e
+		}
+	}
 	var ie *goja.InterruptedError
-	if errors.As(err, &ie) {
-		if n := s.doc.elementAt(ie.Stack(), prog); n != nil {
-			tag = n.tag
-		}
-		s.errorf("error.semantic", tag, "script exceeded its budget of %v", s.in.cfg.ScriptBudget)
-		return
-	}
 	var so *goja.StackOverflowError
-	if errors.As(err, &so) {
-		if n := s.doc.elementAt(so.Stack(), prog); n != nil {
-			tag = n.tag
-		}
-		s.errorf("error.semantic", tag, "call stack exceeds %d frames", s.in.cfg.MaxCallStackSize)
-		return
-	}
 	var ex *goja.Exception
-	if errors.As(err, &ex) {
-		if n := s.doc.elementAt(ex.Stack(), prog); n != nil {
-			tag = n.tag
-		}
+	switch {
+	case errors.As(err, &ie):
+		at(ie.Stack())
+		s.semantic(n, fmt.Sprintf("script exceeded its budget of %v", s.in.cfg.ScriptBudget))
+	case errors.As(err, &so):
+		at(so.Stack())
+		s.semantic(n, fmt.Sprintf("call stack exceeds %d frames", s.in.cfg.MaxCallStackSize))
+	case errors.As(err, &ex):
+		at(ex.Stack())
 		reason := "exception"
 		if v := ex.Value(); v != nil {
 			reason = v.String()
 		}
-		s.errorf("error.semantic", tag, "%s", reason)
-		return
+		s.semantic(n, reason)
+	default:
+		s.semantic(n, err.Error())
 	}
-	s.errorf("error.semantic", tag, "%v", err)
+}
+
+// semantic raises error.semantic for element n: tagname is the element's
+// name, and reason ends with the element's position so a document's author
+// can find it.
+func (s *Session) semantic(n *node, reason string) {
+	s.raise("error.semantic", map[string]any{"tagname": n.tag,
+		"reason": fmt.Sprintf("%s (%s:%d:%d)", reason, n.file, n.line, n.col)})
 }
 
 // toJS converts Go values from events into plain ECMAScript values, so

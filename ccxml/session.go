@@ -377,13 +377,5 @@ func (s *Session) end(st ExitStatus, err error) {
 	}
 }
 
-// errorf raises an error event with reason and tagname.
-func (s *Session) errorf(name, tag, format string, args ...any) {
-	f := map[string]any{"reason": fmt.Sprintf(format, args...)}
-	if tag != "" {
-		f["tagname"] = tag
-	}
-	s.raise(name, f)
-}
 
 var errSendFailed = errors.New("send failed")
