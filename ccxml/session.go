@@ -377,5 +377,4 @@ func (s *Session) end(st ExitStatus, err error) {
 	}
 }
 
-
 var errSendFailed = errors.New("send failed")
