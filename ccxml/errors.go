@@ -30,6 +30,8 @@ var (
 	ErrNotAllowed = errors.New("location not allowed")
 	// ErrTooLarge is returned for a document or script over the size limit.
 	ErrTooLarge = errors.New("document too large")
+	// errSendFailed marks a basichttp send the server refused.
+	errSendFailed = errors.New("send failed")
 	// ErrNoSession is returned for a session id the interpreter does not know.
 	ErrNoSession = errors.New("no such session")
 )

@@ -2,7 +2,6 @@ package ccxml
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"runtime/debug"
 	"strconv"
@@ -376,5 +375,3 @@ func (s *Session) end(st ExitStatus, err error) {
 		s.setErr(err)
 	}
 }
-
-var errSendFailed = errors.New("send failed")
