@@ -392,7 +392,7 @@ func (s *Session) deliverer(ttype, target, name, sendid string, fields map[strin
 		return func() {
 			t, ok := s.in.Session(target)
 			if !ok {
-				failEv("error.send.targetunavailable", "no session "+target)
+				failEv("error.send.targetunavailable", fmt.Sprintf("send to %s: %v", target, ErrNoSession))
 				return
 			}
 			f := make(map[string]any, len(fields)+3)
