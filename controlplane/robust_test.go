@@ -927,3 +927,56 @@ func TestDTMFInRTP(t *testing.T) {
 		})
 	}
 }
+
+// TestCallOverTCP: the SIP port serves TCP as well as UDP.
+func TestCallOverTCP(t *testing.T) {
+	svc, eng := startService(t, svcOpts{})
+	addr := svc.Daemon().SIPAddr().String()
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	local := conn.LocalAddr().String()
+	msg := func(method, tag string, cseq int, body string) string {
+		to := "<sip:x@" + addr + ">"
+		if tag != "" {
+			to += ";tag=" + tag
+		}
+		ctype := ""
+		if body != "" {
+			ctype = "Content-Type: application/sdp\r\n"
+		}
+		return fmt.Sprintf("%s sip:x@%s;transport=tcp SIP/2.0\r\nVia: SIP/2.0/TCP %s;branch=z9hG4bK-tcp-%d\r\n"+
+			"From: <sip:t@%s>;tag=tcptag\r\nTo: %s\r\nCall-ID: tcp-call\r\nCSeq: %d %s\r\n"+
+			"Contact: <sip:t@%s;transport=tcp>\r\nMax-Forwards: 70\r\n%sContent-Length: %d\r\n\r\n%s",
+			method, addr, local, cseq*10+len(method), local, to, cseq, method, local, ctype, len(body), body)
+	}
+	if _, err := conn.Write([]byte(msg("INVITE", "", 1, sdpOffer(4000, "0")))); err != nil {
+		t.Fatal(err)
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	var got strings.Builder
+	buf := make([]byte, 8192)
+	for !strings.Contains(got.String(), "SIP/2.0 200 OK") || !strings.Contains(got.String()[strings.Index(got.String(), "SIP/2.0 200 OK"):], "m=audio") {
+		n, err := conn.Read(buf)
+		if err != nil {
+			t.Fatalf("no 200 over TCP: %v\n%s", err, got.String())
+		}
+		got.Write(buf[:n])
+	}
+	ok := got.String()[strings.Index(got.String(), "SIP/2.0 200 OK"):]
+	_, tag, _ := strings.Cut(headerLine(ok, "To"), "tag=")
+	if _, err := conn.Write([]byte(msg("ACK", tag, 1, ""))); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the call to connect", func() bool {
+		cs := svc.Daemon().Connections()
+		return len(cs) == 1 && cs[0].State == controlplane.StateConnected
+	})
+	if _, err := conn.Write([]byte(msg("BYE", tag, 2, ""))); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the call to end", func() bool { return len(svc.Daemon().Connections()) == 0 })
+	waitFor(t, "endpoints to close", func() bool { return eng.Stats().Endpoints == 0 })
+}
