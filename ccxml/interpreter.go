@@ -216,9 +216,12 @@ func (in *Interpreter) Compile(ctx context.Context, name string, src []byte) (*D
 				if err == nil {
 					body, err = in.fetch(ctx, uri, fetchOpts{timeout: timeout})
 				}
-				if err != nil {
+				switch {
+				case err != nil:
 					diags = append(diags, Diagnostic{File: name, Line: n.line, Col: n.col, Msg: fmt.Sprintf("<script> src: %v", err)})
-				} else {
+				case scriptSyntax(uri, string(body)) != nil:
+					diags = append(diags, *scriptSyntax(uri, string(body)))
+				default:
 					n.text = string(body)
 				}
 			}

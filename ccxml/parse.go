@@ -404,3 +404,17 @@ func (p *docParser) checkElement(n *node, parent string) {
 	}
 	_ = parent
 }
+
+// scriptSyntax checks an external script's syntax, positioned in that script.
+func scriptSyntax(file, src string) *Diagnostic {
+	_, err := parser.ParseFile(nil, file, src, 0)
+	if err == nil {
+		return nil
+	}
+	d := &Diagnostic{File: file, Line: 1, Col: 1, Msg: firstLine(err)}
+	var el parser.ErrorList
+	if errors.As(err, &el) && len(el) > 0 {
+		d.Line, d.Col, d.Msg = max(el[0].Position.Line, 1), max(el[0].Position.Column, 1), el[0].Message
+	}
+	return d
+}

@@ -3,6 +3,7 @@ package ccxml
 import (
 	"context"
 	"errors"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -207,4 +208,17 @@ func FuzzParseTime(f *testing.F) {
 			t.Fatalf("ParseTime(%q) = %v, negative", s, d)
 		}
 	})
+}
+
+func TestExternalScriptSyntaxError(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(dir+"/bad.js", []byte("var ok = 1;\nvar = 2;\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	in, _ := New(Config{})
+	_, err := in.Compile(context.Background(), dir+"/doc.ccxml", []byte(`<ccxml version="1.0"><script src="bad.js"/></ccxml>`))
+	var ds Diagnostics
+	if !errors.As(err, &ds) || len(ds) != 1 || ds[0].File != dir+"/bad.js" || ds[0].Line != 2 {
+		t.Fatalf("got %v, want one diagnostic at bad.js line 2", err)
+	}
 }
