@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"reflect"
 	"strconv"
 	"strings"
 	"testing"
@@ -454,7 +455,22 @@ func TestForkOutboundGSO(t *testing.T) {
 			tp := newTopology(t, f, viaSame)
 			var e *Engine
 			tp.eng.MustDo(t, func() error {
-				media, err := userspace.New(userspace.Config{PortRange: testRange, GSO: true, Workers: 1, Batch: 64})
+				cfg := userspace.Config{PortRange: testRange, Workers: 1, Batch: 64}
+				// The switch that merges relayed datagrams into UDP GSO
+				// messages has been renamed while the userspace engine
+				// evolves; find it by name so this test follows it.
+				found := false
+				for _, name := range []string{"GSORelays", "GSO"} {
+					if f := reflect.ValueOf(&cfg).Elem().FieldByName(name); f.IsValid() && f.Kind() == reflect.Bool {
+						f.SetBool(true)
+						found = true
+						break
+					}
+				}
+				if !found {
+					return fmt.Errorf("userspace.Config has no switch for GSO relays")
+				}
+				media, err := userspace.New(cfg)
 				if err != nil {
 					return err
 				}
