@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"time"
@@ -178,15 +179,27 @@ func (d *Daemon) serveAdmin(ctx context.Context, path string, info adminInfo) (f
 		return nil, fmt.Errorf("admin socket %s: another daemon is listening", path)
 	}
 	_ = os.Remove(path)
-	old := umask(0o177)
-	ln, err := net.Listen("unix", path)
-	umask(old)
+	// Bind in a private directory (0700) beside the target, make the socket
+	// 0600, then move it into place: it is never reachable with wider
+	// permissions, and the process umask is left alone.
+	tmp, err := os.MkdirTemp(filepath.Dir(path), ".recforkd-admin-")
+	if err != nil {
+		return nil, fmt.Errorf("admin socket %s: %w", path, err)
+	}
+	defer os.RemoveAll(tmp)
+	tmpPath := filepath.Join(tmp, "s")
+	ln, err := net.Listen("unix", tmpPath)
 	if err != nil {
 		return nil, fmt.Errorf("listen admin socket %s: %w", path, err)
 	}
-	if err := os.Chmod(path, 0o600); err != nil {
+	ln.(*net.UnixListener).SetUnlinkOnClose(false)
+	if err := os.Chmod(tmpPath, 0o600); err != nil {
 		ln.Close()
 		return nil, fmt.Errorf("chmod admin socket %s: %w", path, err)
+	}
+	if err := os.Rename(tmpPath, path); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("place admin socket %s: %w", path, err)
 	}
 	srv := &http.Server{Handler: d.adminHandler(info), ReadHeaderTimeout: 5 * time.Second}
 	done := make(chan struct{})
