@@ -93,20 +93,18 @@ func (p *Platform) record(s *ccxml.Session, c *conn, r ccxml.SendRequest) {
 	c.pending = &target
 }
 
-// Idle answers the pending bvr.record requests of the session: exactly one
+// Idle answers the pending bvr.record requests: exactly one
 // bvr.record.update (or error.bvr.record) per connection, describing the
 // final state of all requests merged since the last answer. Wire it into
 // ccxml.SessionOptions.Idle. It reports whether it posted anything.
-func (p *Platform) Idle(s *ccxml.Session) bool {
+func (p *Platform) Idle(*ccxml.Session) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	posted := false
-	keep := p.pending[:0]
 	for _, c := range p.pending {
-		if c.session != s {
-			keep = append(keep, c)
-			continue
-		}
+		// Answers go to the connection's session, which may be another
+		// than the idle one (after <move>, or for a <createccxml> child).
+		s := c.session
 		t := *c.pending
 		c.pending = nil
 		posted = true
@@ -148,7 +146,7 @@ func (p *Platform) Idle(s *ccxml.Session) bool {
 		post(s, "bvr.record.update", map[string]any{"connectionid": c.id, "type": t.reqType, "uri": t.uri,
 			"inbound": t.inbound, "outbound": t.outbound, "operation": op, "eventid": t.sendid})
 	}
-	p.pending = keep
+	p.pending = p.pending[:0]
 	return posted
 }
 
