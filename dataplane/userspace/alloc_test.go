@@ -14,7 +14,7 @@ import (
 func TestHotPathDoesNotAllocate(t *testing.T) {
 	for _, gso := range []bool{true, false} {
 		t.Run(map[bool]string{true: "gso", false: "nogso"}[gso], func(t *testing.T) {
-			e := newTestEngine(t, Config{Workers: 1, GSO: gso})
+			e := newTestEngine(t, Config{Workers: 1, DisableGSO: !gso, GSORelays: gso})
 			h := loHarness(lo4)
 			pa, pb, rec := dataplanetest.NewParty(t, h), dataplanetest.NewParty(t, h), dataplanetest.NewParty(t, h)
 			a, _ := e.OpenEndpoint(dataplane.EndpointConfig{LocalIP: lo4, Remote: pa.Addr})
@@ -36,6 +36,7 @@ func TestHotPathDoesNotAllocate(t *testing.T) {
 			pkts := dataplanetest.RTPRange(3, 0, 16)
 			var ms runtime.MemStats
 			var mallocs uint64
+			dirty := 0 // measured rounds in which anything allocated
 			served := uint64(0)
 			for round := range 60 {
 				dataplanetest.Send(t, pa.RTP, a.Local, pkts)
@@ -54,16 +55,17 @@ func TestHotPathDoesNotAllocate(t *testing.T) {
 				runtime.ReadMemStats(&ms)
 				if round >= 10 { // after warm-up
 					mallocs += ms.Mallocs - before
+					if ms.Mallocs != before {
+						dirty++
+					}
 				}
 			}
-			// Exactly none; the race runtime allocates a few times on its own,
-			// still far below one per packet.
-			allowed := uint64(0)
-			if raceEnabled {
-				allowed = uint64(50 * len(pkts) / 20)
-			}
-			if mallocs > allowed {
-				t.Fatalf("%d allocations while serving %d packets", mallocs, 50*len(pkts))
+			// Mallocs is process-wide: a stray allocation elsewhere (the
+			// runtime, another test's goroutine winding down, the race
+			// runtime) can land in a window. One allocation per packet or per
+			// batch would dirty every round.
+			if dirty > 5 {
+				t.Fatalf("%d allocations while serving %d packets; %d of 50 rounds allocated", mallocs, 50*len(pkts), dirty)
 			}
 			if got := e.eps[a.ID].forks[0].copied.packets.Load(); got != served {
 				t.Fatalf("copied %d of %d packets", got, served)

@@ -37,23 +37,23 @@ import (
 func BenchmarkRelayCopy(b *testing.B) {
 	for _, sc := range []struct {
 		streams, burst int
-		gso            bool
+		gso            string // off, copies (the default) or all (GSORelays)
 	}{
-		{1, 16, true}, {64, 16, true}, {64, 16, false}, {256, 1, true},
+		{1, 16, "all"}, {64, 16, "all"}, {64, 16, "copies"}, {64, 16, "off"}, {256, 1, "copies"},
 	} {
 		for _, fork := range []bool{false, true} {
 			what := "relay"
 			if fork {
 				what = "relay+fork"
 			}
-			name := fmt.Sprintf("streams=%d/burst=%d/gso=%v/%s", sc.streams, sc.burst, sc.gso, what)
+			name := fmt.Sprintf("streams=%d/burst=%d/gso=%s/%s", sc.streams, sc.burst, sc.gso, what)
 			b.Run(name, func(b *testing.B) { benchRelayCopy(b, sc.streams, sc.burst, sc.gso, fork) })
 		}
 	}
 }
 
-func benchRelayCopy(b *testing.B, streams, burst int, gso, fork bool) {
-	e, err := New(Config{PortRange: testRange, SocketBuffer: 4 << 20, GSO: gso})
+func benchRelayCopy(b *testing.B, streams, burst int, gso string, fork bool) {
+	e, err := New(Config{PortRange: testRange, SocketBuffer: 4 << 20, DisableGSO: gso == "off", GSORelays: gso == "all"})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -24,15 +24,18 @@ type Config struct {
 	// SocketBuffer sets SO_RCVBUF and SO_SNDBUF of every media socket, in
 	// bytes; zero keeps the kernel default.
 	SocketBuffer int
-	// GSO sends consecutive equal-size datagrams from one socket to one
-	// destination as one UDP GSO message (UDP_SEGMENT, Linux 4.18+), which
-	// the kernel splits into the same datagrams after the stack has been
-	// traversed once; it cuts the CPU of bursty streams and falls back by
-	// itself where the kernel or a route refuses it. Zero (false) sends every
-	// datagram as its own message. Leave it off under the eBPF engine: its
-	// TCX egress fork sees a GSO packet before segmentation and skips it, so
-	// Outbound copies of relayed bursts would be lost.
-	GSO bool
+	// DisableGSO sends every datagram as its own message. By default (false)
+	// consecutive equal-size copies from one socket to one recorder leave as
+	// one UDP GSO message (UDP_SEGMENT, Linux 4.18+), which the kernel splits
+	// into the same datagrams after traversing the stack once; the engine
+	// falls back by itself where the kernel or a route refuses it.
+	DisableGSO bool
+	// GSORelays merges relayed datagrams (to an endpoint's remote) the same
+	// way. Zero (false) sends relays one message each, which an eBPF egress
+	// fork needs: TCX sees a GSO packet before segmentation and skips it, so
+	// Outbound copies of relayed bursts would be lost. Set it when this
+	// engine makes the copies itself.
+	GSORelays bool
 }
 
 // maxDatagram is the largest datagram relayed; longer ones are counted as

@@ -32,13 +32,14 @@ func TestContract(t *testing.T) {
 		cfg  Config
 	}{
 		{"IPv4", netip.MustParseAddr("127.0.0.1"), Config{}},
-		{"IPv4/GSO", netip.MustParseAddr("127.0.0.1"), Config{GSO: true}},
+		{"IPv4/GSORelays", netip.MustParseAddr("127.0.0.1"), Config{GSORelays: true}},
+		{"IPv4/NoGSO", netip.MustParseAddr("127.0.0.1"), Config{DisableGSO: true}},
 		{"IPv6", netip.MustParseAddr("::1"), Config{}},
-		{"IPv6/GSO", netip.MustParseAddr("::1"), Config{GSO: true}},
+		{"IPv6/GSORelays", netip.MustParseAddr("::1"), Config{GSORelays: true}},
 		// Batches smaller than the suite's bursts, so partial batches and
 		// early flushes are exercised.
 		{"IPv4/SmallBatch", netip.MustParseAddr("127.0.0.1"), Config{Batch: 7, Workers: 3}},
-		{"IPv6/SmallBatchGSO", netip.MustParseAddr("::1"), Config{Batch: 5, Workers: 1, GSO: true}},
+		{"IPv6/SmallBatchGSORelays", netip.MustParseAddr("::1"), Config{Batch: 5, Workers: 1, GSORelays: true}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dataplanetest.Run(t, dataplanetest.Harness{

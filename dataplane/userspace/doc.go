@@ -23,10 +23,10 @@
 // called directly on the non-blocking descriptors; epoll_wait is the only call
 // that blocks, on a thread each worker keeps.
 //
-// With Config.GSO, consecutive equal-size datagrams that leave one socket for
-// one destination in the same wake-up (a burst of one stream's relays or
-// copies) go out as a single UDP GSO message and are split by the kernel. It
-// is off by default because the eBPF engine's egress fork skips GSO packets.
+// Consecutive equal-size copies that leave one socket for one recorder in the
+// same wake-up (a burst of one stream) go out as a single UDP GSO message that
+// the kernel splits again, unless Config.DisableGSO. Relays are merged only
+// with Config.GSORelays, because an eBPF egress fork skips GSO packets.
 //
 // # Consistency with the control plane
 //

@@ -131,9 +131,9 @@ func New(cfg Config) (*Engine, error) {
 		eps:   make(map[dataplane.EndpointID]*endpoint),
 		joins: make(map[joinKey]joinRec),
 	}
-	gso := cfg.GSO && gsoSupported()
+	gso := !cfg.DisableGSO && gsoSupported()
 	for range cfg.Workers {
-		w, err := newWorker(e, cfg.Batch, gso)
+		w, err := newWorker(e, cfg.Batch, gso, gso && cfg.GSORelays)
 		if err != nil {
 			e.stopWorkers()
 			return nil, fmt.Errorf("start userspace engine: %w", err)
@@ -148,7 +148,7 @@ func New(cfg Config) (*Engine, error) {
 		}()
 	}
 	e.log.Info("userspace data plane started", "workers", cfg.Workers, "batch", cfg.Batch,
-		"udp_gso", gso, "port_min", cfg.PortRange.Min, "port_max", cfg.PortRange.Max)
+		"udp_gso", gso, "udp_gso_relays", gso && cfg.GSORelays, "port_min", cfg.PortRange.Min, "port_max", cfg.PortRange.Max)
 	return e, nil
 }
 

@@ -16,7 +16,7 @@ func TestGSOMergesAndFallsBack(t *testing.T) {
 	if !gsoSupported() {
 		testenv.Unavailable(t, "kernel without UDP_SEGMENT: the engine never merges here")
 	}
-	e := newTestEngine(t, Config{Workers: 1, GSO: true})
+	e := newTestEngine(t, Config{Workers: 1})
 	h := loHarness(lo4)
 	rec, other := dataplanetest.NewParty(t, h), dataplanetest.NewParty(t, h)
 	src, err := e.OpenEndpoint(dataplane.EndpointConfig{LocalIP: lo4})
@@ -33,10 +33,10 @@ func TestGSOMergesAndFallsBack(t *testing.T) {
 	same := dataplanetest.RTPRange(4, 0, 3)
 	odd := dataplanetest.RTPPacket(4, 3)[:100]
 	for _, p := range same {
-		w.queue(fd, recPeer, p, &acct)
+		w.queue(fd, recPeer, p, &acct, true)
 	}
-	w.queue(fd, recPeer, odd, &acct)
-	w.queue(fd, otherPeer, same[0], &acct)
+	w.queue(fd, recPeer, odd, &acct, true)
+	w.queue(fd, otherPeer, same[0], &acct, true)
 	q := w.out(fd)
 	if q.n != 3 || q.segs[0] != 3 || q.segs[1] != 1 || q.segs[2] != 1 || q.niov != 5 {
 		t.Fatalf("queue holds %d messages with segments %v over %d datagrams; want 3 messages [3 1 1] over 5",
@@ -51,7 +51,7 @@ func TestGSOMergesAndFallsBack(t *testing.T) {
 
 	// The fallback, as after a refusal.
 	for _, p := range same {
-		w.queue(fd, recPeer, p, &acct)
+		w.queue(fd, recPeer, p, &acct, true)
 	}
 	q = w.out(fd)
 	w.sendSegments(q, 0)

@@ -44,8 +44,9 @@ type worker struct {
 	rxNames []unix.RawSockaddrInet6
 	outs    [maxOuts]outQueue
 	nouts   int
-	gso     bool // merge equal datagrams into UDP GSO messages
-	single  unix.Msghdr
+	// gso merges equal copies into UDP GSO messages, gsoRelays relays too.
+	gso, gsoRelays bool
+	single         unix.Msghdr
 
 	// tid is the worker's OS thread, for per-thread CPU accounting.
 	tid atomic.Int64
@@ -87,8 +88,8 @@ var (
 	cmsgHdrLen = unix.CmsgLen(0)
 )
 
-func newWorker(e *Engine, batch int, gso bool) (*worker, error) {
-	w := &worker{e: e, batch: batch, gso: gso, epfd: -1, evfd: -1, socks: make(map[int32]*sock)}
+func newWorker(e *Engine, batch int, gso, gsoRelays bool) (*worker, error) {
+	w := &worker{e: e, batch: batch, gso: gso, gsoRelays: gsoRelays, epfd: -1, evfd: -1, socks: make(map[int32]*sock)}
 	var err error
 	if w.epfd, err = unix.EpollCreate1(unix.EPOLL_CLOEXEC); err != nil {
 		return nil, fmt.Errorf("epoll_create1: %w", err)
@@ -303,7 +304,7 @@ func (w *worker) process(s *sock, n int) {
 			if r == nil {
 				continue // the target's remote is not known yet
 			}
-			w.queue(t.socks[idx].fd, r, b, &t.tx)
+			w.queue(t.socks[idx].fd, r, b, &t.tx, w.gsoRelays)
 			sent = true
 			if out := t.forks[dataplane.Outbound-1]; out != nil {
 				w.copy(out, idx, b)
@@ -356,18 +357,19 @@ func (w *worker) copy(f *fork, idx int, b []byte) {
 		f.muted.add(len(b))
 		return
 	}
-	w.queue(f.src.socks[idx].fd, f.rec[idx], b, &f.copied)
+	w.queue(f.src.socks[idx].fd, f.rec[idx], b, &f.copied, w.gso)
 }
 
 // queue adds b, to be sent from fd to p, to the current wake-up's batches.
-// The datagram is sent from the receive buffer itself.
-func (w *worker) queue(fd int, p *peer, b []byte, acct *counter) {
+// The datagram is sent from the receive buffer itself; merge lets it join the
+// previous message as a GSO segment.
+func (w *worker) queue(fd int, p *peer, b []byte, acct *counter, merge bool) {
 	q := w.out(fd)
 	j := q.niov
 	q.iov[j].Base = &b[0]
 	q.iov[j].SetLen(len(b))
 	q.niov++
-	if m := q.n - 1; w.gso && m >= 0 && q.dst[m] == p && q.acct[m] == acct && q.size[m] == len(b) &&
+	if m := q.n - 1; merge && m >= 0 && q.dst[m] == p && q.acct[m] == acct && q.size[m] == len(b) &&
 		len(b) <= maxGSOSize && q.segs[m] < maxGSOSegments && (q.segs[m]+1)*len(b) <= maxGSOBytes {
 		// One more segment of the previous message; its iovecs stay
 		// contiguous because only the last message ever grows.
@@ -460,7 +462,7 @@ func gsoRefused(errno syscall.Errno) bool {
 // worker merging datagrams from now on.
 func (w *worker) sendSegments(q *outQueue, m int) {
 	if w.gso {
-		w.gso = false
+		w.gso, w.gsoRelays = false, false
 		w.e.log.Warn("udp gso refused; sending datagrams one by one", "err", "sendmmsg with UDP_SEGMENT failed")
 	}
 	h := &w.single

@@ -1,5 +1,0 @@
-//go:build !race
-
-package userspace
-
-const raceEnabled = false
