@@ -296,7 +296,7 @@ func (c *CallsScenario) Run(ctx context.Context, env *Env) error {
 	}
 	rates, stepCalls, hold, held := []float64{100, 200, 400, 800, 1600}, 5.0, 500*time.Millisecond, 2000
 	if env.Quick {
-		rates, stepCalls, hold, held = []float64{200}, 1.5, 300*time.Millisecond, 200
+		rates, stepCalls, hold, held = []float64{200}, 1.0, 300*time.Millisecond, 100
 	}
 	dir, err := os.MkdirTemp("", "recforkperf-calls")
 	if err != nil {

@@ -58,7 +58,7 @@ func Summary(r *Results) []string {
 	if p, ok := v("mute.map_write_us.p99"); ok {
 		s := fmt.Sprintf("Mute map write (SetForkMode inactive) p99: %s us; target < 50 us: %s.", Human(p), verdict(p < 50))
 		if p >= 50 {
-			s += " The write itself takes effect at once (see the send-to-silence figure); SetForkMode then waits for fork programs still running (an RCU grace period) before it returns, and that wait is the time."
+			s += " SetForkMode(inactive) also waits until no fork program that read the old mode is still running before it returns; the findings below compare it with unmute and with a plain map update."
 		}
 		out = append(out, s)
 	} else {

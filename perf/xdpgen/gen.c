@@ -109,9 +109,15 @@ int tc_sink(struct __sk_buff *skb)
 		idx = 1;
 	else
 		return TCX_NEXT;
+	/* A sender using UDP GSO (the userspace engine does) hands veth one skb
+	 * carrying several datagrams, and veth passes it on unsegmented: count
+	 * the datagrams, not the skb. */
+	__u32 segs = skb->gso_segs;
+	if (segs == 0)
+		segs = 1;
 	__u64 *c = bpf_map_lookup_elem(&sink_counts, &idx);
 	if (c)
-		*c += 1;
+		*c += segs;
 	if (idx == 1)
 		last_rec_ns = bpf_ktime_get_ns();
 	return TCX_DROP;
