@@ -178,6 +178,19 @@ static __always_inline void fork_stream(struct __sk_buff *skb, struct stream_key
 		}
 		rtcp = 1;
 	}
+	/* The media socket drops what does not come from its remote; so do
+	 * the copies (the old header holds the source first). */
+	if (v->flags & STREAM_F_REMOTE) {
+		int n = v6 ? 16 : 4, i, same = old->ports[0] == bpf_htons(v->rem_port + rtcp);
+
+		for (i = 0; i < 16; i++)
+			if (i < n && old->addrs[i] != v->rem_addr[i])
+				same = 0;
+		if (!same) {
+			count(STAT_FOREIGN);
+			return;
+		}
+	}
 	if (!is_media(skb, hdr_len, payload, rtcp)) {
 		count(STAT_NOT_RTP);
 		return;

@@ -16,6 +16,7 @@
 
 /* stream_value.flags */
 #define STREAM_F_RESOLVED 1 /* ifindex and both MACs are valid */
+#define STREAM_F_REMOTE 2   /* inbound: copy only what comes from rem_addr/rem_port */
 
 /* skb->mark of a copy while it is being cloned: the egress program passes
  * marked packets on untouched, so a copy is never forked again. */
@@ -46,6 +47,11 @@ struct stream_value {
 	__u8 src_mac[6];  /* MAC of ifindex */
 	__u8 rec_addr[16];
 	__u8 src_addr[16];
+	/* With STREAM_F_REMOTE, the only source the media socket accepts
+	 * (a signalled remote without latching); RTCP comes from port+1. */
+	__u8 rem_addr[16];
+	__u16 rem_port; /* host byte order */
+	__u16 pad2;
 };
 
 /* Per-CPU counters of one fork, indexed by stream_value.slot. Bytes are
@@ -81,6 +87,7 @@ enum stat_reason {
 	STAT_LOOPED,         /* a copy seen again (marked) */
 	STAT_NOT_RTP,        /* a forked stream's datagram that is not RTP or RTCP */
 	STAT_VLAN,           /* VLAN tag in skb metadata: attach to the VLAN device */
+	STAT_FOREIGN,        /* from a source the endpoint does not accept */
 	STAT_GSO_EGRESS,     /* not passed over: UDP GSO skbs from the local stack, looked up as several datagrams */
 	STAT_MAX,
 };

@@ -57,6 +57,9 @@ type KernelStats struct {
 	// VLAN counts packets whose VLAN tag is in skb metadata (seen on the
 	// parent of a VLAN device): attach to the VLAN device instead.
 	VLAN uint64
+	// Foreign counts inbound packets of a forked stream from a source the
+	// endpoint does not accept (not its signalled remote, without Latch).
+	Foreign uint64
 	// GSOEgress counts UDP GSO packets from the local stack (the userspace
 	// engine's UDP_SEGMENT batches) that the egress program handled as the
 	// datagrams they carry; not an untouched pass.

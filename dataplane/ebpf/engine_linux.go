@@ -25,7 +25,8 @@ import (
 const (
 	modeActive   = 1
 	flagResolved = 1
-	statMax      = 11
+	flagRemote   = 2
+	statMax      = 12
 	maxForks     = 65536
 	familyV4     = 4
 	familyV6     = 6
@@ -56,7 +57,7 @@ type Engine struct {
 
 	mu        sync.Mutex
 	closed    bool
-	endpoints map[dataplane.EndpointID]netip.AddrPort
+	endpoints map[dataplane.EndpointID]*endpoint
 	forks     map[forkID]*fork
 	freeSlots []uint32
 	nextSlot  uint32
@@ -65,6 +66,15 @@ type Engine struct {
 	// changed is closed and replaced whenever the kernel reports a change of
 	// routes, neighbours or links; AddFork waits on it for a resolution.
 	changed chan struct{}
+}
+
+// endpoint is what the engine knows of one of Media's endpoints.
+type endpoint struct {
+	local netip.AddrPort
+	// remote is the signalled remote; with latch false it is the only
+	// source Media accepts, and the copies follow the same rule.
+	remote netip.AddrPort
+	latch  bool
 }
 
 type forkID struct {
@@ -108,7 +118,7 @@ func New(cfg Config) (*Engine, error) {
 		cfg:       cfg,
 		stop:      make(chan struct{}),
 		kick:      make(chan struct{}, 1),
-		endpoints: make(map[dataplane.EndpointID]netip.AddrPort),
+		endpoints: make(map[dataplane.EndpointID]*endpoint),
 		forks:     make(map[forkID]*fork),
 		changed:   make(chan struct{}),
 	}
@@ -251,16 +261,57 @@ func (e *Engine) OpenEndpoint(cfg dataplane.EndpointConfig) (dataplane.EndpointI
 	if err != nil {
 		return info, err
 	}
-	e.endpoints[info.ID] = info.Local
+	e.endpoints[info.ID] = &endpoint{local: info.Local, remote: unmap(cfg.Remote), latch: cfg.Latch}
 	return info, nil
 }
 
-// SetRemote implements dataplane.Engine by delegating to Media.
+// SetRemote implements dataplane.Engine by delegating to Media; an inbound
+// fork of the endpoint then copies from the new remote only (without Latch).
 func (e *Engine) SetRemote(id dataplane.EndpointID, remote netip.AddrPort) error {
-	if e.isClosed() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
 		return dataplane.ErrClosed
 	}
-	return e.media.SetRemote(id, remote)
+	if err := e.media.SetRemote(id, remote); err != nil {
+		return err
+	}
+	ep, ok := e.endpoints[id]
+	if !ok {
+		return nil
+	}
+	ep.remote = unmap(remote)
+	if f, ok := e.forks[forkID{id, dataplane.Inbound}]; ok {
+		nv := f.val
+		ep.applyRemote(&nv)
+		if nv != f.val {
+			if err := e.objs.Streams.Update(&f.key, &nv, ebpf.UpdateExist); err != nil {
+				return fmt.Errorf("set remote %d: update inbound fork: %w", id, err)
+			}
+			f.val = nv
+		}
+	}
+	return nil
+}
+
+func unmap(ap netip.AddrPort) netip.AddrPort {
+	if !ap.IsValid() {
+		return ap
+	}
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+}
+
+// applyRemote sets or clears the source rule of an inbound fork's value.
+func (ep *endpoint) applyRemote(v *rtpforkStreamValue) {
+	v.Flags &^= flagRemote
+	v.RemAddr, v.RemPort = [16]byte{}, 0
+	r := ep.remote
+	if ep.latch || !r.IsValid() || r.Addr().Is4() != (v.Family == familyV4) {
+		return
+	}
+	v.Flags |= flagRemote
+	copy(v.RemAddr[:], r.Addr().AsSlice())
+	v.RemPort = r.Port()
 }
 
 // CloseEndpoint implements dataplane.Engine: it removes the endpoint's forks
@@ -354,13 +405,15 @@ func (e *Engine) checkFork(ep dataplane.EndpointID, dir dataplane.Direction, cfg
 	if !cfg.Recorder.IsValid() || cfg.Recorder.Port() == 0 || cfg.Recorder.Port() == 65535 || cfg.Recorder.Addr().Unmap().IsUnspecified() {
 		return local, src, fmt.Errorf("add fork: recorder %s: %w", cfg.Recorder, dataplane.ErrInvalid)
 	}
-	var ok bool
-	if local, ok = e.endpoints[ep]; !ok {
+	epInfo, ok := e.endpoints[ep]
+	if !ok {
 		return local, src, fmt.Errorf("add fork: endpoint %d: %w", ep, dataplane.ErrNotFound)
 	}
-	if src, ok = e.endpoints[cfg.Source]; !ok {
+	srcInfo, ok := e.endpoints[cfg.Source]
+	if !ok {
 		return local, src, fmt.Errorf("add fork: source endpoint %d: %w", cfg.Source, dataplane.ErrNotFound)
 	}
+	local, src = epInfo.local, srcInfo.local
 	if _, ok := e.forks[forkID{ep, dir}]; ok {
 		return local, src, fmt.Errorf("add fork %d %s: %w", ep, dir, dataplane.ErrExists)
 	}
@@ -410,6 +463,9 @@ func (e *Engine) AddFork(ep dataplane.EndpointID, dir dataplane.Direction, cfg d
 	copy(f.val.RecAddr[:], rec.Addr().AsSlice())
 	copy(f.val.SrcAddr[:], src.Addr().AsSlice())
 	hop.apply(&f.val)
+	if dir == dataplane.Inbound {
+		e.endpoints[ep].applyRemote(&f.val)
+	}
 	if err := e.objs.Counters.Put(slot, make([]rtpforkForkCounters, e.ncpu)); err != nil {
 		e.freeSlots = append(e.freeSlots, slot)
 		return fmt.Errorf("add fork %d %s: reset counters: %w", ep, dir, err)
@@ -652,7 +708,7 @@ func (e *Engine) KernelStats() (KernelStats, error) {
 		}
 	}
 	ks := KernelStats{Miss: r[0], NotIP: r[1], NotUDP: r[2], Short: r[3], Fragment: r[4],
-		IPOptions: r[5], GSO: r[6], Looped: r[7], NotRTP: r[8], VLAN: r[9], GSOEgress: r[10]}
+		IPOptions: r[5], GSO: r[6], Looped: r[7], NotRTP: r[8], VLAN: r[9], Foreign: r[10], GSOEgress: r[11]}
 	for _, f := range e.forks {
 		if c, err := e.counters(f.val.Slot); err == nil {
 			ks.Failed += c.failed
@@ -699,9 +755,9 @@ type nextHop struct {
 func (h nextHop) apply(v *rtpforkStreamValue) {
 	v.Ifindex = uint32(h.ifindex)
 	v.SrcMac, v.DstMac = h.src, h.dst
-	v.Flags = 0
+	v.Flags &^= flagResolved
 	if h.resolved {
-		v.Flags = flagResolved
+		v.Flags |= flagResolved
 	}
 }
 

@@ -508,3 +508,54 @@ func recDevice(t *testing.T, ns *testenv.Netns) string {
 	})
 	return name
 }
+
+// TestForeignSourceNotCopied: an endpoint with a signalled remote and no
+// latching accepts only that remote, and its inbound copies follow the same
+// rule, also after SetRemote.
+func TestForeignSourceNotCopied(t *testing.T) {
+	tp := newTopology(t, families[0], viaSame)
+	e := newEngine(t, tp.eng, tp.ifaces)
+	pa, pc := listenPair(t, tp.remote, tp.remoteIP), listenPair(t, tp.remote, tp.remoteIP)
+	rec := listenPair(t, tp.rec, tp.recIP)
+	a := openEndpoint(t, tp.eng, e, tp.engIP, pa.addr)
+	src := openEndpoint(t, tp.eng, e, tp.engIP, netip.AddrPort{})
+	if err := e.AddFork(a.ID, dataplane.Inbound, dataplane.ForkConfig{Recorder: rec.addr, Source: src.ID}); err != nil {
+		t.Fatal(err)
+	}
+	for _, step := range []struct {
+		name           string
+		good, stranger *pair
+	}{{"signalled remote", pa, pc}, {"after SetRemote", pc, pa}} {
+		if step.good == pc {
+			if err := e.SetRemote(a.ID, pc.addr); err != nil {
+				t.Fatal(err)
+			}
+		}
+		before, err := e.KernelStats()
+		if err != nil {
+			t.Fatal(err)
+		}
+		send(t, step.stranger.rtp, a.Local, rtpN(0xbad, 1, 5)...)
+		good := rtpN(0x600d, 1, 5)
+		send(t, step.good.rtp, a.Local, good...)
+		// The recorder's next datagrams are the accepted ones: none of
+		// the stranger's was copied.
+		expect(t, rec.rtp, src.Local, good...)
+		deadline := time.Now().Add(waitLimit)
+		for {
+			after, err := e.KernelStats()
+			if err != nil {
+				t.Fatal(err)
+			}
+			d := after.Foreign - before.Foreign
+			if d == 5 {
+				break
+			}
+			if d > 5 || time.Now().After(deadline) {
+				t.Fatalf("%s: %d packets counted as foreign, want 5", step.name, d)
+			}
+			time.Sleep(time.Millisecond)
+		}
+		dataplanetest.ExpectNothingQueued(t, rec.rtp)
+	}
+}

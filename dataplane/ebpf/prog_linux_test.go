@@ -191,6 +191,7 @@ const (
 	statLooped
 	statNotRTP
 	statVLAN
+	statForeign
 	statGSOEgress
 )
 
@@ -213,6 +214,20 @@ func TestProgramRun(t *testing.T) {
 	slotMuted := p.addStream(t, muted4, dataplane.Inbound, dataplane.Inactive, rec4, srcLocal4)
 	slotOut4 := p.addStream(t, out4, dataplane.Outbound, dataplane.Active, rec4, srcLocal4)
 	slotIn6 := p.addStream(t, local6, dataplane.Inbound, dataplane.Active, rec6, src6)
+	// A stream whose endpoint accepts remote4 only (signalled, no latch).
+	filtered4 := ap("10.0.0.1:20008")
+	slotFiltered := p.addStream(t, filtered4, dataplane.Inbound, dataplane.Active, rec4, srcLocal4)
+	{
+		k := keyOf(filtered4, dataplane.Inbound)
+		var v rtpforkStreamValue
+		if err := p.objs.Streams.Lookup(&k, &v); err != nil {
+			t.Fatal(err)
+		}
+		(&endpoint{remote: remote4}).applyRemote(&v)
+		if err := p.objs.Streams.Put(&k, &v); err != nil {
+			t.Fatal(err)
+		}
+	}
 
 	rtcpOf := func(a netip.AddrPort) netip.AddrPort { return netip.AddrPortFrom(a.Addr(), a.Port()+1) }
 	in := func(src, dst netip.AddrPort, payload []byte) frameSpec {
@@ -243,6 +258,11 @@ func TestProgramRun(t *testing.T) {
 		{name: "outbound stream not matched on ingress", frame: in(remote4, out4, rtp), slot: slotOut4, stat: statMiss},
 		{name: "inbound stream not matched on egress", egress: true, frame: frameSpec{srcMAC: ourMAC, dstMAC: peerMAC, src: local4, dst: remote4, payload: rtp}, slot: slotIn4, stat: statMiss},
 		{name: "inactive", frame: in(remote4, muted4, rtp), slot: slotMuted, muted: 1, stat: -1},
+		{name: "from the accepted remote", frame: in(remote4, filtered4, rtp), copySrc: srcLocal4, copyDst: rec4, slot: slotFiltered, copied: 1, stat: -1},
+		{name: "RTCP from the accepted remote", frame: in(rtcpOf(remote4), rtcpOf(filtered4), rtcpPayload()), copySrc: rtcpOf(srcLocal4), copyDst: rtcpOf(rec4), slot: slotFiltered, copied: 1, stat: -1},
+		{name: "from another host", frame: in(ap("192.0.2.8:40000"), filtered4, rtp), slot: slotFiltered, stat: statForeign},
+		{name: "from another port", frame: in(ap("192.0.2.7:40002"), filtered4, rtp), slot: slotFiltered, stat: statForeign},
+		{name: "RTCP from the RTP port", frame: in(remote4, rtcpOf(filtered4), rtcpPayload()), slot: slotFiltered, stat: statForeign},
 		{name: "inactive RTCP", frame: in(rtcpOf(remote4), rtcpOf(muted4), rtcpPayload()), slot: slotMuted, muted: 1, stat: -1},
 		{name: "miss", frame: in(remote4, ap("10.0.0.1:20006"), rtp), slot: slotIn4, stat: statMiss},
 		{name: "miss on odd port", frame: in(remote4, ap("10.0.0.1:20007"), rtp), slot: slotIn4, stat: statMiss},

@@ -50,6 +50,9 @@ type rtpforkStreamValue struct {
 	SrcMac  [6]uint8
 	RecAddr [16]uint8
 	SrcAddr [16]uint8
+	RemAddr [16]uint8
+	RemPort uint16
+	Pad2    uint16
 }
 
 // Names of all BPF objects in the ELF.
