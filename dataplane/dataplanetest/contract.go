@@ -23,6 +23,7 @@ func Run(t *testing.T, h Harness) {
 		{"RelayFull", testRelayFull},
 		{"RelayHalf", testRelayHalf},
 		{"Echo", testEcho},
+		{"JoinThree", testJoinThree},
 		{"ForkInbound", testForkInbound},
 		{"ForkOutbound", testForkOutbound},
 		{"ForkBothDirections", testForkBoth},
@@ -229,6 +230,41 @@ func testEcho(t *testing.T, v *env) {
 	v.waitEndpoint(t, a.ID, dataplane.EndpointStats{RxPackets: 28, RxBytes: n, TxPackets: 28, TxBytes: n, Relayed: 28})
 	if s := v.e.Stats(); s.Joins != 1 {
 		t.Fatalf("Stats().Joins = %d after a self-join, want 1", s.Joins)
+	}
+}
+
+func testJoinThree(t *testing.T, v *env) {
+	// A hub joined to two legs: what the hub's remote says reaches both legs;
+	// what a leg says reaches only the hub, never the other leg.
+	p := v.pair(t, dataplane.Full)
+	pc := v.party(t)
+	c := v.open(t, pc.Addr, false)
+	v.must(t, "join a and c", v.e.Join(c.ID, p.a.ID, dataplane.Full))
+	if s := v.e.Stats(); s.Joins != 2 {
+		t.Fatalf("Stats().Joins = %d, want 2", s.Joins)
+	}
+	hub := RTPRange(0x31, 0, 20)
+	Send(t, p.pa.RTP, local(p.a), hub)
+	Expect(t, p.pb.RTP, local(p.b), hub, v.timeout)
+	Expect(t, pc.RTP, local(c), hub, v.timeout)
+	leg := RTPRange(0x32, 0, 10)
+	Send(t, p.pb.RTP, local(p.b), leg)
+	Expect(t, p.pa.RTP, local(p.a), leg, v.timeout)
+	// Fence for c: after a's next packet arrives there, nothing else may be
+	// queued (b's packets would have come first).
+	more := RTPRange(0x31, 20, 2)
+	Send(t, p.pa.RTP, local(p.a), more)
+	Expect(t, pc.RTP, local(c), more, v.timeout)
+	ExpectNothingQueued(t, pc.RTP)
+	v.waitEndpoint(t, p.a.ID, dataplane.EndpointStats{RxPackets: 22, RxBytes: totalBytes(hub, more), TxPackets: 10, TxBytes: totalBytes(leg), Relayed: 22})
+	// Unjoining one leg leaves the other.
+	v.must(t, "unjoin a and c", v.e.Unjoin(p.a.ID, c.ID))
+	last := RTPRange(0x31, 22, 3)
+	Send(t, p.pa.RTP, local(p.a), last)
+	Expect(t, p.pb.RTP, local(p.b), concat(more, last), v.timeout)
+	v.waitRx(t, p.a.ID, 25, 0)
+	if s := v.epStats(t, c.ID); s.TxPackets != 22 {
+		t.Fatalf("c sent %d packets to its remote, want 22", s.TxPackets)
 	}
 }
 
