@@ -4,9 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/recfork/recfork/ccxml"
 	"github.com/recfork/recfork/dataplane"
@@ -161,9 +165,9 @@ func (*MuteScenario) Run(ctx context.Context, env *Env) error {
 		return fmt.Errorf("send to silence: %w", err)
 	}
 	env.Results.Set("mute.send_to_silence_us.p99", Percentile(Micros(d), 99), len(d))
-	env.Results.Note("mute: CCXML send to last copy p50 %.0f us, p99 %.0f us over %d trials (stream at 40 kpps, copies timestamped by the sink at the recorder's interface)",
+	env.Results.Note("mute: CCXML send to last copy p50 %.0f us, p99 %.0f us over %d trials (copies timestamped by the sink at the recorder's interface; stream rate in the scenario's config)",
 		Percentile(Micros(d), 50), Percentile(Micros(d), 99), len(d))
-	env.Config("mute", map[string]any{"map_writes": writes, "trials": trials, "stream_pps": 40000,
+	env.Config("mute", map[string]any{"map_writes": writes, "trials": trials,
 		"path": "ccxml <send> -> Platform.Send -> ebpf.Engine.SetForkMode (the control plane's mute of an established recording); SIP re-INVITE to the SRS not included"})
 	return nil
 }
@@ -189,8 +193,11 @@ func sendToSilence(ctx context.Context, env *Env, p *Pair, sink *xdpgen.Sink, po
 	go func() { _ = s.Run(sctx); close(runDone) }()
 	defer func() { cancel(); <-runDone; plat.wg.Wait() }()
 
-	// The stream: one packet every 25 us from a spinning sender, so the
-	// last copy before the mute is at most 25 us older than the mute.
+	// The stream: one packet, then a 20 us nanosleep with the thread's timer
+	// slack at 1 ns (Go's own timers are far coarser here), so the last copy
+	// before a mute is a few tens of microseconds older than the mute. A
+	// spinning sender would be finer but would take a whole core from the
+	// session and the engine on a 2-core machine.
 	sender, err := newMmsgSender(p)
 	if err != nil {
 		return nil, err
@@ -201,9 +208,12 @@ func sendToSilence(ctx context.Context, env *Env, p *Pair, sink *xdpgen.Sink, po
 	}
 	stop := make(chan struct{})
 	sendErr := make(chan error, 1)
+	var sent atomic.Uint64
+	streamStart := time.Now()
 	go func() {
 		sendErr <- p.G.Do(func() error {
-			next := time.Now()
+			_ = unix.Prctl(unix.PR_SET_TIMERSLACK, 1, 0, 0, 0)
+			pause := unix.Timespec{Nsec: 20000}
 			for {
 				select {
 				case <-stop:
@@ -213,13 +223,16 @@ func sendToSilence(ctx context.Context, env *Env, p *Pair, sink *xdpgen.Sink, po
 				if err := sender.Send(1); err != nil {
 					return err
 				}
-				next = next.Add(25 * time.Microsecond)
-				for time.Now().Before(next) {
-				}
+				sent.Add(1)
+				_ = unix.Nanosleep(&pause, nil)
 			}
 		})
 	}()
-	defer func() { close(stop); <-sendErr }()
+	defer func() {
+		close(stop)
+		<-sendErr
+		env.Config("mute", map[string]any{"stream_pps": math.Round(float64(sent.Load()) / time.Since(streamStart).Seconds())})
+	}()
 
 	var out []time.Duration
 	for i := 0; i < trials; i++ {

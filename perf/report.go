@@ -229,7 +229,9 @@ is counted exactly in the kernel.
   platform that carries the mode to the engine's ` + "`SetForkMode`" + `, as the control plane does
   for an established recording, without the SIP re-INVITE to the SRS) to the last copy seen
   at the recorder's interface (the sink stamps copies with ` + "`bpf_ktime_get_ns`" + `; the stream
-  runs at 40 kpps, one packet every 25 µs).
+  sends a packet, sleeps 20 µs, and so on — its rate is in the scenario's config — so a
+  figure carries up to one packet interval of uncertainty; trials where no copy followed the
+  send count as 0).
 - **calls.*** — ` + "`recforkd`" + ` (built from this tree, ` + "`--dataplane auto`" + `) in M with the
   built-in SRS (` + "`recforkctl srs`" + `) in G, each its own process; sipp in G places calls
   (INVITE with a PCMU offer, ACK, hold, BYE; no RTP). ` + "`cps`" + `: a ladder of call rates, a
