@@ -105,6 +105,8 @@ type Connection struct {
 	// DTMF (dtmf.go); tapPort is its local port.
 	tapEP   dataplane.EndpointID
 	tapPort uint16
+	// notify carries the status codes of REFER NOTIFYs during a merge.
+	notify chan int
 }
 
 // ConnectionInfo is a snapshot of a connection for the admin API and the app.

@@ -162,12 +162,13 @@ func (d *Daemon) startSIP() error {
 	}))
 	d.server.OnOptions(d.guard(func(req *sip.Request, tx sip.ServerTransaction) {
 		res := sip.NewResponseFromRequest(req, 200, "OK", nil)
-		res.AppendHeader(sip.NewHeader("Allow", "INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE, INFO"))
+		res.AppendHeader(sip.NewHeader("Allow", "INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE, INFO, NOTIFY"))
 		res.AppendHeader(sip.NewHeader("Accept", "application/sdp"))
 		_ = tx.Respond(res)
 	}))
 	d.server.OnUpdate(d.guard(d.onUpdate))
 	d.server.OnInfo(d.guard(d.onInfo))
+	d.server.OnNotify(d.guard(d.onNotify))
 	d.server.OnNoRoute(d.guard(func(req *sip.Request, tx sip.ServerTransaction) {
 		respond(tx, req, 405, "Method Not Allowed")
 	}))

@@ -33,7 +33,9 @@
 //     event tap, so RTP events are read from a private endpoint half-joined
 //     to the connection (dtmf.go); Config.DisableDTMF (--dtmf=false) saves
 //     its port pair and relay work on dense deployments.
-//   - <merge> is not supported (connection.merge.failed).
+//   - <merge connectionid1 connectionid2>: REFER with Replaces to the first
+//     party (RFC 3515, RFC 3891); on a 2xx NOTIFY both calls are hung up with
+//     connection.merged, else connection.merge.failed (merge.go).
 //   - A session that ends (exit, an unhandled error.*, a contained panic)
 //     leaves no call behind: its connections are hung up.
 //

@@ -85,6 +85,12 @@ func (d *Daemon) Disconnect(id, reason string) error {
 
 // hangup sends BYE on a connected connection and releases it.
 func (d *Daemon) hangup(ctx context.Context, c *Connection, reason string) error {
+	return d.hangupAs(ctx, c, reason, "connection.disconnected")
+}
+
+// hangupAs is hangup with the event the owner gets once the call is released
+// (connection.merged after a merge).
+func (d *Daemon) hangupAs(ctx context.Context, c *Connection, reason, event string) error {
 	state := c.State()
 	switch state {
 	case StateAlerting:
@@ -133,7 +139,7 @@ func (d *Daemon) hangup(ctx context.Context, c *Connection, reason string) error
 	}
 	c.end(StateDisconnected)
 	c.log.Info("local hangup", "reason", reason)
-	c.emit("connection.disconnected", c.eventFields(map[string]any{"reason": reason, "trigger": "local"}))
+	c.emit(event, c.eventFields(map[string]any{"reason": reason, "trigger": "local"}))
 	return err
 }
 

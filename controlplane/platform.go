@@ -137,6 +137,10 @@ func (p *platform) CreateCall(_ context.Context, s *ccxml.Session, r ccxml.Creat
 	return err
 }
 
+func (p *platform) Merge(_ context.Context, _ *ccxml.Session, r ccxml.MergeRequest) error {
+	return p.d.Merge(r.ConnectionID1, r.ConnectionID2)
+}
+
 func (p *platform) Join(_ context.Context, s *ccxml.Session, r ccxml.JoinRequest) error {
 	if err := p.d.Join(r.ID1, r.ID2, r.Duplex); err != nil {
 		return err

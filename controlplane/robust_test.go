@@ -980,3 +980,59 @@ func TestCallOverTCP(t *testing.T) {
 	waitFor(t, "the call to end", func() bool { return len(svc.Daemon().Connections()) == 0 })
 	waitFor(t, "endpoints to close", func() bool { return eng.Stats().Endpoints == 0 })
 }
+
+const mergeApp = `<?xml version="1.0"?>
+<ccxml version="1.0" xmlns="http://www.w3.org/2002/09/ccxml">
+  <var name="caller" expr="''"/>
+  <var name="callee" expr="''"/>
+  <var name="merged" expr="0"/>
+  <eventprocessor>
+    <transition event="connection.alerting">
+      <assign name="caller" expr="event$.connectionid"/>
+      <accept connectionid="caller"/>
+    </transition>
+    <transition event="connection.connected" cond="event$.connectionid == caller">
+      <createcall dest="session.values.destination" connectionid="callee"/>
+    </transition>
+    <transition event="connection.connected">
+      <merge connectionid1="caller" connectionid2="callee"/>
+    </transition>
+    <transition event="connection.merged">
+      <assign name="merged" expr="merged + 1"/>
+      <if cond="merged == 2"><exit/></if>
+    </transition>
+    <transition event="connection.merge.failed"><log expr="'merge failed: ' + event$.reason"/></transition>
+  </eventprocessor>
+</ccxml>`
+
+// TestMergeByRefer: <merge> asks the first party to take over the second
+// call (REFER with Replaces); on the NOTIFY's 200 both calls leave the
+// platform with connection.merged.
+func TestMergeByRefer(t *testing.T) {
+	callee, err := callgen.NewEndpoint("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	callee.Answer(880)
+	defer callee.Close()
+	svc, eng := startService(t, svcOpts{app: writeApp(t, mergeApp), destination: "sip:callee@" + callee.Addr().String()})
+	r := newRawSIP(t, svc.Daemon().SIPAddr().String())
+	const cid = "merge-me"
+	r.send(r.request("INVITE", cid, "", "application/sdp", sdpOffer(4000, "0"), 1))
+	ok := r.expect(200)
+	_, tag, _ := strings.Cut(headerLine(ok, "To"), "tag=")
+	r.send(r.request("ACK", cid, tag, "", "", 1))
+	refer := r.expectRequest("REFER")
+	referTo := headerLine(refer, "Refer-To")
+	if !strings.Contains(referTo, "?Replaces=") || !strings.Contains(referTo, "callgen@") {
+		t.Fatalf("Refer-To %q", referTo)
+	}
+	r.send(withHeaders(r.request("NOTIFY", cid, tag, "message/sipfrag", "SIP/2.0 200 OK\r\n", 2),
+		"Event: refer", "Subscription-State: terminated;reason=noresource"))
+	r.expect(200)
+	r.expectRequest("BYE")
+	waitFor(t, "the callee's call to end", func() bool { return len(callee.Results()) == 1 })
+	waitFor(t, "both connections to go", func() bool { return len(svc.Daemon().Connections()) == 0 })
+	waitFor(t, "the session to exit on two connection.merged", func() bool { return len(svc.Sessions()) == 0 })
+	waitFor(t, "endpoints to close", func() bool { return eng.Stats().Endpoints == 0 })
+}
