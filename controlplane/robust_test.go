@@ -1036,3 +1036,41 @@ func TestMergeByRefer(t *testing.T) {
 	waitFor(t, "the session to exit on two connection.merged", func() bool { return len(svc.Sessions()) == 0 })
 	waitFor(t, "endpoints to close", func() bool { return eng.Stats().Endpoints == 0 })
 }
+
+const unjoinApp = `<?xml version="1.0"?>
+<ccxml version="1.0" xmlns="http://www.w3.org/2002/09/ccxml">
+  <var name="caller" expr="''"/>
+  <eventprocessor>
+    <transition event="connection.alerting">
+      <assign name="caller" expr="event$.connectionid"/>
+      <accept connectionid="caller"/>
+    </transition>
+    <transition event="connection.connected"><join id1="caller" id2="caller"/></transition>
+    <transition event="connection.signal"><unjoin id1="caller" id2="caller"/></transition>
+    <transition event="conference.unjoined"><disconnect connectionid="caller"/></transition>
+    <transition event="connection.disconnected"><exit/></transition>
+  </eventprocessor>
+</ccxml>`
+
+// TestJoinUnjoin: <join> of a connection to itself echoes; <unjoin> removes
+// the relay and reports conference.unjoined.
+func TestJoinUnjoin(t *testing.T) {
+	svc, eng := startService(t, svcOpts{app: writeApp(t, unjoinApp)})
+	r := newRawSIP(t, svc.Daemon().SIPAddr().String())
+	const cid = "unjoin-call"
+	r.send(r.request("INVITE", cid, "", "application/sdp", sdpOffer(4000, "0"), 1))
+	ok := r.expect(200)
+	_, tag, _ := strings.Cut(headerLine(ok, "To"), "tag=")
+	r.send(r.request("ACK", cid, tag, "", "", 1))
+	waitFor(t, "the echo join", func() bool {
+		cs := svc.Daemon().Connections()
+		return len(cs) == 1 && len(cs[0].Joined) == 1 && eng.Stats().Joins == 1
+	})
+	r.send(r.request("INFO", cid, tag, "application/dtmf-relay", "Signal=1\r\nDuration=100\r\n", 2))
+	r.expect(200)
+	r.expectRequest("BYE")
+	waitFor(t, "the call to end", func() bool { return len(svc.Daemon().Connections()) == 0 })
+	if st := eng.Stats(); st.Joins != 0 || st.Endpoints != 0 {
+		t.Fatalf("left: %+v", st)
+	}
+}
