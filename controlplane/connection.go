@@ -83,7 +83,6 @@ type Connection struct {
 
 	mu        sync.Mutex
 	state     ConnState
-	substate  string
 	sink      EventSink
 	sessionID string
 	ep        dataplane.EndpointID

@@ -2,6 +2,7 @@ package controlplane
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/recfork/recfork/dataplane"
 )
@@ -33,7 +34,7 @@ func newMetrics() *metrics {
 		recordErrors:   prometheus.NewCounterVec(prometheus.CounterOpts{Name: "recfork_record_errors_total", Help: "error.bvr.record events, by reason code."}, []string{"reason"}),
 	}
 	m.reg.MustRegister(m.invites, m.answered, m.rejected, m.unknownDialog, m.panics, m.connections, m.recordRequests, m.recordErrors,
-		prometheus.NewGoCollector())
+		collectors.NewGoCollector())
 	return m
 }
 
