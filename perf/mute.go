@@ -54,8 +54,15 @@ const muteDoc = `<?xml version="1.0"?>
 type mutePlatform struct {
 	ccxml.Unsupported
 	apply func(dataplane.Mode) error
-	done  chan error
+	done  chan muteDone
 	wg    sync.WaitGroup
+}
+
+// muteDone reports one carried-out bvr.record: when the interpreter called
+// Send and when the engine's SetForkMode returned (CLOCK_MONOTONIC).
+type muteDone struct {
+	sendAt, appliedAt time.Duration
+	err               error
 }
 
 func (m *mutePlatform) Send(ctx context.Context, s *ccxml.Session, r ccxml.SendRequest) error {
@@ -66,13 +73,16 @@ func (m *mutePlatform) Send(ctx context.Context, s *ccxml.Session, r ccxml.SendR
 	if r.Fields["inbound"] == "inactive" {
 		mode = dataplane.Inactive
 	}
+	sendAt := xdpgen.Monotonic()
+	inbound, _ := r.Fields["inbound"].(string)
 	m.wg.Add(1)
 	go func() {
 		defer m.wg.Done()
 		err := m.apply(mode)
+		applied := xdpgen.Monotonic()
 		_ = s.Post(ccxml.Event{Name: "bvr.record.update", Fields: map[string]any{
-			"connectionid": r.Target, "type": "siprec", "inbound": string(r.Fields["inbound"].(string)), "operation": "update"}})
-		m.done <- err
+			"connectionid": r.Target, "type": "siprec", "inbound": inbound, "operation": "update"}})
+		m.done <- muteDone{sendAt: sendAt, appliedAt: applied, err: err}
 	}()
 	return nil
 }
@@ -182,7 +192,7 @@ func sendToSilence(ctx context.Context, env *Env, p *Pair, sink *xdpgen.Sink, po
 	if err != nil {
 		return nil, fmt.Errorf("compile mute document: %w", err)
 	}
-	plat := &mutePlatform{apply: setMode, done: make(chan error, 1)}
+	plat := &mutePlatform{apply: setMode, done: make(chan muteDone, 1)}
 	s, err := in.NewSession(doc, plat, ccxml.SessionOptions{Log: func(string, string) {}})
 	if err != nil {
 		return nil, err
@@ -234,7 +244,13 @@ func sendToSilence(ctx context.Context, env *Env, p *Pair, sink *xdpgen.Sink, po
 		env.Config("mute", map[string]any{"stream_pps": math.Round(float64(sent.Load()) / time.Since(streamStart).Seconds())})
 	}()
 
-	var out []time.Duration
+	var out, toSend, toApplied []time.Duration
+	defer func() {
+		if len(toSend) > 0 {
+			env.Results.Note("mute: from posting the event, the interpreter called Platform.Send after p50 %.0f us / p99 %.0f us and SetForkMode had returned after p50 %.0f us / p99 %.0f us (the rest of send-to-silence is the packet in flight)",
+				Percentile(Micros(toSend), 50), Percentile(Micros(toSend), 99), Percentile(Micros(toApplied), 50), Percentile(Micros(toApplied), 99))
+		}
+	}()
 	for i := 0; i < trials; i++ {
 		if err := setMode(dataplane.Active); err != nil {
 			return nil, err
@@ -261,10 +277,12 @@ func sendToSilence(ctx context.Context, env *Env, p *Pair, sink *xdpgen.Sink, po
 			return nil, err
 		}
 		select {
-		case err := <-plat.done:
-			if err != nil {
-				return nil, err
+		case md := <-plat.done:
+			if md.err != nil {
+				return nil, md.err
 			}
+			toSend = append(toSend, md.sendAt-t0)
+			toApplied = append(toApplied, md.appliedAt-t0)
 		case <-time.After(5 * time.Second):
 			return nil, errors.New("bvr.record was not carried out within 5 s")
 		case <-ctx.Done():
