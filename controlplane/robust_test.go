@@ -19,6 +19,7 @@ import (
 
 	"github.com/recfork/recfork/controlplane"
 	"github.com/recfork/recfork/controlplane/callgen"
+	"github.com/recfork/recfork/dataplane"
 	"github.com/recfork/recfork/siprec/srs"
 )
 
@@ -1073,4 +1074,36 @@ func TestJoinUnjoin(t *testing.T) {
 	if st := eng.Stats(); st.Joins != 0 || st.Endpoints != 0 {
 		t.Fatalf("left: %+v", st)
 	}
+}
+
+// TestPortsExhausted: with one port pair the first call takes it (its
+// recording fails for lack of ports, the call does not); a second call is
+// refused 503; afterwards the pair is free again.
+func TestPortsExhausted(t *testing.T) {
+	svc, eng := startService(t, svcOpts{dataplane: "userspace", ports: dataplane.PortRange{Min: 35000, Max: 35001}})
+	if free := eng.Stats().PortsFree; free != 1 {
+		t.Fatalf("ports free %d", free)
+	}
+	caller, err := callgen.NewEndpoint("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer caller.Close()
+	addr := svc.Daemon().SIPAddr().String()
+	second := make(chan string, 1)
+	res := caller.Call(context.Background(), "sip:echo@"+addr, callgen.CallOptions{
+		Duration: time.Second,
+		OnConnected: func(string) {
+			r := newRawSIP(t, addr)
+			r.send(r.request("INVITE", "no-ports", "", "application/sdp", sdpOffer(4000, "0"), 1))
+			second <- r.expectFinal()
+		},
+	})
+	if res.Error != "" || res.Received == 0 {
+		t.Fatalf("first call: %+v", res)
+	}
+	if got := <-second; !strings.HasPrefix(got, "SIP/2.0 503 ") {
+		t.Fatalf("second call answered %q", strings.SplitN(got, "\r\n", 2)[0])
+	}
+	waitFor(t, "the pair to be free again", func() bool { st := eng.Stats(); return st.PortsFree == 1 && st.Endpoints == 0 })
 }

@@ -54,6 +54,9 @@ type svcOpts struct {
 	// dataplane, when set, makes the service build its own engine
 	// ("userspace") instead of using the test engine.
 	dataplane string
+	// ports is the RTP range of an engine the service builds; zero means
+	// 32000-32999.
+	ports dataplane.PortRange
 }
 
 func startService(t *testing.T, o svcOpts) (*controlplane.Service, dataplane.Engine) {
@@ -75,7 +78,10 @@ func startService(t *testing.T, o svcOpts) (*controlplane.Service, dataplane.Eng
 		Destination:   o.destination,
 		Logger:        testLogger(t),
 		Dataplane:     o.dataplane,
-		RTPPorts:      dataplane.PortRange{Min: 32000, Max: 32999},
+		RTPPorts:      o.ports,
+	}
+	if cfg.RTPPorts == (dataplane.PortRange{}) {
+		cfg.RTPPorts = dataplane.PortRange{Min: 32000, Max: 32999}
 	}
 	svc, err := controlplane.NewService(context.Background(), cfg)
 	if err != nil {
