@@ -83,6 +83,10 @@ type forkID struct {
 }
 
 type fork struct {
+	// media is set for a fork the kernel path cannot carry (a loopback
+	// endpoint, a recorder on this host, a non-Ethernet route): Media makes
+	// its copies instead, so each packet is still copied once.
+	media    bool
 	source   dataplane.EndpointID
 	recorder netip.AddrPort
 	srcAddr  netip.AddrPort
@@ -281,7 +285,7 @@ func (e *Engine) SetRemote(id dataplane.EndpointID, remote netip.AddrPort) error
 		return nil
 	}
 	ep.remote = unmap(remote)
-	if f, ok := e.forks[forkID{id, dataplane.Inbound}]; ok {
+	if f, ok := e.forks[forkID{id, dataplane.Inbound}]; ok && !f.media {
 		nv := f.val
 		ep.applyRemote(&nv)
 		if nv != f.val {
@@ -325,15 +329,29 @@ func (e *Engine) CloseEndpoint(id dataplane.EndpointID) error {
 	}
 	var errs []error
 	var gone []*fork
+	var mediaGone []forkID
 	for fid, f := range e.forks {
-		if fid.ep == id || f.source == id {
-			if err := e.unlinkForkLocked(fid, f); err != nil {
-				errs = append(errs, err)
-			}
-			gone = append(gone, f)
+		if fid.ep != id && f.source != id {
+			continue
 		}
+		if f.media {
+			delete(e.forks, fid)
+			if fid.ep != id {
+				mediaGone = append(mediaGone, fid)
+			}
+			continue
+		}
+		if err := e.unlinkForkLocked(fid, f); err != nil {
+			errs = append(errs, err)
+		}
+		gone = append(gone, f)
 	}
 	e.mu.Unlock()
+	for _, fid := range mediaGone {
+		if err := e.media.RemoveFork(fid.ep, fid.dir); err != nil && !errors.Is(err, dataplane.ErrNotFound) {
+			errs = append(errs, err)
+		}
+	}
 	if len(gone) > 0 {
 		errs = append(errs, e.settle(gone...))
 	}
@@ -436,9 +454,16 @@ func (e *Engine) AddFork(ep dataplane.EndpointID, dir dataplane.Direction, cfg d
 	if err != nil {
 		return err
 	}
+	if local.Addr().Unmap().IsLoopback() {
+		// Loopback traffic never crosses the media interfaces.
+		return e.addMediaFork(ep, dir, cfg, fmt.Errorf("endpoint %s is on loopback: %w", local, errKernelCannot))
+	}
 	rec := netip.AddrPortFrom(cfg.Recorder.Addr().Unmap(), cfg.Recorder.Port())
 	src = netip.AddrPortFrom(src.Addr().Unmap(), src.Port())
 	hop, err := e.resolveWait(rec.Addr(), src.Addr())
+	if errors.Is(err, errKernelCannot) {
+		return e.addMediaFork(ep, dir, cfg, err)
+	}
 	if err != nil {
 		return fmt.Errorf("add fork %d %s: %w", ep, dir, err)
 	}
@@ -482,6 +507,21 @@ func (e *Engine) AddFork(ep dataplane.EndpointID, dir dataplane.Direction, cfg d
 	return nil
 }
 
+// addMediaFork hands a fork the kernel path cannot carry to Media.
+func (e *Engine) addMediaFork(ep dataplane.EndpointID, dir dataplane.Direction, cfg dataplane.ForkConfig, why error) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if _, _, err := e.checkFork(ep, dir, cfg); err != nil {
+		return err
+	}
+	if err := e.media.AddFork(ep, dir, cfg); err != nil {
+		return err
+	}
+	e.forks[forkID{ep, dir}] = &fork{media: true, source: cfg.Source}
+	e.log.Info("fork copied in userspace", "endpoint", uint64(ep), "direction", dir.String(), "reason", why.Error())
+	return nil
+}
+
 func (e *Engine) allocSlot() (uint32, error) {
 	if n := len(e.freeSlots); n > 0 {
 		s := e.freeSlots[n-1]
@@ -512,6 +552,10 @@ func (e *Engine) SetForkMode(ep dataplane.EndpointID, dir dataplane.Direction, m
 	if !m.Valid() {
 		e.mu.Unlock()
 		return fmt.Errorf("set fork mode %d %s: mode %d: %w", ep, dir, m, dataplane.ErrInvalid)
+	}
+	if f.media {
+		e.mu.Unlock()
+		return e.media.SetForkMode(ep, dir, m)
 	}
 	f.val.Mode = uint8(m)
 	err := e.objs.Streams.Update(&f.key, &f.val, ebpf.UpdateExist)
@@ -590,6 +634,11 @@ func (e *Engine) RemoveFork(ep dataplane.EndpointID, dir dataplane.Direction) er
 		e.mu.Unlock()
 		return fmt.Errorf("remove fork %d %s: %w", ep, dir, dataplane.ErrNotFound)
 	}
+	if f.media {
+		delete(e.forks, id)
+		e.mu.Unlock()
+		return e.media.RemoveFork(ep, dir)
+	}
 	err := e.unlinkForkLocked(id, f)
 	e.mu.Unlock()
 	return errors.Join(err, e.settle(f))
@@ -665,6 +714,9 @@ func (e *Engine) ForkStats(ep dataplane.EndpointID, dir dataplane.Direction) (da
 	if !ok {
 		return dataplane.ForkStats{}, fmt.Errorf("fork stats %d %s: %w", ep, dir, dataplane.ErrNotFound)
 	}
+	if f.media {
+		return e.media.ForkStats(ep, dir)
+	}
 	c, err := e.counters(f.val.Slot)
 	return c.ForkStats, err
 }
@@ -677,11 +729,16 @@ func (e *Engine) Stats() dataplane.EngineStats {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	s.Forks = len(e.forks)
-	s.CopiedPackets, s.MutedPackets = e.goneCopied, e.goneMuted
+	// Media's figures count only the forks handed to it.
+	s.CopiedPackets += e.goneCopied
+	s.MutedPackets += e.goneMuted
 	if e.closed {
 		return s
 	}
 	for _, f := range e.forks {
+		if f.media {
+			continue
+		}
 		if c, err := e.counters(f.val.Slot); err == nil {
 			s.CopiedPackets += c.CopiedPackets
 			s.MutedPackets += c.MutedPackets
@@ -710,6 +767,9 @@ func (e *Engine) KernelStats() (KernelStats, error) {
 	ks := KernelStats{Miss: r[0], NotIP: r[1], NotUDP: r[2], Short: r[3], Fragment: r[4],
 		IPOptions: r[5], GSO: r[6], Looped: r[7], NotRTP: r[8], VLAN: r[9], Foreign: r[10], GSOEgress: r[11]}
 	for _, f := range e.forks {
+		if f.media {
+			continue
+		}
 		if c, err := e.counters(f.val.Slot); err == nil {
 			ks.Failed += c.failed
 		}
@@ -728,6 +788,10 @@ func (e *Engine) Close() error {
 	}
 	e.closed = true
 	for id, f := range e.forks {
+		if f.media {
+			delete(e.forks, id)
+			continue
+		}
 		if s, err := e.counters(f.val.Slot); err == nil {
 			e.goneCopied += s.CopiedPackets
 			e.goneMuted += s.MutedPackets
@@ -770,7 +834,7 @@ func (e *Engine) resolve(rec, src netip.Addr) (nextHop, error) {
 	}
 	h := nextHop{ifindex: rt.ifindex, nexthop: rt.nexthop}
 	if h.src, err = e.nl.linkMAC(rt.ifindex); err != nil {
-		return nextHop{}, fmt.Errorf("recorder %s: %w: %w", rec, dataplane.ErrNotSupported, err)
+		return nextHop{}, fmt.Errorf("recorder %s: %w", rec, err)
 	}
 	mac, state, ok, err := e.nl.neighGet(rt.ifindex, rt.nexthop)
 	if err != nil {
@@ -848,7 +912,9 @@ func (e *Engine) reresolve() {
 	e.mu.Lock()
 	items := make([]item, 0, len(e.forks))
 	for id, f := range e.forks {
-		items = append(items, item{id, f.recorder.Addr(), f.srcAddr.Addr()})
+		if !f.media {
+			items = append(items, item{id, f.recorder.Addr(), f.srcAddr.Addr()})
+		}
 	}
 	e.mu.Unlock()
 	for _, it := range items {

@@ -559,3 +559,49 @@ func TestForeignSourceNotCopied(t *testing.T) {
 		dataplanetest.ExpectNothingQueued(t, rec.rtp)
 	}
 }
+
+// TestLoopbackForkInUserspace: loopback traffic never crosses the media
+// interfaces, so a fork of a loopback endpoint is made by Media; it still
+// copies, mutes and counts like any fork, and only once.
+func TestLoopbackForkInUserspace(t *testing.T) {
+	tp := newTopology(t, families[0], viaSame)
+	e := newEngine(t, tp.eng, tp.ifaces)
+	lo := netip.MustParseAddr("127.0.0.1")
+	party, rec := listenPair(t, tp.eng, lo), listenPair(t, tp.eng, lo)
+	a := openEndpoint(t, tp.eng, e, lo, party.addr)
+	src := openEndpoint(t, tp.eng, e, lo, netip.AddrPort{})
+	if err := e.AddFork(a.ID, dataplane.Inbound, dataplane.ForkConfig{Recorder: rec.addr, Source: src.ID}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.AddFork(a.ID, dataplane.Inbound, dataplane.ForkConfig{Recorder: rec.addr, Source: src.ID}); !errors.Is(err, dataplane.ErrExists) {
+		t.Fatalf("second AddFork: %v, want ErrExists", err)
+	}
+	first := rtpN(0x10, 1, 10)
+	send(t, party.rtp, a.Local, first...)
+	expect(t, rec.rtp, src.Local, first...)
+	if err := e.SetForkMode(a.ID, dataplane.Inbound, dataplane.Inactive); err != nil {
+		t.Fatal(err)
+	}
+	send(t, party.rtp, a.Local, rtpN(0x10, 11, 5)...)
+	// Unmute only once Media has taken the muted packets in.
+	waitFork(t, e, a.ID, dataplane.Inbound, dataplane.ForkStats{CopiedPackets: 10, CopiedBytes: sumLen(first), MutedPackets: 5, MutedBytes: sumLen(rtpN(0x10, 11, 5))})
+	if err := e.SetForkMode(a.ID, dataplane.Inbound, dataplane.Active); err != nil {
+		t.Fatal(err)
+	}
+	last := rtpN(0x10, 16, 3)
+	send(t, party.rtp, a.Local, last...)
+	expect(t, rec.rtp, src.Local, last...) // directly after the first: nothing muted leaked
+	waitFork(t, e, a.ID, dataplane.Inbound, dataplane.ForkStats{CopiedPackets: 13, CopiedBytes: sumLen(first, last), MutedPackets: 5, MutedBytes: sumLen(rtpN(0x10, 11, 5))})
+	if s := e.Stats(); s.Forks != 1 || s.CopiedPackets != 13 || s.MutedPackets != 5 {
+		t.Fatalf("engine stats %+v", s)
+	}
+	if err := e.RemoveFork(a.ID, dataplane.Inbound); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.ForkStats(a.ID, dataplane.Inbound); !errors.Is(err, dataplane.ErrNotFound) {
+		t.Fatalf("ForkStats after RemoveFork: %v", err)
+	}
+	if s := e.Stats(); s.Forks != 0 {
+		t.Fatalf("%d forks after RemoveFork", s.Forks)
+	}
+}

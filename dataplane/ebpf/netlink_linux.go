@@ -171,7 +171,9 @@ func (r *rtnl) routeGet(dst, src netip.Addr) (route, error) {
 	if len(reply) < unix.SizeofRtMsg {
 		return route{}, fmt.Errorf("route to %s: short reply", dst)
 	}
-	if typ := reply[7]; typ != unix.RTN_UNICAST {
+	if typ := reply[7]; typ == unix.RTN_LOCAL {
+		return route{}, fmt.Errorf("recorder %s is on this host: %w", dst, errKernelCannot)
+	} else if typ != unix.RTN_UNICAST {
 		return route{}, fmt.Errorf("route to %s is of type %d, not unicast (a local, blackhole or unreachable recorder cannot be forked to)", dst, typ)
 	}
 	rt := route{nexthop: dst}
@@ -205,7 +207,7 @@ func (r *rtnl) linkMAC(ifindex int) ([6]byte, error) {
 		return [6]byte{}, fmt.Errorf("link %d: short reply", ifindex)
 	}
 	if typ := binary.NativeEndian.Uint16(reply[2:]); typ != unix.ARPHRD_ETHER {
-		return [6]byte{}, fmt.Errorf("link %d is of type %d, not Ethernet", ifindex, typ)
+		return [6]byte{}, fmt.Errorf("link %d is of type %d, not Ethernet: %w", ifindex, typ, errKernelCannot)
 	}
 	for _, a := range parseAttrs(reply[unix.SizeofIfInfomsg:]) {
 		if a.typ == unix.IFLA_ADDRESS && len(a.data) == 6 {
