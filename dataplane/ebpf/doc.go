@@ -6,9 +6,17 @@
 // called, so no packet is copied twice. It is the only package that imports
 // cilium/ebpf.
 //
+// A fork the TCX programs cannot carry (an endpoint on loopback, a recorder on
+// this host, a route over a non-Ethernet link) is handed to Media, which then
+// makes that fork's copies: every packet is still copied exactly once.
+// Inbound copies follow the endpoint's source rule where the engine knows it
+// (a signalled remote without Latch); a remote Media learns by latching is not
+// known here, so until SetRemote such an endpoint's copies are not filtered.
+//
 // Everything the engine creates (TCX links, rtnetlink sockets) belongs to the
 // network namespace of the thread that called New; later calls may come from
-// any thread. Nothing is pinned: Close, or the end of the process, leaves no
+// any thread. Interfaces are attached once, in New: an interface deleted and
+// created again later is not re-attached. Nothing is pinned: Close, or the end of the process, leaves no
 // program, link or map behind.
 //
 // The C side is bpf/rtpfork.c; `make generate` rebuilds rtpfork_bpfel.{go,o}.
