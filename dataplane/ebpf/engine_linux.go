@@ -327,6 +327,8 @@ func (e *Engine) CloseEndpoint(id dataplane.EndpointID) error {
 		e.mu.Unlock()
 		return dataplane.ErrClosed
 	}
+	// Forget the endpoint first, so no AddFork can use it meanwhile.
+	delete(e.endpoints, id)
 	var errs []error
 	var gone []*fork
 	var mediaGone []forkID
@@ -358,9 +360,6 @@ func (e *Engine) CloseEndpoint(id dataplane.EndpointID) error {
 	if err := e.media.CloseEndpoint(id); err != nil {
 		errs = append(errs, err)
 	}
-	e.mu.Lock()
-	delete(e.endpoints, id)
-	e.mu.Unlock()
 	return errors.Join(errs...)
 }
 
