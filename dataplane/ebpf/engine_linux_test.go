@@ -605,3 +605,79 @@ func TestLoopbackForkInUserspace(t *testing.T) {
 		t.Fatalf("%d forks after RemoveFork", s.Forks)
 	}
 }
+
+// TestMapEntriesReturnToZero adds and removes many forks from several
+// goroutines (RemoveFork, CloseEndpoint, SetForkMode at the same time) and
+// checks that the kernel's stream table ends empty and slots are reused.
+func TestMapEntriesReturnToZero(t *testing.T) {
+	tp := newTopology(t, families[0], viaSame)
+	e := newEngine(t, tp.eng, tp.ifaces)
+	rec := listenPair(t, tp.rec, tp.recIP)
+	src := openEndpoint(t, tp.eng, e, tp.engIP, netip.AddrPort{})
+	entries := func() int {
+		n := 0
+		var k rtpforkStreamKey
+		var v rtpforkStreamValue
+		for it := e.objs.Streams.Iterate(); it.Next(&k, &v); {
+			n++
+		}
+		return n
+	}
+	const workers, perWorker = 4, 25
+	var wg sync.WaitGroup
+	errc := make(chan error, workers)
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range perWorker {
+				var info dataplane.EndpointInfo
+				if err := tp.eng.Do(func() (err error) {
+					info, err = e.OpenEndpoint(dataplane.EndpointConfig{LocalIP: tp.engIP})
+					return err
+				}); err != nil {
+					errc <- err
+					return
+				}
+				for _, d := range []dataplane.Direction{dataplane.Inbound, dataplane.Outbound} {
+					if err := e.AddFork(info.ID, d, dataplane.ForkConfig{Recorder: rec.addr, Source: src.ID}); err != nil {
+						errc <- err
+						return
+					}
+				}
+				if err := e.SetForkMode(info.ID, dataplane.Inbound, dataplane.Inactive); err != nil {
+					errc <- err
+					return
+				}
+				var err error
+				if (w+i)%2 == 0 {
+					err = errors.Join(e.RemoveFork(info.ID, dataplane.Inbound), e.RemoveFork(info.ID, dataplane.Outbound), e.CloseEndpoint(info.ID))
+				} else {
+					err = e.CloseEndpoint(info.ID)
+				}
+				if err != nil {
+					errc <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errc)
+	for err := range errc {
+		t.Fatal(err)
+	}
+	if n := entries(); n != 0 {
+		t.Fatalf("%d stream entries left", n)
+	}
+	e.mu.Lock()
+	forks, slots := len(e.forks), e.nextSlot
+	e.mu.Unlock()
+	// Each worker holds at most two forks and two being settled.
+	if forks != 0 || slots > 4*workers {
+		t.Fatalf("%d forks left, %d slots ever used by %d workers", forks, slots, workers)
+	}
+	if s := e.Stats(); s.Forks != 0 || s.Endpoints != 1 {
+		t.Fatalf("stats %+v, want no forks and the source endpoint only", s)
+	}
+}
