@@ -9,6 +9,7 @@ import (
 	"math/bits"
 	"net"
 	"net/netip"
+	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -40,8 +41,14 @@ type Engine struct {
 	log   *slog.Logger
 	cfg   Config
 
-	objs  rtpforkObjects
-	links []link.Link
+	objs rtpforkObjects
+	// attached are the interfaces the programs are attached to, by name;
+	// the resolver goroutine re-attaches one that is deleted and created
+	// again. Only New and that goroutine touch them before release.
+	attached []*attachment
+	// netns is the engine's network namespace, for attaching from a
+	// goroutine that does not run in it.
+	netns *os.File
 	// barrier is an array of maps: updating it makes the kernel wait for
 	// every running BPF program to finish (synchronize_rcu), which turns a
 	// map write into "no packet that saw the old value is still in flight".
@@ -75,6 +82,13 @@ type endpoint struct {
 	// source Media accepts, and the copies follow the same rule.
 	remote netip.AddrPort
 	latch  bool
+}
+
+// attachment is one interface and its two TCX links.
+type attachment struct {
+	name    string
+	ifindex int // 0 while the interface is missing
+	links   []link.Link
 }
 
 type forkID struct {
@@ -126,6 +140,11 @@ func New(cfg Config) (*Engine, error) {
 		forks:     make(map[forkID]*fork),
 		changed:   make(chan struct{}),
 	}
+	ns, err := os.Open(fmt.Sprintf("/proc/%d/task/%d/ns/net", os.Getpid(), unix.Gettid()))
+	if err != nil {
+		return nil, fmt.Errorf("open the network namespace: %w", err)
+	}
+	e.netns = ns
 	if err := e.load(); err != nil {
 		e.release()
 		return nil, err
@@ -134,7 +153,6 @@ func New(cfg Config) (*Engine, error) {
 		e.release()
 		return nil, err
 	}
-	var err error
 	if e.nl, err = openRTNL(); err != nil {
 		e.release()
 		return nil, err
@@ -210,35 +228,100 @@ func (e *Engine) attach(names []string) error {
 		if err != nil {
 			return fmt.Errorf("attach fork programs to %s: %w", name, err)
 		}
-		for _, a := range []struct {
-			prog *ebpf.Program
-			at   ebpf.AttachType
-			hook string
-		}{{e.objs.RtpforkIngress, ebpf.AttachTCXIngress, "ingress"}, {e.objs.RtpforkEgress, ebpf.AttachTCXEgress, "egress"}} {
-			l, err := link.AttachTCX(link.TCXOptions{Interface: ifc.Index, Program: a.prog, Attach: a.at})
-			if err != nil {
-				return unsupported(fmt.Sprintf("attach tcx %s %s", a.hook, name), err)
-			}
-			e.links = append(e.links, l)
+		a := &attachment{name: name}
+		e.attached = append(e.attached, a)
+		if err := e.attachTo(a, ifc.Index); err != nil {
+			return err
 		}
 		e.log.Info("ebpf fork programs attached", "interface", name, "ifindex", ifc.Index)
 	}
 	return nil
 }
 
+// attachTo attaches both programs to ifindex; it must run in the engine's
+// namespace, where the kernel resolves the index.
+func (e *Engine) attachTo(a *attachment, ifindex int) error {
+	for _, h := range []struct {
+		prog *ebpf.Program
+		at   ebpf.AttachType
+		hook string
+	}{{e.objs.RtpforkIngress, ebpf.AttachTCXIngress, "ingress"}, {e.objs.RtpforkEgress, ebpf.AttachTCXEgress, "egress"}} {
+		l, err := link.AttachTCX(link.TCXOptions{Interface: ifindex, Program: h.prog, Attach: h.at})
+		if err != nil {
+			return unsupported(fmt.Sprintf("attach tcx %s %s", h.hook, a.name), err)
+		}
+		a.links = append(a.links, l)
+	}
+	a.ifindex = ifindex
+	return nil
+}
+
+func (a *attachment) detach() error {
+	var errs []error
+	for _, l := range a.links {
+		errs = append(errs, l.Close())
+	}
+	a.links, a.ifindex = nil, 0
+	return errors.Join(errs...)
+}
+
+// inNetns runs fn on a thread switched into the engine's namespace. The
+// thread is never unlocked: it ends with its goroutine instead of going
+// back to the scheduler inside another namespace.
+func (e *Engine) inNetns(fn func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		if err := unix.Setns(int(e.netns.Fd()), unix.CLONE_NEWNET); err != nil {
+			errc <- fmt.Errorf("enter the engine's network namespace: %w", err)
+			return
+		}
+		errc <- fn()
+	}()
+	return <-errc
+}
+
+// reattach follows interfaces that were deleted and created again: their
+// TCX links died with the old device.
+func (e *Engine) reattach() {
+	for _, a := range e.attached {
+		idx, err := e.nl.linkIndex(a.name)
+		if err != nil {
+			if a.ifindex != 0 {
+				_ = a.detach()
+				e.log.Warn("ebpf fork programs lost their interface", "interface", a.name)
+			}
+			continue
+		}
+		if idx == a.ifindex {
+			continue
+		}
+		_ = a.detach()
+		if err := e.inNetns(func() error { return e.attachTo(a, idx) }); err != nil {
+			_ = a.detach()
+			e.log.Warn("ebpf fork programs not re-attached", "interface", a.name, "error", err.Error())
+			continue
+		}
+		e.log.Info("ebpf fork programs re-attached", "interface", a.name, "ifindex", idx)
+	}
+}
+
 // release frees every kernel object and socket; it is safe on a partly built
 // engine.
 func (e *Engine) release() error {
 	var errs []error
-	for _, l := range e.links {
-		errs = append(errs, l.Close())
-	}
-	e.links = nil
 	if e.watch != nil {
 		errs = append(errs, e.watch.Close())
 	}
 	close(e.stop)
 	e.wg.Wait()
+	for _, a := range e.attached {
+		errs = append(errs, a.detach())
+	}
+	e.attached = nil
+	if e.netns != nil {
+		errs = append(errs, e.netns.Close())
+	}
 	if e.nl != nil {
 		errs = append(errs, e.nl.Close())
 	}
@@ -897,6 +980,7 @@ func (e *Engine) resolver() {
 		case <-e.stop:
 			return
 		case <-e.kick:
+			e.reattach()
 		case <-t.C:
 		}
 		e.reresolve()

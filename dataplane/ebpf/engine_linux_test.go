@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"os/exec"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -679,5 +680,71 @@ func TestMapEntriesReturnToZero(t *testing.T) {
 	}
 	if s := e.Stats(); s.Forks != 0 || s.Endpoints != 1 {
 		t.Fatalf("stats %+v, want no forks and the source endpoint only", s)
+	}
+}
+
+// TestReattachAfterRecreate deletes the media interface under a running
+// fork and creates it again with the same name: the engine attaches to the
+// new device and copies resume.
+func TestReattachAfterRecreate(t *testing.T) {
+	eng, peer := testenv.NewNetns(t), testenv.NewNetns(t)
+	aName, bName := testenv.UniqueName("ra"), testenv.UniqueName("rb")
+	create := func() {
+		t.Helper()
+		if out, err := exec.Command("ip", "link", "add", aName, "netns", eng.Name, "type", "veth", "peer", "name", bName, "netns", peer.Name).CombinedOutput(); err != nil {
+			t.Fatalf("create veth: %v: %s", err, out)
+		}
+		eng.MustIP(t, "addr", "add", "10.70.0.1/24", "dev", aName, "nodad")
+		peer.MustIP(t, "addr", "add", "10.70.0.2/24", "dev", bName, "nodad")
+		eng.MustIP(t, "link", "set", aName, "up")
+		peer.MustIP(t, "link", "set", bName, "up")
+	}
+	create()
+	engIP, peerIP := netip.MustParseAddr("10.70.0.1"), netip.MustParseAddr("10.70.0.2")
+	e := newEngine(t, eng, []string{aName})
+	party, rec := listenPair(t, peer, peerIP), listenPair(t, peer, peerIP)
+	a := openEndpoint(t, eng, e, engIP, party.addr)
+	src := openEndpoint(t, eng, e, engIP, netip.AddrPort{})
+	if err := e.AddFork(a.ID, dataplane.Inbound, dataplane.ForkConfig{Recorder: rec.addr, Source: src.ID}); err != nil {
+		t.Fatal(err)
+	}
+	first := rtpN(3, 1, 3)
+	send(t, party.rtp, a.Local, first...)
+	expect(t, rec.rtp, src.Local, first...)
+
+	eng.MustIP(t, "link", "del", aName)
+	create()
+	deadline := time.Now().Add(waitLimit)
+	buf := make([]byte, 2048)
+	for seq := uint16(100); ; seq++ {
+		if time.Now().After(deadline) {
+			t.Fatal("no copy after the interface was created again")
+		}
+		send(t, party.rtp, a.Local, rtpPayload(seq, 10))
+		_ = rec.rtp.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
+		if n, _, err := rec.rtp.ReadFromUDPAddrPort(buf); err == nil && n > 0 {
+			break
+		}
+	}
+	if err := e.Close(); err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	eng.MustDo(t, func() error {
+		ifc, err := net.InterfaceByName(aName)
+		if err != nil {
+			return err
+		}
+		for _, at := range []ebpf.AttachType{ebpf.AttachTCXIngress, ebpf.AttachTCXEgress} {
+			r, err := link.QueryPrograms(link.QueryOptions{Target: ifc.Index, Attach: at})
+			if err != nil {
+				return err
+			}
+			n += len(r.Programs)
+		}
+		return nil
+	})
+	if n != 0 {
+		t.Fatalf("%d programs left on the re-created interface after Close", n)
 	}
 }

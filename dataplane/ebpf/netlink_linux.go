@@ -217,6 +217,19 @@ func (r *rtnl) linkMAC(ifindex int) ([6]byte, error) {
 	return [6]byte{}, fmt.Errorf("link %d has no Ethernet address", ifindex)
 }
 
+// linkIndex returns the index of the interface called name.
+func (r *rtnl) linkIndex(name string) (int, error) {
+	body := appendAttr(make([]byte, unix.SizeofIfInfomsg), unix.IFLA_IFNAME, append([]byte(name), 0))
+	reply, err := r.request(unix.RTM_GETLINK, 0, body)
+	if err != nil {
+		return 0, fmt.Errorf("link %s: %w", name, err)
+	}
+	if len(reply) < unix.SizeofIfInfomsg {
+		return 0, fmt.Errorf("link %s: short reply", name)
+	}
+	return int(int32(binary.NativeEndian.Uint32(reply[4:]))), nil
+}
+
 const nudUsable = unix.NUD_REACHABLE | unix.NUD_STALE | unix.NUD_DELAY | unix.NUD_PROBE |
 	unix.NUD_PERMANENT | unix.NUD_NOARP
 
