@@ -15,8 +15,9 @@
 //
 // Everything the engine creates (TCX links, rtnetlink sockets) belongs to the
 // network namespace of the thread that called New; later calls may come from
-// any thread. Interfaces are attached once, in New: an interface deleted and
-// created again later is not re-attached. Nothing is pinned: Close, or the end of the process, leaves no
+// any thread. Interfaces are attached by name in New; one deleted and created
+// again is re-attached (an interface that did not exist at New is not
+// added). Nothing is pinned: Close, or the end of the process, leaves no
 // program, link or map behind.
 //
 // The C side is bpf/rtpfork.c; `make generate` rebuilds rtpfork_bpfel.{go,o}.
