@@ -316,10 +316,18 @@ func (c *Connection) end(state ConnState) {
 		if cancelOut != nil {
 			cancelOut()
 		}
+		// The media goes first: closing the endpoint removes its forks, so no
+		// copy is still in flight when the recording's BYE reaches the SRS.
+		d.stopDTMF(c)
+		if ep != 0 {
+			if err := d.engine.CloseEndpoint(ep); err != nil && !errors.Is(err, dataplane.ErrNotFound) {
+				c.log.Warn("close media endpoint", "err", err)
+			}
+		}
 		if hadRec {
 			if r := d.recorder.Load(); r != nil {
 				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-				if err := (*r).End(ctx, c.ID); err != nil {
+				if err := (*r).End(ctx, c.ID); err != nil && !errors.Is(err, siprec.ErrNoSession) {
 					c.log.Warn("end recording", "err", err)
 				}
 				cancel()
@@ -330,12 +338,6 @@ func (c *Connection) end(state ConnState) {
 				oc.mu.Lock()
 				delete(oc.joins, c.ID)
 				oc.mu.Unlock()
-			}
-		}
-		d.stopDTMF(c)
-		if ep != 0 {
-			if err := d.engine.CloseEndpoint(ep); err != nil && !errors.Is(err, dataplane.ErrNotFound) {
-				c.log.Warn("close media endpoint", "err", err)
 			}
 		}
 		c.mu.Lock()
