@@ -5,6 +5,7 @@ package ebpf
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -335,60 +336,88 @@ func TestCloseLeavesNothing(t *testing.T) {
 	}
 }
 
-// TestNextHopFollowsNeighbour changes the recorder's MAC address and checks
-// that copies follow once the kernel's neighbour entry changes.
+// TestNextHopFollowsNeighbour changes the MAC address of the copies' next
+// hop (the recorder on the same link, or the router in front of it) and
+// checks that copies follow once the kernel's neighbour entry changes.
 func TestNextHopFollowsNeighbour(t *testing.T) {
-	tp := newTopology(t, families[0], viaOther)
-	e := newEngine(t, tp.eng, tp.ifaces)
-	party := listenPair(t, tp.remote, tp.remoteIP)
-	rec := listenPair(t, tp.rec, tp.recIP)
-	a := openEndpoint(t, tp.eng, e, tp.engIP, party.addr)
-	src := openEndpoint(t, tp.eng, e, tp.engIP, netip.AddrPort{})
-	if err := e.AddFork(a.ID, dataplane.Inbound, dataplane.ForkConfig{Recorder: rec.addr, Source: src.ID}); err != nil {
-		t.Fatal(err)
-	}
-	first := rtpN(1, 1, 3)
-	send(t, party.rtp, a.Local, first...)
-	expect(t, rec.rtp, src.Local, first...)
+	for _, shape := range []string{viaOther, viaRouter} {
+		t.Run(shape, func(t *testing.T) {
+			f := families[0]
+			tp := newTopology(t, f, shape)
+			e := newEngine(t, tp.eng, tp.ifaces)
+			party := listenPair(t, tp.remote, tp.remoteIP)
+			rec := listenPair(t, tp.rec, tp.recIP)
+			a := openEndpoint(t, tp.eng, e, tp.engIP, party.addr)
+			src := openEndpoint(t, tp.eng, e, tp.engIP, netip.AddrPort{})
+			if err := e.AddFork(a.ID, dataplane.Inbound, dataplane.ForkConfig{Recorder: rec.addr, Source: src.ID}); err != nil {
+				t.Fatal(err)
+			}
+			first := rtpN(1, 1, 3)
+			send(t, party.rtp, a.Local, first...)
+			expect(t, rec.rtp, src.Local, first...)
 
-	// The recorder's interface gets a new MAC; the platform learns it the
-	// way a gratuitous ARP would teach it (a neighbour update).
-	var recDev string
-	tp.rec.MustDo(t, func() error {
+			// The next hop's interface gets a new MAC; the platform
+			// learns it the way a gratuitous ARP would teach it.
+			hopNS, hopIP := tp.rec, tp.recIP
+			if shape == viaRouter {
+				hopNS, hopIP = tp.recRouter, f.addr(2, 2)
+			}
+			const newMAC = "02:00:00:00:77:77"
+			hopNS.MustIP(t, "link", "set", "dev", devWithAddr(t, hopNS, hopIP), "address", newMAC)
+			tp.eng.MustIP(t, "neigh", "replace", hopIP.String(), "lladdr", newMAC, "dev", tp.recLink, "nud", "reachable")
+
+			// Copies to the old MAC are dropped by the next hop; keep
+			// sending until one arrives (the engine updates the map
+			// when the notification comes).
+			deadline := time.Now().Add(waitLimit)
+			buf := make([]byte, 2048)
+			for seq := uint16(100); ; seq++ {
+				if time.Now().After(deadline) {
+					t.Fatal("no copy reached the recorder after the next hop's MAC changed")
+				}
+				send(t, party.rtp, a.Local, rtpPayload(seq, 10))
+				_ = rec.rtp.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
+				if n, _, err := rec.rtp.ReadFromUDPAddrPort(buf); err == nil && n > 0 {
+					break
+				}
+			}
+			e.mu.Lock()
+			fk := e.forks[forkID{a.ID, dataplane.Inbound}]
+			mac := net.HardwareAddr(fk.val.DstMac[:]).String()
+			e.mu.Unlock()
+			if mac != newMAC {
+				t.Fatalf("stream entry has next-hop MAC %s, want %s", mac, newMAC)
+			}
+		})
+	}
+}
+
+// devWithAddr names the interface of ns that holds ip.
+func devWithAddr(t *testing.T, ns *testenv.Netns, ip netip.Addr) string {
+	t.Helper()
+	var name string
+	ns.MustDo(t, func() error {
 		ifs, err := net.Interfaces()
+		if err != nil {
+			return err
+		}
 		for _, ifc := range ifs {
-			if len(ifc.HardwareAddr) == 6 {
-				recDev = ifc.Name
+			addrs, err := ifc.Addrs()
+			if err != nil {
+				return err
+			}
+			for _, a := range addrs {
+				if p, err := netip.ParsePrefix(a.String()); err == nil && p.Addr() == ip {
+					name = ifc.Name
+				}
 			}
 		}
-		return err
+		if name == "" {
+			return fmt.Errorf("no interface holds %s", ip)
+		}
+		return nil
 	})
-	const newMAC = "02:00:00:00:77:77"
-	tp.rec.MustIP(t, "link", "set", "dev", recDev, "address", newMAC)
-	tp.eng.MustIP(t, "neigh", "replace", tp.recIP.String(), "lladdr", newMAC, "dev", tp.recLink, "nud", "reachable")
-
-	// Copies to the old MAC are dropped by the recorder's host; keep
-	// sending until one arrives (the engine updates the map when the
-	// notification comes).
-	deadline := time.Now().Add(waitLimit)
-	buf := make([]byte, 2048)
-	for seq := uint16(100); ; seq++ {
-		if time.Now().After(deadline) {
-			t.Fatal("no copy reached the recorder after its MAC changed")
-		}
-		send(t, party.rtp, a.Local, rtpPayload(seq, 10))
-		_ = rec.rtp.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
-		if n, _, err := rec.rtp.ReadFromUDPAddrPort(buf); err == nil && n > 0 {
-			break
-		}
-	}
-	e.mu.Lock()
-	f := e.forks[forkID{a.ID, dataplane.Inbound}]
-	mac := net.HardwareAddr(f.val.DstMac[:]).String()
-	e.mu.Unlock()
-	if mac != newMAC {
-		t.Fatalf("stream entry has next-hop MAC %s, want %s", mac, newMAC)
-	}
+	return name
 }
 
 // TestNewErrors covers configuration errors that need no privileges.
