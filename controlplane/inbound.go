@@ -86,18 +86,27 @@ func (d *Daemon) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	c.uas = dlg
 	c.state = StateAlerting
 	c.codecs = codecs
-	if err := d.register(c); err != nil {
-		_ = dlg.Respond(503, "Service Unavailable", nil)
+	// refuse releases c and answers at once; the transaction absorbs the
+	// caller's ACK (the dialog's Respond would wait for it).
+	refuse := func(code int, reason string, hdrs ...sip.Header) {
+		c.end(StateFailed)
+		res := sip.NewResponseFromRequest(dlg.InviteRequest, code, reason, nil)
+		for _, h := range hdrs {
+			res.AppendHeader(h)
+		}
+		_ = tx.Respond(res)
 		dlg.Close()
+	}
+	if err := d.register(c); err != nil {
+		refuse(503, "Service Unavailable")
 		return
 	}
 	d.bindDialog(c, dlg)
 	info, err := d.engine.OpenEndpoint(dataplane.EndpointConfig{LocalIP: d.cfg.MediaIP, Latch: true})
 	if err != nil {
 		c.log.Warn("open media endpoint", "err", err)
-		_ = dlg.Respond(503, "Service Unavailable", nil)
-		c.end(StateFailed)
-		dlg.Close()
+		d.metrics.rejected.WithLabelValues("503").Inc()
+		refuse(503, "Service Unavailable", sip.NewHeader("Retry-After", "5"))
 		return
 	}
 	c.mu.Lock()
@@ -118,9 +127,7 @@ func (d *Daemon) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	}
 	if err := (*appP).NewCall(c); err != nil {
 		c.log.Warn("start call app", "err", err)
-		_ = dlg.Respond(500, "Server Internal Error", nil)
-		c.end(StateFailed)
-		dlg.Close()
+		refuse(500, "Server Internal Error")
 		return
 	}
 	_ = dlg.Respond(180, "Ringing", nil)
@@ -143,15 +150,11 @@ func (d *Daemon) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		c.emit("connection.failed", c.eventFields(map[string]any{"reason": reason}))
 		dlg.Close()
 	case <-timer.C:
-		c.end(StateFailed)
-		_ = dlg.Respond(480, "Temporarily Unavailable", nil)
+		refuse(480, "Temporarily Unavailable")
 		c.emit("connection.failed", c.eventFields(map[string]any{"reason": "timeout"}))
-		dlg.Close()
 	case <-d.ctx.Done():
-		c.end(StateFailed)
-		_ = dlg.Respond(503, "Service Unavailable", nil)
+		refuse(503, "Service Unavailable")
 		c.emit("connection.failed", c.eventFields(map[string]any{"reason": "shutdown"}))
-		dlg.Close()
 	}
 }
 

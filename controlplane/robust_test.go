@@ -1097,6 +1097,8 @@ func TestPortsExhausted(t *testing.T) {
 			r := newRawSIP(t, addr)
 			r.send(r.request("INVITE", "no-ports", "", "application/sdp", sdpOffer(4000, "0"), 1))
 			second <- r.expectFinal()
+			// The refused call is released at once, not after its ACK.
+			waitFor(t, "the refused connection to go", func() bool { return len(svc.Daemon().Connections()) == 1 })
 		},
 	})
 	if res.Error != "" || res.Received == 0 {
