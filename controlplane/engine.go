@@ -52,7 +52,10 @@ func NewEngine(mode string, cfg EngineConfig) (dataplane.Engine, error) {
 	default:
 		return nil, fmt.Errorf("dataplane %q (want auto, ebpf or userspace): %w", mode, ErrBadConfig)
 	}
-	media, err := userspace.New(userspace.Config{PortRange: cfg.PortRange, Logger: log.With("component", "dataplane")})
+	// Relays may leave as UDP GSO batches in either mode: the userspace copy
+	// path copies them itself, and the eBPF egress program copies every
+	// datagram of a batch.
+	media, err := userspace.New(userspace.Config{PortRange: cfg.PortRange, Logger: log.With("component", "dataplane"), GSORelays: true})
 	if err != nil {
 		return nil, fmt.Errorf("userspace engine: %w", err)
 	}
