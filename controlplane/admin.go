@@ -96,11 +96,6 @@ type SessionInfo struct {
 	Connections []string  `json:"connections"`
 }
 
-// SessionLister lists CCXML sessions for the admin API.
-type SessionLister interface {
-	Sessions() []SessionInfo
-}
-
 // adminInfo is what the admin API reports beyond the daemon's own state.
 type adminInfo struct {
 	version, srs, app string
