@@ -47,23 +47,32 @@ func (w nsEngine) OpenEndpoint(cfg dataplane.EndpointConfig) (info dataplane.End
 // veth pair, so every copy is made by the TCX programs.
 func TestContract(t *testing.T) {
 	for _, f := range families {
-		t.Run(f.name, func(t *testing.T) {
-			tp := newTopology(t, f, viaSame)
-			dataplanetest.Run(t, dataplanetest.Harness{
-				NewEngine: func(t *testing.T) dataplane.Engine {
-					return nsEngine{newEngine(t, tp.eng, tp.ifaces), tp.eng}
-				},
-				LocalIP: tp.engIP,
-				PeerIP:  tp.remoteIP,
-				ListenPeer: func(t *testing.T, port int) (c *net.UDPConn, err error) {
-					_ = tp.remote.Do(func() error {
-						c, err = net.ListenUDP(f.udp, net.UDPAddrFromAddrPort(netip.AddrPortFrom(tp.remoteIP, uint16(port))))
-						return nil
-					})
-					return c, err
-				},
+		for _, gso := range []bool{false, true} {
+			name := f.name
+			if gso {
+				// As controlplane.NewEngine builds it: relays may leave
+				// as UDP GSO batches.
+				name += "/GSO relays"
+			}
+			t.Run(name, func(t *testing.T) {
+				tp := newTopology(t, f, viaSame)
+				dataplanetest.Run(t, dataplanetest.Harness{
+					NewEngine: func(t *testing.T) dataplane.Engine {
+						mcfg := userspace.Config{PortRange: testRange, GSORelays: gso}
+						return nsEngine{newEngineWith(t, tp.eng, tp.ifaces, mcfg), tp.eng}
+					},
+					LocalIP: tp.engIP,
+					PeerIP:  tp.remoteIP,
+					ListenPeer: func(t *testing.T, port int) (c *net.UDPConn, err error) {
+						_ = tp.remote.Do(func() error {
+							c, err = net.ListenUDP(f.udp, net.UDPAddrFromAddrPort(netip.AddrPortFrom(tp.remoteIP, uint16(port))))
+							return nil
+						})
+						return c, err
+					},
+				})
 			})
-		})
+		}
 	}
 }
 

@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"reflect"
 	"strconv"
 	"strings"
 	"testing"
@@ -99,9 +98,15 @@ func newTopology(t *testing.T, f family, shape string) *topology {
 // newEngine builds the userspace media engine and the eBPF engine inside ns.
 func newEngine(t testing.TB, ns *testenv.Netns, ifaces []string) *Engine {
 	t.Helper()
+	return newEngineWith(t, ns, ifaces, userspace.Config{PortRange: testRange})
+}
+
+// newEngineWith is newEngine with the media engine's configuration.
+func newEngineWith(t testing.TB, ns *testenv.Netns, ifaces []string, mcfg userspace.Config) *Engine {
+	t.Helper()
 	var e *Engine
 	ns.MustDo(t, func() error {
-		media, err := userspace.New(userspace.Config{PortRange: testRange})
+		media, err := userspace.New(mcfg)
 		if err != nil {
 			return err
 		}
@@ -455,21 +460,7 @@ func TestForkOutboundGSO(t *testing.T) {
 			tp := newTopology(t, f, viaSame)
 			var e *Engine
 			tp.eng.MustDo(t, func() error {
-				cfg := userspace.Config{PortRange: testRange, Workers: 1, Batch: 64}
-				// The switch that merges relayed datagrams into UDP GSO
-				// messages has been renamed while the userspace engine
-				// evolves; find it by name so this test follows it.
-				found := false
-				for _, name := range []string{"GSORelays", "GSO"} {
-					if f := reflect.ValueOf(&cfg).Elem().FieldByName(name); f.IsValid() && f.Kind() == reflect.Bool {
-						f.SetBool(true)
-						found = true
-						break
-					}
-				}
-				if !found {
-					return fmt.Errorf("userspace.Config has no switch for GSO relays")
-				}
+				cfg := userspace.Config{PortRange: testRange, Workers: 1, Batch: 64, GSORelays: true}
 				media, err := userspace.New(cfg)
 				if err != nil {
 					return err
