@@ -116,7 +116,8 @@ var _ dataplane.Engine = (*Engine)(nil)
 // following route and neighbour changes. Everything it creates belongs to the
 // network namespace of the calling thread. It fails with an error wrapping
 // dataplane.ErrNotSupported when the kernel or the privileges cannot carry
-// the engine; the caller may then fall back to the userspace engine.
+// the engine; the caller may then fall back to the userspace engine. On any
+// failure cfg.Media is left open for the caller to use or close.
 func New(cfg Config) (*Engine, error) {
 	if cfg.Media == nil {
 		return nil, fmt.Errorf("new ebpf engine: Config.Media is required: %w", dataplane.ErrInvalid)
