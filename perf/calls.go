@@ -281,6 +281,16 @@ func adminEngine(c *http.Client) string {
 	return st.Engine
 }
 
+// procRun returns the summed run time of a process's threads, in ns.
+func procRun(pid int) int64 {
+	var total time.Duration
+	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/schedstat", pid))
+	for _, t := range tasks {
+		total += readSchedstat(t)
+	}
+	return int64(total)
+}
+
 // srsSessions counts the recording sessions the SRS finished.
 func srsSessions(dir string) int {
 	m, _ := filepath.Glob(filepath.Join(dir, "*", "session.json"))
@@ -393,41 +403,17 @@ func (c *CallsScenario) Run(ctx context.Context, env *Env) error {
 	if engine != "ebpf" {
 		env.Results.Note("calls: recforkd ran the %s engine (--dataplane auto); the eBPF engine was not available to it", engine)
 	}
-	cps, err := ladder(func(rate float64) (float64, bool, error) {
-		n := int(rate * stepCalls)
-		before := srsSessions(srsDir)
-		st, _, err := runSipp(ctx, p, dir, rate, n, hold, target)
-		if err != nil {
-			return 0, false, err
-		}
-		// Every recording ends with the call; wait for the SRS to close them.
-		_ = waitUntil(ctx, 10*time.Second, func() bool { return srsSessions(srsDir)-before >= st.Successful })
-		recorded := srsSessions(srsDir) - before
-		env.Progress.Step(fmt.Sprintf("recforkd at %.0f cps: %d answered, %d recorded of %d", rate, st.Successful, recorded, n))
-		ok := st.Failed == 0 && st.Successful == n && recorded >= n*999/1000
-		if !ok {
-			env.Results.Note("calls: at %.0f calls/s, %d of %d calls answered and %d recorded", rate, st.Successful, n, recorded)
-		}
-		return rate * float64(recorded) / float64(n), ok, nil
-	})
-	if err != nil {
-		return err
-	}
-	if cps > 0 {
-		env.Results.Set("calls.cps", cps, 1)
-	} else {
-		env.Results.Mark("calls.cps", StatusNotMeasured, fmt.Sprintf("not one rate of %v calls/s was recorded without failures", rates))
-	}
-
-	// Memory per recorded call: hold a batch of calls at once.
+	// Memory per recorded call first, while recforkd is fresh (a Go heap
+	// that grew during the ladder would not shrink back): hold a batch of
+	// calls at once.
 	rss0, err := ProcRSS(rfd.Pid())
 	if err != nil {
 		return err
 	}
-	rate := min(max(cps, 50), 200)
+	rate := 200.0
 	margin := 3 * time.Second
 	if env.Quick {
-		margin = time.Second
+		rate, margin = 100, time.Second
 	}
 	holdAll := time.Duration(float64(held)/rate*float64(time.Second)) + margin
 	done := make(chan error, 1)
@@ -456,6 +442,51 @@ func (c *CallsScenario) Run(ctx context.Context, env *Env) error {
 	env.Results.Set("calls.concurrent", float64(peak), 1)
 	if peak > 0 {
 		env.Results.Set("calls.bytes_per_call", float64(rssPeak-rss0)/float64(peak), peak)
+		env.Config("calls", map[string]any{"rss_idle_bytes": rss0, "rss_peak_bytes": rssPeak})
+	}
+
+	// Recorded call setups per second. Each step also records the CPU that
+	// recforkd and the SRS spent per call, which says where a missed rate
+	// goes.
+	type stepCPU struct {
+		Rate              float64 `json:"rate"`
+		Answered          int     `json:"answered"`
+		Recorded          int     `json:"recorded"`
+		RecforkdUsPerCall float64 `json:"recforkd_cpu_us_per_call"`
+		SRSUs             float64 `json:"srs_cpu_us_per_call"`
+	}
+	var cpuSteps []stepCPU
+	cps, err := ladder(func(rate float64) (float64, bool, error) {
+		n := int(rate * stepCalls)
+		before := srsSessions(srsDir)
+		rfd0, srs0 := procRun(rfd.Pid()), procRun(srs.Pid())
+		st, _, err := runSipp(ctx, p, dir, rate, n, hold, target)
+		if err != nil {
+			return 0, false, err
+		}
+		// Every recording ends with the call; wait for the SRS to close them.
+		_ = waitUntil(ctx, 10*time.Second, func() bool { return srsSessions(srsDir)-before >= st.Successful })
+		recorded := srsSessions(srsDir) - before
+		sc := stepCPU{Rate: rate, Answered: st.Successful, Recorded: recorded,
+			RecforkdUsPerCall: float64(procRun(rfd.Pid())-rfd0) / 1e3 / float64(max(n, 1)),
+			SRSUs:             float64(procRun(srs.Pid())-srs0) / 1e3 / float64(max(n, 1))}
+		cpuSteps = append(cpuSteps, sc)
+		env.Progress.Step(fmt.Sprintf("recforkd at %.0f cps: %d answered, %d recorded of %d", rate, st.Successful, recorded, n))
+		ok := st.Failed == 0 && st.Successful == n && recorded >= n*999/1000
+		if !ok {
+			env.Results.Note("calls: at %.0f calls/s, %d of %d calls answered and %d recorded; CPU per call: recforkd %.0f us, SRS %.0f us (%.0f%% and %.0f%% of a core)",
+				rate, st.Successful, n, recorded, sc.RecforkdUsPerCall, sc.SRSUs, sc.RecforkdUsPerCall*rate/1e4, sc.SRSUs*rate/1e4)
+		}
+		return rate * float64(recorded) / float64(n), ok, nil
+	})
+	env.Config("calls", map[string]any{"ladder": cpuSteps})
+	if err != nil {
+		return err
+	}
+	if cps > 0 {
+		env.Results.Set("calls.cps", cps, 1)
+	} else {
+		env.Results.Mark("calls.cps", StatusNotMeasured, fmt.Sprintf("not one rate of %v calls/s was recorded without failures", rates))
 	}
 	if rfd.Exited() {
 		return fmt.Errorf("recforkd exited during the run: %s", tail(readFile(filepath.Join(dir, "recforkd.log")), 300))

@@ -175,8 +175,8 @@ func (f *ForkScenario) Run(ctx context.Context, env *Env) (err error) {
 		}
 	}
 	// Bisect (geometrically) between the last sustained rate and the first
-	// that was not, unless the generator was what fell short.
-	if n := len(steps); n >= 2 && steps[n-2].Sustained() && !steps[n-1].Sustained() && steps[n-1].Achieved >= 0.9*steps[n-1].Target {
+	// that lost packets.
+	if n := len(steps); n >= 2 && steps[n-2].Sustained() && !steps[n-1].Sustained() {
 		lo, hi := steps[n-2], steps[n-1]
 		for b := 0; b < p.Bisect; b++ {
 			rate := math.Round(math.Sqrt(lo.Target * hi.Target))

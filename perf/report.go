@@ -73,6 +73,8 @@ func Summary(r *Results) []string {
 		s := fmt.Sprintf("Recorded calls per second: %.0f; target 500: %s.", p, verdict(p >= 500))
 		if b, ok := v("baseline.sipp_uas_cps"); ok && p < 500 && b <= p {
 			s += fmt.Sprintf(" sipp against a sipp UAS reached only %.0f calls/s in the same run: the rate ladder is bounded by the caller and the machine here.", b)
+		} else if p < 500 {
+			s += " The findings give the CPU per call of recforkd and of the SRS at the rates that failed."
 		}
 		out = append(out, s)
 	} else {
