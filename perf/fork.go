@@ -71,7 +71,7 @@ func paramsFor(quick bool) forkParams {
 			Step: 500 * time.Millisecond, RefRate: 20000, RefStreams: 400, CPUPairs: 3, CPUWarm: 100 * time.Millisecond, CPUWindow: 250 * time.Millisecond, Bisect: 1}
 	}
 	return forkParams{Streams: 2400, Rates: Ladder(25000, 1600000, 2), Warm: 500 * time.Millisecond,
-		Step: 3 * time.Second, RefRate: 20000, RefStreams: 400, CPUPairs: 8, CPUWarm: 300 * time.Millisecond, CPUWindow: 2 * time.Second, Bisect: 2}
+		Step: 3 * time.Second, RefRate: 20000, RefStreams: 400, CPUPairs: 12, CPUWarm: 300 * time.Millisecond, CPUWindow: 1500 * time.Millisecond, Bisect: 2}
 }
 
 func (f *ForkScenario) Steps(quick bool) int {

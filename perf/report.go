@@ -240,7 +240,10 @@ is counted exactly in the kernel.
   rate counts when every call is answered and at least 99.9 % of them show up as finished
   recording sessions at the SRS. ` + "`concurrent`" + `: a batch of calls held at once, counted
   as recordings with both directions active in the admin API; ` + "`bytes_per_call`" + `: recforkd's
-  RSS growth divided by that count. Ratio to the same sipp caller against ` + "`sipp -sn uas`" + `.
+  RSS growth divided by that count, measured first, on a fresh recforkd. Each rate of the
+  ladder also records the CPU per call of recforkd and of the SRS (all their threads), which
+  the findings quote for the rates that failed. Ratio to the same sipp caller against
+  ` + "`sipp -sn uas`" + `.
 - **ccxml.*** — events handled per second by one session of one interpreter (a transition
   that assigns ` + "`n = n + 1`" + `, events posted in batches of 1000), and heap plus goroutine stack
   per idle session after GC. Ratio to calls of the same ECMAScript in goja.
