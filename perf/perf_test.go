@@ -74,17 +74,19 @@ func TestLadderAndBest(t *testing.T) {
 	if Ladder(0, 1, 2) != nil || Ladder(1, 2, 1) != nil {
 		t.Error("invalid ladders must be empty")
 	}
-	steps := []RateStep{
-		{Target: 1000, Achieved: 1000, Out: 1000, Loss: 0},
-		{Target: 2000, Achieved: 2000, Out: 1990, Loss: 0.0005},
-		{Target: 4000, Achieved: 4000, Out: 3000, Loss: 0.25},
-	}
-	best, ok := BestSustained(steps)
-	if !ok || best.Target != 2000 {
-		t.Errorf("BestSustained = %+v, %v", best, ok)
-	}
-	if _, ok := BestSustained(steps[2:]); ok {
-		t.Error("a lossy step counted as sustained")
+	for _, tc := range []struct {
+		step RateStep
+		want bool
+	}{
+		{RateStep{Target: 1000, Achieved: 1000, Out: 1000, Loss: 0}, true},
+		{RateStep{Target: 2000, Achieved: 2000, Out: 1990, Loss: 0.0005}, true},
+		{RateStep{Target: 4000, Achieved: 4000, Out: 3000, Loss: 0.25}, false},
+		{RateStep{Target: 4000, Achieved: 3000, Out: 3000, Loss: 0}, true},
+		{RateStep{Target: 4000, Achieved: 0, Out: 0, Loss: math.NaN()}, false},
+	} {
+		if got := tc.step.Sustained(); got != tc.want {
+			t.Errorf("%+v.Sustained() = %v, want %v", tc.step, got, tc.want)
+		}
 	}
 }
 

@@ -104,16 +104,3 @@ func Ladder(lo, hi, factor float64) []float64 {
 	}
 	return out
 }
-
-// BestSustained returns the sustained step with the highest delivered rate and
-// whether there is one.
-func BestSustained(steps []RateStep) (RateStep, bool) {
-	var best RateStep
-	found := false
-	for _, s := range steps {
-		if s.Sustained() && (!found || s.Out > best.Out) {
-			best, found = s, true
-		}
-	}
-	return best, found
-}

@@ -1,10 +1,6 @@
 package perf
 
-import (
-	"context"
-	"fmt"
-	"time"
-)
+import "time"
 
 // Suite returns the scenarios of `make bench`, in run order.
 func Suite() []Scenario {
@@ -44,17 +40,3 @@ func Budget(quick bool) func(Scenario) time.Duration {
 
 // QuickDeadline bounds the whole quick suite.
 const QuickDeadline = 55 * time.Second
-
-// pending is a scenario whose subject is not in the tree yet.
-type pending struct {
-	name string
-	keys []string
-	why  string
-}
-
-func (p *pending) Name() string   { return p.name }
-func (p *pending) Keys() []string { return p.keys }
-func (p *pending) Steps(bool) int { return 1 }
-func (p *pending) Run(context.Context, *Env) error {
-	return fmt.Errorf("%s: %w", p.why, ErrNotBuilt)
-}
