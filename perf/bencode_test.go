@@ -136,3 +136,15 @@ func FuzzSDPPort(f *testing.F) {
 		}
 	})
 }
+
+func FuzzDecodeNG(f *testing.F) {
+	f.Add([]byte("abc d6:result4:ponge"))
+	f.Add([]byte("c d3:sdp10:m=audio 1 e"))
+	f.Add([]byte(" "))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		cookie, d, err := DecodeNG(b)
+		if err == nil && (cookie == "" || d == nil) {
+			t.Fatalf("accepted %q without cookie or dictionary", b)
+		}
+	})
+}

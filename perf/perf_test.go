@@ -393,3 +393,20 @@ func TestSummarySaysWhereTheTimeGoes(t *testing.T) {
 		t.Errorf("summary compares with an unmeasured rtpengine:\n%s", all)
 	}
 }
+
+func FuzzParseProcAndSipp(f *testing.F) {
+	f.Add("TotalCallCreated;SuccessfulCall(C);FailedCall(C)\n1;1;0\n")
+	f.Add("VmRSS:\t 12 kB\n")
+	f.Add("1 2 3\n")
+	// Malformed /proc text or sipp statistics give an error or zero, never
+	// a panic.
+	f.Fuzz(func(t *testing.T, s string) {
+		_, _ = parseSippStat([]byte(s))
+		if v, err := ParseVmRSS(s); err != nil && v != 0 {
+			t.Fatalf("ParseVmRSS returned %d with error %v", v, err)
+		}
+		if d := ParseSchedstat(s); d < 0 && !strings.HasPrefix(strings.TrimSpace(s), "-") {
+			t.Fatalf("ParseSchedstat(%q) = %v", s, d)
+		}
+	})
+}
