@@ -93,8 +93,8 @@ func ParseSchedstat(s string) time.Duration {
 	if len(f) == 0 {
 		return 0
 	}
-	v, err := strconv.ParseUint(f[0], 10, 64)
-	if err != nil {
+	v, err := strconv.ParseInt(f[0], 10, 64)
+	if err != nil || v < 0 {
 		return 0
 	}
 	return time.Duration(v)
