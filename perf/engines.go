@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"runtime"
 
 	"github.com/recfork/recfork/dataplane"
 	rfebpf "github.com/recfork/recfork/dataplane/ebpf"
@@ -23,7 +24,9 @@ var enginePorts = dataplane.PortRange{Min: 10000, Max: 49999}
 func newUserspace(p *Pair) (*userspace.Engine, error) {
 	var e *userspace.Engine
 	err := p.M.Do(func() (err error) {
-		e, err = userspace.New(userspace.Config{PortRange: enginePorts})
+		// As many workers as cores, as in production (the default,
+		// GOMAXPROCS, is raised in this process for the generator).
+		e, err = userspace.New(userspace.Config{PortRange: enginePorts, Workers: runtime.NumCPU()})
 		return err
 	})
 	if err != nil {

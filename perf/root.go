@@ -2,6 +2,7 @@ package perf
 
 import (
 	"os"
+	"runtime"
 	"syscall"
 )
 
@@ -37,4 +38,14 @@ func RaiseFileLimit(want uint64) uint64 {
 	}
 	_ = syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim)
 	return lim.Cur
+}
+
+// SeparateGenerator gives the Go scheduler room for the load generator next
+// to the in-process engines: a goroutine in a long system call (a live-frames
+// test run waits ~25 ms in the kernel) keeps its P until sysmon takes it back,
+// up to 10 ms later, so with GOMAXPROCS equal to the cores the generator would
+// starve the engine's goroutines as no separate process would. The engines
+// keep one worker per core.
+func SeparateGenerator() {
+	runtime.GOMAXPROCS(2*runtime.NumCPU() + 1)
 }

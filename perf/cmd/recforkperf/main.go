@@ -53,6 +53,7 @@ func run(args []string) int {
 	}
 
 	fds := perf.RaiseFileLimit(200000)
+	perf.SeparateGenerator()
 	res := perf.NewResults(*quick)
 	r := &perf.Runner{
 		Env:       &perf.Env{Quick: *quick, Results: res, Progress: perf.NewProgress(os.Stderr), Log: log, Shared: map[string]any{"fd_limit": fds}},
