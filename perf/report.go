@@ -224,7 +224,11 @@ is counted exactly in the kernel.
     path's baseline; its ` + "`cpu_ns_per_packet`" + ` is the ratio base of the per-copy figures);
     ` + "`userspace`" + ` — recfork's Go engine copying with sendmmsg; ` + "`ebpf`" + ` — recfork's TCX
     engine (relay delegated to the userspace engine, copies cloned in the kernel);
-    ` + "`rtpengine`" + ` — Sipwise rtpengine from Debian, see below.
+    ` + "`rtpengine`" + ` — Sipwise rtpengine from Debian, see below. recfork's engines run inside
+    the suite's process with one worker per core, as in production; the process's
+    GOMAXPROCS is raised so that the generator's goroutines, which spend milliseconds inside
+    test-run system calls, never hold the Ps the engine's goroutines need (as a separate
+    generator process would not).
 - **mute.*** — ` + "`SetForkMode(inactive)`" + ` on the eBPF engine timed from Go (alternating with
   unmutes), ratio to one plain BPF array-map update from Go; and from a CCXML
   ` + "`<send name=\"'bvr.record'\">`" + ` with ` + "`inbound`" + ` inactive (the real interpreter; a
@@ -233,7 +237,9 @@ is counted exactly in the kernel.
   at the recorder's interface (the sink stamps copies with ` + "`bpf_ktime_get_ns`" + `; the stream
   sends a packet, sleeps 20 µs, and so on — its rate is in the scenario's config — so a
   figure carries up to one packet interval of uncertainty; trials where no copy followed the
-  send count as 0).
+  send count as 0). Its ratio is to the p99 wake-up latency of a goroutine blocked on a
+  channel, measured in the same process just before (` + "`baseline.wakeup_us.p99`" + `); the
+  findings split the figure into the interpreter's dispatch and ` + "`SetForkMode`" + `.
 - **calls.*** — ` + "`recforkd`" + ` (built from this tree, ` + "`--dataplane auto`" + `) in M with the
   built-in SRS (` + "`recforkctl srs`" + `) in G, each its own process; sipp in G places calls
   (INVITE with a PCMU offer, ACK, hold, BYE; no RTP). ` + "`cps`" + `: a ladder of call rates, a
