@@ -35,6 +35,15 @@ func TestPercentile(t *testing.T) {
 	}
 }
 
+func TestStdErr(t *testing.T) {
+	if got := StdErr([]float64{2, 4, 4, 4, 5, 5, 7, 9}); math.Abs(got-0.7559289) > 1e-6 {
+		t.Errorf("StdErr = %v", got)
+	}
+	if !math.IsNaN(StdErr([]float64{1})) {
+		t.Error("StdErr of one value is not NaN")
+	}
+}
+
 func TestLossAndPerUnit(t *testing.T) {
 	for _, tc := range []struct {
 		name           string
@@ -409,4 +418,18 @@ func FuzzParseProcAndSipp(f *testing.F) {
 			t.Fatalf("ParseSchedstat(%q) = %v", s, d)
 		}
 	})
+}
+
+func TestSummaryWithinNoise(t *testing.T) {
+	r := NewResults(false)
+	r.Set("fork.ebpf.cpu_ns_per_copy", 2500, 12)
+	r.SetStdErr("fork.ebpf.cpu_ns_per_copy", 800)
+	r.Set("fork.rtpengine.cpu_ns_per_copy", 6000, 12)
+	r.SetStdErr("fork.rtpengine.cpu_ns_per_copy", 900)
+	all := strings.Join(Summary(r), "\n")
+	for _, want := range []string{"2500 ± 800 ns", "within noise", "target eBPF <= 1/3 of either: within noise"} {
+		if !strings.Contains(all, want) {
+			t.Errorf("summary lacks %q:\n%s", want, all)
+		}
+	}
 }

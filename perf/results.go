@@ -37,6 +37,8 @@ type Metric struct {
 	Target string `json:"target,omitempty"`
 	// Samples is how many observations the value summarises.
 	Samples int `json:"samples,omitempty"`
+	// StdErr is the standard error of Value where the suite estimates one.
+	StdErr *float64 `json:"stderr,omitempty"`
 }
 
 // KeySpec declares one metric key: its unit, the baseline its ratio is taken
@@ -144,6 +146,26 @@ func (r *Results) Set(key string, v float64, samples int) {
 		return
 	}
 	m.Value, m.Status, m.Reason, m.Samples = &v, StatusMeasured, "", samples
+}
+
+// SetStdErr records the standard error of a measured value.
+func (r *Results) SetStdErr(key string, se float64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if m := r.metric(key); m.Value != nil && !math.IsNaN(se) {
+		m.StdErr = &se
+	}
+}
+
+// StdErrOf returns the standard error of a value, if known.
+func (r *Results) StdErrOf(key string) (float64, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	m, ok := r.Metrics[key]
+	if !ok || m.StdErr == nil {
+		return 0, false
+	}
+	return *m.StdErr, true
 }
 
 // Mark records that key has no value, with the status and the reason.

@@ -40,6 +40,20 @@ func Mean(xs []float64) float64 {
 	return sum / float64(len(xs))
 }
 
+// StdErr returns the standard error of the mean of xs (sample standard
+// deviation over the square root of n); NaN for fewer than two values.
+func StdErr(xs []float64) float64 {
+	if len(xs) < 2 {
+		return math.NaN()
+	}
+	m := Mean(xs)
+	var ss float64
+	for _, x := range xs {
+		ss += (x - m) * (x - m)
+	}
+	return math.Sqrt(ss/float64(len(xs)-1)) / math.Sqrt(float64(len(xs)))
+}
+
 // Median is Percentile(xs, 50).
 func Median(xs []float64) float64 { return Percentile(xs, 50) }
 
