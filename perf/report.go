@@ -160,6 +160,9 @@ func tableRows(r *Results) []tableRow {
 			if m.Unit == "fraction" {
 				row.Value = fmt.Sprintf("%.5f", *m.Value)
 			}
+			if m.StdErr != nil {
+				row.Value += " ± " + Human(*m.StdErr)
+			}
 		} else if m.Reason != "" {
 			row.Status = m.Status + ": " + m.Reason
 		}
