@@ -232,7 +232,7 @@ is counted exactly in the kernel.
   arrive), the same stream muted, and a frame of no stream. Median over rounds of the test
   run's own ns per repeat. Ratio to an XDP program that only returns ` + "`XDP_PASS`" + `, test-run
   the same way (` + "`baseline.xdp_pass_ns`" + `).
-- **fork.<engine>.*** — the generator sends RTP (214-byte frames: 172-byte PCMU payload) from
+- **` + "`fork.<engine>.*`" + `** — the generator sends RTP (214-byte frames: 172-byte PCMU payload) from
   thousands of 5-tuples; the engine relays every stream to its callee and copies it to its
   recorder. Load comes from an XDP program run with ` + "`BPF_PROG_TEST_RUN`" + ` and
   ` + "`BPF_F_TEST_XDP_LIVE_FRAMES`" + ` (its ` + "`XDP_TX`" + ` becomes a transmit into the veth pair),
