@@ -139,7 +139,11 @@ func (f *ForkScenario) Run(ctx context.Context, env *Env) (err error) {
 	r.meter = NewCPUMeter(append([]int{0}, r.subj.Pids()...)...)
 
 	fork := f.Engine != "none"
-	if err := r.chooseSender(ctx, objs, f.Generator, p.Streams, fork); err != nil {
+	gen := f.Generator
+	if g, ok := env.Shared["generator"].(string); ok && gen == "" {
+		gen = g
+	}
+	if err := r.chooseSender(ctx, objs, gen, p.Streams, fork); err != nil {
 		return err
 	}
 	defer r.sender.Close()

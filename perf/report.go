@@ -191,6 +191,7 @@ DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends rtpeng
 make bench         # full run, a few minutes: perf/results/latest.json, this README, perf/results/fork.svg
 make bench-quick   # the same scenarios with fewer samples, under a minute
 go run ./perf/cmd/recforkperf -only fork.   # one family of scenarios
+go run ./perf/cmd/recforkperf -only fork. -generator sendmmsg   # the fork scenarios with the sendmmsg generator
 ` + "```" + `
 
 Without rtpengine (or sipp) the scenarios that need it are reported as skipped, with the

@@ -29,7 +29,12 @@ func run(args []string) int {
 	quick := fs.Bool("quick", false, "fewer samples: the whole suite in under a minute")
 	only := fs.String("only", "", "comma-separated scenario name prefixes to run (default all)")
 	verbose := fs.Bool("v", false, "debug logging")
+	generator := fs.String("generator", "xdp", "load generator of the fork scenarios: xdp (live frames, sendmmsg if unavailable) or sendmmsg")
 	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *generator != "xdp" && *generator != "sendmmsg" {
+		fmt.Fprintf(os.Stderr, "recforkperf: -generator %q: want xdp or sendmmsg\n", *generator)
 		return 2
 	}
 	level := slog.LevelWarn
@@ -56,7 +61,7 @@ func run(args []string) int {
 	perf.SeparateGenerator()
 	res := perf.NewResults(*quick)
 	r := &perf.Runner{
-		Env:       &perf.Env{Quick: *quick, Results: res, Progress: perf.NewProgress(os.Stderr), Log: log, Shared: map[string]any{"fd_limit": fds}},
+		Env:       &perf.Env{Quick: *quick, Results: res, Progress: perf.NewProgress(os.Stderr), Log: log, Shared: map[string]any{"fd_limit": fds, "generator": *generator}},
 		Scenarios: perf.Suite(),
 		Budget:    perf.Budget(*quick),
 	}
