@@ -3,7 +3,9 @@ package perf
 import (
 	"context"
 	"fmt"
+	"os"
 	"os/exec"
+	"syscall"
 	"testing"
 	"time"
 
@@ -37,7 +39,12 @@ func TestForkSubjectsRelayAndCopy(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			defer p.Close()
+			closed := false
+			defer func() {
+				if !closed {
+					p.Close()
+				}
+			}()
 			objs, err := xdpgen.Load(CalleeBase, CalleeBase+2*MaxStreams, RecBase, RecBase+2*MaxStreams)
 			if err != nil {
 				t.Fatal(err)
@@ -53,7 +60,12 @@ func TestForkSubjectsRelayAndCopy(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			defer subj.Close()
+			subjClosed := false
+			defer func() {
+				if !subjClosed {
+					subj.Close()
+				}
+			}()
 			sender, err := newMmsgSender(p)
 			if err != nil {
 				t.Fatal(err)
@@ -83,6 +95,30 @@ func TestForkSubjectsRelayAndCopy(t *testing.T) {
 			}
 			if err := subj.Check(); err != nil {
 				t.Fatal(err)
+			}
+			// Everything the subject started ends with Close: rtpengine's
+			// process, and then the namespaces with the pair.
+			pids := subj.Pids()
+			subjClosed = true
+			if err := subj.Close(); err != nil {
+				t.Fatal(err)
+			}
+			for _, pid := range pids {
+				if err := syscall.Kill(pid, 0); err == nil {
+					t.Errorf("process %d still runs after Close", pid)
+				}
+			}
+			// The sink and the programs go first: they hold the interface.
+			sink.Close()
+			objs.Close()
+			closed = true
+			if err := p.Close(); err != nil {
+				t.Fatal(err)
+			}
+			for _, ns := range []*Netns{p.G, p.M} {
+				if _, err := os.Stat("/run/netns/" + ns.Name); err == nil {
+					t.Errorf("namespace %s left after Close", ns.Name)
+				}
 			}
 		})
 	}
