@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"math"
-	"os"
 	"strings"
 	"time"
 
@@ -394,10 +393,8 @@ func (r *forkRun) measure(ctx context.Context, n int, fork bool, rate float64, w
 	} else {
 		res.Out = float64(res.Relayed) / window
 	}
-	if os.Getenv("RECFORKPERF_DEBUG") != "" {
-		out, _ := r.pair.M.IP("-s", "link", "show", "dev", r.pair.MIf)
-		fmt.Fprintf(os.Stderr, "\nrate %.0f sent %d relayed %d copied %d\n%s\n", rate, sent, res.Relayed, res.Copied, out)
-	}
+	r.env.Log.Debug("fork window", "rate", rate, "fork", fork, "streams", n, "sent", sent,
+		"relayed", res.Relayed, "copied", res.Copied, "cpu", res.CPU)
 	if l, ok := r.subj.(interface{ Lossy() }); ok && res.Loss >= LossThreshold {
 		l.Lossy()
 	}
