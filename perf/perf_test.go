@@ -159,6 +159,34 @@ func TestResultsCarryEveryKey(t *testing.T) {
 	}
 }
 
+func TestReadResultsRoundTrip(t *testing.T) {
+	r := NewResults(false)
+	r.Set("fork.ebpf.cpu_ns_per_copy", 1234, 12)
+	r.SetStdErr("fork.ebpf.cpu_ns_per_copy", 56)
+	r.Note("a finding")
+	r.Machine.Cores = 2
+	path := filepath.Join(t.TempDir(), "r.json")
+	if err := r.WriteFile(path); err != nil {
+		t.Fatal(err)
+	}
+	got, err := ReadResults(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, ok := got.Value("fork.ebpf.cpu_ns_per_copy"); !ok || v != 1234 {
+		t.Errorf("value = %v, %v", v, ok)
+	}
+	if se, ok := got.StdErrOf("fork.ebpf.cpu_ns_per_copy"); !ok || se != 56 {
+		t.Errorf("stderr = %v, %v", se, ok)
+	}
+	if len(got.Notes) != 1 || got.Machine.Cores != 2 || len(got.Metrics) != len(Keys) {
+		t.Errorf("read back %+v", got)
+	}
+	if _, err := ReadResults(filepath.Join(t.TempDir(), "missing.json")); err == nil {
+		t.Error("missing file read without error")
+	}
+}
+
 func TestSetRejectsUndeclaredKey(t *testing.T) {
 	defer func() {
 		if recover() == nil {
@@ -427,7 +455,8 @@ func TestSummaryWithinNoise(t *testing.T) {
 	r.Set("fork.rtpengine.cpu_ns_per_copy", 6000, 12)
 	r.SetStdErr("fork.rtpengine.cpu_ns_per_copy", 900)
 	all := strings.Join(Summary(r), "\n")
-	for _, want := range []string{"2500 ± 800 ns", "within noise", "target eBPF <= 1/3 of either: within noise"} {
+	for _, want := range []string{"2500 ± 800 ns", "within two standard errors",
+		"target eBPF <= 1/3 of either: missed on the point estimate, but within two standard errors"} {
 		if !strings.Contains(all, want) {
 			t.Errorf("summary lacks %q:\n%s", want, all)
 		}

@@ -312,3 +312,16 @@ func writeAtomic(path string, b []byte) error {
 	}
 	return nil
 }
+
+// ReadResults loads a results file written by WriteFile.
+func ReadResults(path string) (*Results, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read results: %w", err)
+	}
+	r := NewResults(false)
+	if err := json.Unmarshal(b, r); err != nil {
+		return nil, fmt.Errorf("parse results %s: %w", path, err)
+	}
+	return r, nil
+}

@@ -29,6 +29,7 @@ func run(args []string) int {
 	quick := fs.Bool("quick", false, "fewer samples: the whole suite in under a minute")
 	only := fs.String("only", "", "comma-separated scenario name prefixes to run (default all)")
 	verbose := fs.Bool("v", false, "debug logging")
+	render := fs.Bool("render", false, "run nothing: rewrite the README and the chart from the -out results file")
 	generator := fs.String("generator", "xdp", "load generator of the fork scenarios: xdp (live frames, sendmmsg if unavailable) or sendmmsg")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -57,6 +58,24 @@ func run(args []string) int {
 		defer cancel()
 	}
 
+	if *render {
+		res, err := perf.ReadResults(*out)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "recforkperf:", err)
+			return 1
+		}
+		if err := perf.WriteChart(*chart, res); err != nil {
+			fmt.Fprintln(os.Stderr, "recforkperf:", err)
+			return 1
+		}
+		if *readme != "" {
+			if err := perf.WriteReadme(*readme, res); err != nil {
+				fmt.Fprintln(os.Stderr, "recforkperf:", err)
+				return 1
+			}
+		}
+		return 0
+	}
 	fds := perf.RaiseFileLimit(200000)
 	perf.SeparateGenerator()
 	res := perf.NewResults(*quick)
