@@ -4,7 +4,7 @@ BIN       := bin
 PKGS      := ./...
 STATICCHECK_VERSION := v0.8.2
 # Generated BPF objects live here; check-generated compares them after a rebuild.
-GENERATED := dataplane/ebpf
+GENERATED := dataplane/ebpf perf/xdpgen
 
 .PHONY: help build test test-short generate check-generated bench bench-quick gobench demo run lint fmt clean
 
@@ -22,7 +22,7 @@ test-short: ## quick unit tests without the race detector
 	$(GO) test -short -count=1 $(PKGS)
 
 generate: ## rebuild the committed BPF objects (needs clang and libbpf-dev)
-	$(GO) generate ./dataplane/...
+	$(GO) generate ./dataplane/... ./perf/xdpgen
 
 check-generated: generate ## fail if the committed generated files are stale
 	@git diff --exit-code --stat -- $(GENERATED) || { echo "generated files are stale: run 'make generate' and commit"; exit 1; }
