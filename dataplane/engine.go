@@ -22,7 +22,8 @@ type Engine interface {
 	// example from an SDP offer or answer. It resets latching: the next packet
 	// from another source is accepted only if the endpoint was opened with Latch.
 	SetRemote(id EndpointID, remote netip.AddrPort) error
-	// CloseEndpoint removes the endpoint's joins and forks and frees its ports.
+	// CloseEndpoint removes the endpoint's joins and forks, and the forks whose
+	// copies leave from it (ForkConfig.Source), and frees its ports.
 	CloseEndpoint(id EndpointID) error
 
 	// Join relays media between two endpoints. Full relays both ways; Half

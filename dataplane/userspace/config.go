@@ -31,10 +31,9 @@ type Config struct {
 	// falls back by itself where the kernel or a route refuses it.
 	DisableGSO bool
 	// GSORelays merges relayed datagrams (to an endpoint's remote) the same
-	// way. Zero (false) sends relays one message each, which an eBPF egress
-	// fork needs: TCX sees a GSO packet before segmentation and skips it, so
-	// Outbound copies of relayed bursts would be lost. Set it when this
-	// engine makes the copies itself.
+	// way. Zero (false) sends relays one message each. The eBPF egress fork
+	// copies the datagrams of a GSO packet one by one, so both engines run
+	// with it set (controlplane.NewEngine sets it in every mode).
 	GSORelays bool
 }
 
