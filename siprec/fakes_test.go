@@ -281,15 +281,26 @@ func (s *testSRS) dialog(t *testing.T) *sipgo.DialogServerSession {
 
 func newTestSRS(t *testing.T, j *journal, script ...srsReply) *testSRS {
 	t.Helper()
-	u, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := u.LocalAddr().(*net.UDPAddr).Port
-	l, err := net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port})
-	if err != nil {
+	// UDP and TCP share one port; the UDP port the kernel picks may be taken
+	// for TCP (an ephemeral connection of another test), so try a few.
+	var (
+		u    *net.UDPConn
+		l    *net.TCPListener
+		port int
+		err  error
+	)
+	for attempt := 0; ; attempt++ {
+		if u, err = net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}); err != nil {
+			t.Fatal(err)
+		}
+		port = u.LocalAddr().(*net.UDPAddr).Port
+		if l, err = net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port}); err == nil {
+			break
+		}
 		u.Close()
-		t.Skipf("tcp port %d busy: %v", port, err)
+		if attempt == 20 {
+			t.Fatalf("no port free for both UDP and TCP: %v", err)
+		}
 	}
 	ua, err := sipgo.NewUA(sipgo.WithUserAgent("test-srs"))
 	if err != nil {

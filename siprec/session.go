@@ -417,13 +417,18 @@ func (s *session) step(ctx context.Context, t target) error {
 	return s.update(ctx, t, false)
 }
 
-// hangup sends BYE (if asked and a dialog exists) and removes every fork
-// and recording endpoint. It never fails: the data plane must end clean.
+// hangup removes every fork and recording endpoint, then sends BYE (if asked
+// and a dialog exists). Copies stop before the BYE leaves, so none is in
+// flight when the SRS closes its streams. It never fails: the data plane must
+// end clean.
 func (s *session) hangup(ctx context.Context, bye bool) {
 	s.mu.Lock()
 	dlg, streams, callID := s.dlg, s.streams, s.callID
 	s.state = StateStopping
 	s.mu.Unlock()
+	for _, st := range streams {
+		s.dropStream(st)
+	}
 	if dlg != nil && bye {
 		s.dlgMu.Lock()
 		if err := dlg.Bye(ctx); err != nil {
@@ -433,9 +438,6 @@ func (s *session) hangup(ctx context.Context, bye bool) {
 	}
 	if dlg != nil {
 		dlg.Close()
-	}
-	for _, st := range streams {
-		s.dropStream(st)
 	}
 	s.mu.Lock()
 	s.dlg, s.streams, s.uri, s.u, s.callID, s.remoteCSeq = nil, nil, "", sip.Uri{}, "", 0

@@ -61,14 +61,24 @@ func newTestSRC(t *testing.T, srsAddr, transport string) *testSRC {
 	c := &testSRC{t: t, ua: ua, srv: srv, client: client, transport: transport, srsAddr: srsAddr,
 		byes: make(chan *sip.Request, 4), updates: make(chan *sip.Request, 4), callID: fmt.Sprintf("call-%d@test", time.Now().UnixNano()),
 		fromTag: sip.GenerateTagN(10), cseq: 1, version: 1}
-	u, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.port = u.LocalAddr().(*net.UDPAddr).Port
-	l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", c.port))
-	if err != nil {
-		t.Fatal(err)
+	// UDP and TCP share one port; the UDP port the kernel picks may be taken
+	// for TCP (an ephemeral connection of another test), so try a few.
+	var (
+		u net.PacketConn
+		l net.Listener
+	)
+	for attempt := 0; ; attempt++ {
+		if u, err = net.ListenPacket("udp", "127.0.0.1:0"); err != nil {
+			t.Fatal(err)
+		}
+		c.port = u.LocalAddr().(*net.UDPAddr).Port
+		if l, err = net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", c.port)); err == nil {
+			break
+		}
+		u.Close()
+		if attempt == 20 {
+			t.Fatalf("no port free for both UDP and TCP: %v", err)
+		}
 	}
 	c.udp, c.tcp = u, l
 	srv.OnBye(func(req *sip.Request, tx sip.ServerTransaction) {
