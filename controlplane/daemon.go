@@ -118,18 +118,29 @@ func (d *Daemon) startSIP() error {
 	}
 	d.ua = ua
 	// UDP and TCP share one port: bind UDP first (port 0 picks one), then TCP
-	// on the same number.
-	udp, err := net.ListenPacket("udp", net.JoinHostPort(host, port))
-	if err != nil {
-		ua.Close()
-		return fmt.Errorf("listen sip udp %s: %w", d.cfg.Listen, err)
-	}
-	la := udp.LocalAddr().(*net.UDPAddr)
-	tcp, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(la.Port)))
-	if err != nil {
+	// on the same number. A picked UDP port may be taken for TCP, so with
+	// port 0 try again a few times.
+	var (
+		udp net.PacketConn
+		tcp net.Listener
+		la  *net.UDPAddr
+	)
+	for attempt := 0; ; attempt++ {
+		udp, err = net.ListenPacket("udp", net.JoinHostPort(host, port))
+		if err != nil {
+			ua.Close()
+			return fmt.Errorf("listen sip udp %s: %w", d.cfg.Listen, err)
+		}
+		la = udp.LocalAddr().(*net.UDPAddr)
+		tcp, err = net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(la.Port)))
+		if err == nil {
+			break
+		}
 		udp.Close()
-		ua.Close()
-		return fmt.Errorf("listen sip tcp %s: %w", d.cfg.Listen, err)
+		if port != "0" || attempt == 20 {
+			ua.Close()
+			return fmt.Errorf("listen sip tcp %s: %w", d.cfg.Listen, err)
+		}
 	}
 	d.udp, d.tcp = udp, tcp
 	ap := la.AddrPort()
