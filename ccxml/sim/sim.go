@@ -3,6 +3,7 @@ package sim
 import (
 	"context"
 	"fmt"
+	"maps"
 	"strings"
 	"sync"
 
@@ -214,17 +215,17 @@ func (p *Platform) CreateCall(_ context.Context, s *ccxml.Session, r ccxml.Creat
 	p.conns[c.id] = c
 	p.seen++
 	base := map[string]any{"connectionid": c.id, "local": local, "remote": r.Dest, "originator": "local", "protocol": protocol()}
-	post(s, "connection.progressing", clone(base))
+	post(s, "connection.progressing", maps.Clone(base))
 	// The far end answers, unless its user part says otherwise: "busy" is
 	// 486 Busy Here, "noanswer" a timeout (408), as a real callee could.
 	if reason := failingCallee(r.Dest); reason != "" {
 		c.state = ccxml.StateFailed
-		f := clone(base)
+		f := maps.Clone(base)
 		f["reason"] = reason
 		post(s, "connection.failed", f)
 		return nil
 	}
-	post(s, "connection.connected", clone(base))
+	post(s, "connection.connected", maps.Clone(base))
 	if r.JoinID != "" {
 		p.joinLocked(s, c.id, r.JoinID)
 	}
@@ -243,14 +244,6 @@ func failingCallee(dest string) string {
 		return "noanswer"
 	}
 	return ""
-}
-
-func clone(m map[string]any) map[string]any {
-	o := make(map[string]any, len(m))
-	for k, v := range m {
-		o[k] = v
-	}
-	return o
 }
 
 // Disconnect hangs up a connected or progressing call.
