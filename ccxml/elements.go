@@ -146,6 +146,13 @@ func (s *Session) native(call goja.FunctionCall) goja.Value {
 	return goja.Undefined()
 }
 
+// knownEndpoint reports whether id is a connection or a conference of this
+// session (the operands of <join>, <unjoin> and createcall's joinid).
+func (s *Session) knownEndpoint(id string) bool {
+	_, conn := s.conns[id]
+	return conn || s.confs[id]
+}
+
 func (s *Session) logLine(label, value string) {
 	if s.opts.Log != nil {
 		s.opts.Log(label, value)
@@ -185,19 +192,31 @@ func (s *Session) callControl(a args) goja.Value {
 	var err error
 	fields := map[string]any{}
 	var ret goja.Value = goja.Undefined()
+	// An element naming a connection, conference or dialog the session
+	// does not have raises error.semantic and the transition goes on (CCXML
+	// 1.0 section 9.1, as the working group answered on www-voice for
+	// ISSUE-614, 2009-07-23).
 	needConn := func(attr string) (string, bool) {
 		id, ok := s.connID(a, attr)
 		if !ok {
-			s.fail(n, "<%s> has no connectionid and the current event names no connection", n.tag)
+			s.fail(n, "<%s> has no %s and the current event names no connection", n.tag, attr)
 			return "", false
 		}
 		fields["connectionid"] = id
 		if _, known := s.conns[id]; !known {
-			fields["reason"] = "unknown connection " + id
-			s.raise(failureEvent[n.tag], fields)
+			s.fail(n, "%s: unknown connection %s", attr, id)
 			return "", false
 		}
 		return id, true
+	}
+	needIDs := func(attrs ...string) bool {
+		for _, attr := range attrs {
+			if id := a.str(attr, ""); !s.knownEndpoint(id) {
+				s.fail(n, "%s: unknown connection or conference %q", attr, id)
+				return false
+			}
+		}
+		return true
 	}
 	switch n.tag {
 	case "accept":
@@ -232,6 +251,9 @@ func (s *Session) callControl(a args) goja.Value {
 				return s.fail(n, "timeout: %v", err)
 			}
 		}
+		if a.str("joinid", "") != "" && !needIDs("joinid") {
+			return ret
+		}
 		id := s.newSeq("c")
 		dest := a.str("dest", "")
 		o := s.rt.NewObject()
@@ -254,14 +276,25 @@ func (s *Session) callControl(a args) goja.Value {
 		if r.Duplex != "full" && r.Duplex != "half" {
 			return s.fail(n, "duplex must be 'full' or 'half', got %q", r.Duplex)
 		}
+		if !needIDs("id1", "id2") {
+			return ret
+		}
 		fields["id1"], fields["id2"] = r.ID1, r.ID2
 		err = s.plat.Join(ctx, s, r)
 	case "unjoin":
 		r := UnjoinRequest{ID1: a.str("id1", ""), ID2: a.str("id2", ""), Hints: a.export("hints")}
+		if !needIDs("id1", "id2") {
+			return ret
+		}
 		fields["id1"], fields["id2"] = r.ID1, r.ID2
 		err = s.plat.Unjoin(ctx, s, r)
 	case "merge":
 		r := MergeRequest{ConnectionID1: a.str("connectionid1", ""), ConnectionID2: a.str("connectionid2", ""), Hints: a.export("hints")}
+		for _, attr := range []string{"connectionid1", "connectionid2"} {
+			if _, known := s.conns[a.str(attr, "")]; !known {
+				return s.fail(n, "%s: unknown connection %q", attr, a.str(attr, ""))
+			}
+		}
 		fields["connectionid"] = r.ConnectionID1
 		fields["connectionid1"], fields["connectionid2"] = r.ConnectionID1, r.ConnectionID2
 		err = s.plat.Merge(ctx, s, r)
@@ -276,9 +309,16 @@ func (s *Session) callControl(a args) goja.Value {
 		if v, ok := a.val("reservedlisteners"); ok {
 			r.ReservedListeners = int(v.ToInteger())
 		}
+		s.confs[id] = true
 		err = s.plat.CreateConference(ctx, s, r)
+		if err != nil {
+			delete(s.confs, id)
+		}
 	case "destroyconference":
 		id := a.str("conferenceid", "")
+		if !s.confs[id] {
+			return s.fail(n, "conferenceid: unknown conference %q", id)
+		}
 		fields["conferenceid"] = id
 		err = s.plat.DestroyConference(ctx, s, DestroyConferenceRequest{ConferenceID: id, Hints: a.export("hints")})
 	default:
@@ -302,25 +342,42 @@ func (s *Session) dialog(a args) goja.Value {
 			ConferenceID: a.str("conferenceid", ""), MediaDirection: a.str("mediadirection", "both"),
 			Params: a.namelist(), Hints: a.export("hints")}
 		if p := a.str("prepareddialogid", ""); p != "" {
+			if !s.dialogs[p] {
+				return s.fail(n, "prepareddialogid: unknown dialog %q", p)
+			}
 			r.DialogID, r.Prepared = p, true
 		} else {
 			r.DialogID = s.newSeq("d")
 		}
+		if r.ConferenceID != "" && !s.confs[r.ConferenceID] {
+			return s.fail(n, "conferenceid: unknown conference %q", r.ConferenceID)
+		}
 		if r.ConferenceID == "" {
 			r.ConnectionID, _ = s.connID(a, "connectionid")
+			if _, known := s.conns[r.ConnectionID]; r.ConnectionID != "" && !known {
+				return s.fail(n, "connectionid: unknown connection %q", r.ConnectionID)
+			}
 		}
 		fields["dialogid"] = r.DialogID
 		if r.ConnectionID != "" {
 			fields["connectionid"] = r.ConnectionID
 		}
 		ret = s.rt.ToValue(r.DialogID)
+		fresh := !s.dialogs[r.DialogID]
+		s.dialogs[r.DialogID] = true
 		if n.tag == "dialogprepare" {
 			err = s.plat.DialogPrepare(s.ctx, s, r)
 		} else {
 			err = s.plat.DialogStart(s.ctx, s, r)
 		}
+		if err != nil && fresh {
+			delete(s.dialogs, r.DialogID)
+		}
 	case "dialogterminate":
 		id := a.str("dialogid", "")
+		if !s.dialogs[id] {
+			return s.fail(n, "dialogid: unknown dialog %q", id)
+		}
 		fields["dialogid"] = id
 		err = s.plat.DialogTerminate(s.ctx, s, DialogTerminateRequest{DialogID: id, Immediate: a.boolean("immediate"), Hints: a.export("hints")})
 	}
@@ -381,9 +438,13 @@ func (s *Session) send(a args) goja.Value {
 }
 
 // deliverer returns what delivering one send does, or nil for a targettype
-// nobody serves.
+// nobody serves. For ccxml targets and platform event processors,
+// send.successful is queued before the event is handed over and withdrawn
+// if the hand-over fails: whatever the target does in reply (a bvr.record
+// answer, an event the target session sends back) is queued after it, on
+// every platform alike.
 func (s *Session) deliverer(ttype, target, name, sendid string, fields map[string]any, hints any) func() {
-	okEv := func() { s.raise("send.successful", map[string]any{"sendid": sendid}) }
+	okEv := func() *bool { return s.reserve("send.successful", map[string]any{"sendid": sendid}) }
 	failEv := func(ev, reason string) {
 		s.raise(ev, map[string]any{"sendid": sendid, "reason": reason})
 	}
@@ -400,11 +461,11 @@ func (s *Session) deliverer(ttype, target, name, sendid string, fields map[strin
 				f[k] = v
 			}
 			f["eventid"], f["eventsource"], f["eventsourcetype"] = sendid, s.id, "ccxml"
+			void := okEv()
 			if err := t.Post(Event{Name: name, Fields: f}); err != nil {
+				*void = true
 				failEv("error.send.targetunavailable", err.Error())
-				return
 			}
-			okEv()
 		}
 	case "basichttp":
 		return func() {
@@ -421,11 +482,15 @@ func (s *Session) deliverer(ttype, target, name, sendid string, fields map[strin
 			}
 			started := s.in.spawn(s.ctx, func(ctx context.Context) {
 				err := s.in.post(ctx, target, form)
-				if err != nil {
-					failEv("error.send.failed", err.Error())
-					return
-				}
-				okEv()
+				// The outcome is an asynchronous completion: it joins the
+				// tail of the queue and is raised on the session goroutine.
+				_ = s.enqueue(qitem{fn: func() {
+					if err != nil {
+						failEv("error.send.failed", err.Error())
+						return
+					}
+					okEv()
+				}})
 			})
 			if !started {
 				failEv("error.send.failed", "interpreter closed")
@@ -433,11 +498,14 @@ func (s *Session) deliverer(ttype, target, name, sendid string, fields map[strin
 		}
 	default:
 		return func() {
+			void := okEv()
 			err := s.plat.Send(s.ctx, s, SendRequest{SendID: sendid, TargetType: ttype, Target: target, Name: name,
 				Fields: fields, Hints: hints})
+			if err != nil {
+				*void = true
+			}
 			switch {
 			case err == nil:
-				okEv()
 			case errors.Is(err, ErrTargetTypeInvalid):
 				failEv("error.send.targettypeinvalid", err.Error())
 			case errors.Is(err, ErrTargetUnavailable), errors.Is(err, ErrUnknownConnection):
@@ -648,7 +716,7 @@ func (s *Session) move(a args) {
 	}
 	conn, ok := s.conns[src]
 	if !ok {
-		failMove("no connection " + src + " in this session")
+		s.fail(a.n, "source: unknown connection %q", src)
 		return
 	}
 	m, ok := s.plat.(Mover)

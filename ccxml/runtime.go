@@ -34,6 +34,10 @@ func (s *Session) start(d *Document) {
 	s.fns = make([]goja.Callable, len(d.trans))
 	s.conds = make([]goja.Callable, len(d.trans))
 	s.conns = make(map[string]*goja.Object)
+	if s.confs == nil {
+		// Conferences and dialogs outlive a <goto>, like connections.
+		s.confs, s.dialogs = make(map[string]bool), make(map[string]bool)
+	}
 	if s.watch != nil {
 		s.watch.Stop()
 	}
@@ -238,8 +242,10 @@ func (s *Session) updateObjects(ev Event, lname string) *goja.Object {
 			o := s.rt.NewObject()
 			_ = o.Set("conferenceid", id)
 			ro(s.confsObj, id, o)
+			s.confs[id] = true
 		case "conference.destroyed":
 			_ = s.confsObj.Delete(id)
+			delete(s.confs, id)
 		}
 		return nil
 	case strings.HasPrefix(lname, "dialog."):
@@ -257,8 +263,10 @@ func (s *Session) updateObjects(ev Event, lname string) *goja.Object {
 				}
 			}
 			ro(s.dlgsObj, id, o)
+			s.dialogs[id] = true
 		case "dialog.exit":
 			_ = s.dlgsObj.Delete(id)
+			delete(s.dialogs, id)
 		}
 		return nil
 	}

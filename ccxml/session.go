@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"runtime/debug"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -54,6 +55,10 @@ type ExitStatus struct {
 type qitem struct {
 	ev Event
 	fn func() // runs on the session goroutine instead of dispatching an event
+	// void, when set and true, makes the queue skip the item: a
+	// send.successful queued before the platform was asked, withdrawn when
+	// the platform refused. Only the session goroutine touches it.
+	void *bool
 }
 
 // Session is one running CCXML session: a document, its ECMAScript runtime
@@ -96,6 +101,15 @@ type Session struct {
 	fired    chan struct{}
 	ran      bool
 	sem      *semErr
+	// front collects the error.* events raised while the current item
+	// runs; they go to the head of the queue, in the order raised, once
+	// it is done (CCXML 1.0 section 9.5.2).
+	front []qitem
+	// confs and dialogs are the conference and dialog ids this session
+	// created and has not seen destroyed or exited, for the unknown-id
+	// check of <join>, <destroyconference>, <dialogterminate>, ...
+	confs   map[string]bool
+	dialogs map[string]bool
 }
 
 // NewSession creates a session for doc and registers it (so <send> can reach
@@ -181,7 +195,21 @@ func (s *Session) enqueue(it qitem) error {
 }
 
 // raise queues an event the interpreter itself generates for this session.
+// It runs on the session goroutine only. An error.* event goes to the front
+// of the queue once the current item (transition, delivery, completion) is
+// done, in the order raised: "when an error occurs in a CCXML document, the
+// corresponding error event is added to the front of the CCXML document's
+// event queue", CCXML 1.0 section 9.5.2. Every other event goes to the tail.
 func (s *Session) raise(name string, fields map[string]any) {
+	it := s.own(name, fields)
+	if isError(name) {
+		s.front = append(s.front, it)
+		return
+	}
+	_ = s.enqueue(it)
+}
+
+func (s *Session) own(name string, fields map[string]any) qitem {
 	if fields == nil {
 		fields = map[string]any{}
 	}
@@ -191,25 +219,66 @@ func (s *Session) raise(name string, fields map[string]any) {
 	if _, ok := fields["eventsourcetype"]; !ok {
 		fields["eventsourcetype"] = "ccxml"
 	}
-	_ = s.enqueue(qitem{ev: Event{Name: name, Fields: fields}})
+	return qitem{ev: Event{Name: name, Fields: fields}}
+}
+
+// reserve queues a non-error event at the tail now and returns the switch
+// that withdraws it. <send> uses it for send.successful, so that the event
+// is queued before the target can answer (the answer of a platform event
+// processor, or an event the target session sends back, always comes after).
+func (s *Session) reserve(name string, fields map[string]any) *bool {
+	it := s.own(name, fields)
+	void := new(bool)
+	it.void = void
+	_ = s.enqueue(it)
+	return void
+}
+
+func isError(name string) bool {
+	return len(name) > 6 && strings.EqualFold(name[:6], "error.")
+}
+
+// flushFront moves the errors the last item raised to the head of the queue.
+func (s *Session) flushFront() {
+	if len(s.front) == 0 {
+		return
+	}
+	s.mu.Lock()
+	if !s.closed {
+		q := make([]qitem, 0, len(s.front)+len(s.queue)-s.head)
+		q = append(q, s.front...)
+		s.queue = append(q, s.queue[s.head:]...)
+		s.head = 0
+	}
+	s.mu.Unlock()
+	clear(s.front)
+	s.front = s.front[:0]
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
 }
 
 func (s *Session) next() (qitem, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.head >= len(s.queue) {
-		return qitem{}, false
-	}
-	it := s.queue[s.head]
-	s.queue[s.head] = qitem{}
-	s.head++
-	if s.head == len(s.queue) {
-		s.queue, s.head = s.queue[:0], 0
-		if cap(s.queue) > 64 {
-			s.queue = nil
+	for {
+		if s.head >= len(s.queue) {
+			return qitem{}, false
+		}
+		it := s.queue[s.head]
+		s.queue[s.head] = qitem{}
+		s.head++
+		if s.head == len(s.queue) {
+			s.queue, s.head = s.queue[:0], 0
+			if cap(s.queue) > 64 {
+				s.queue = nil
+			}
+		}
+		if it.void == nil || !*it.void {
+			return it, true
 		}
 	}
-	return it, true
 }
 
 func (s *Session) newSeq(kind string) string {
@@ -230,13 +299,17 @@ func (s *Session) Run(ctx context.Context) (err error) {
 	}
 	s.ran = true
 	s.mu.Unlock()
-	s.pushLoaded()
 	// Operations the session started (fetches, sends) end with it.
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	s.ctx = ctx
 	defer s.finish()
-	if perr := s.protect(func() { s.start(s.doc) }); perr != nil {
+	perr := s.protect(func() { s.start(s.doc) })
+	// Errors of the document's initial scripts come right after
+	// ccxml.loaded, which is always the first event.
+	s.flushFront()
+	s.pushLoaded()
+	if perr != nil {
 		return s.Err()
 	}
 	for s.stop == nil {
@@ -268,19 +341,26 @@ func (s *Session) Run(ctx context.Context) (err error) {
 			if s.protect(it.fn) != nil {
 				break
 			}
+			s.flushFront()
 			continue
 		}
 		if s.protect(func() { s.dispatch(it.ev) }) != nil {
 			break
 		}
 		if s.gotoDoc != nil {
+			// The old document's pending errors are not the new one's.
+			clear(s.front)
+			s.front = s.front[:0]
 			d := s.gotoDoc
 			s.gotoDoc = nil
 			if s.protect(func() { s.start(d) }) != nil {
 				break
 			}
+			s.flushFront()
 			s.pushLoaded()
+			continue
 		}
+		s.flushFront()
 	}
 	return s.Err()
 }
