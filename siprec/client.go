@@ -38,6 +38,7 @@ type Client struct {
 	sessions map[string]*session // by connection id
 	byCallID map[string]*session // by the recording dialog's Call-ID
 
+	health        *health
 	events        *dispatcher
 	fixedBoundary string
 	wg            sync.WaitGroup // session workers
@@ -78,6 +79,20 @@ func New(cfg Config) (*Client, error) {
 	if cfg.FromUser == "" {
 		cfg.FromUser = "recfork-src"
 	}
+	if cfg.Resolver == nil {
+		cfg.Resolver = net.DefaultResolver
+	}
+	var configured []sip.Uri
+	for _, v := range cfg.SRS {
+		list, err := ParseSRSList(v)
+		if err != nil {
+			return nil, fmt.Errorf("new siprec client: srs: %v: %w", err, ErrInvalidConfig)
+		}
+		configured = append(configured, list...)
+	}
+	if cfg.Keepalive.Interval < 0 || cfg.Keepalive.Failures < 0 || cfg.Keepalive.Timeout < 0 {
+		return nil, fmt.Errorf("new siprec client: negative keepalive setting: %w", ErrInvalidConfig)
+	}
 	listen := cfg.Listen
 	if !listen.Addr().IsValid() {
 		listen = netip.AddrPortFrom(cfg.MediaIP, listen.Port())
@@ -89,6 +104,7 @@ func New(cfg Config) (*Client, error) {
 		sessions: make(map[string]*session),
 		byCallID: make(map[string]*session),
 	}
+	c.health = newHealth(c, cfg.Keepalive)
 	if err := c.listen(listen); err != nil {
 		return nil, err
 	}
@@ -102,6 +118,8 @@ func New(cfg Config) (*Client, error) {
 		return nil, err
 	}
 	c.events = newDispatcher(cfg.OnEvent)
+	c.health.configure(configured)
+	c.health.run()
 	return c, nil
 }
 
@@ -304,6 +322,7 @@ func (c *Client) Close() error {
 	}
 	wg.Wait()
 	c.wg.Wait()
+	c.health.close()
 	err := c.ua.Close()
 	c.udpConn.Close()
 	c.tcpLn.Close()

@@ -3,7 +3,6 @@ package siprec
 import (
 	"context"
 	"net/netip"
-	"os"
 	"runtime"
 	"strings"
 	"sync"
@@ -518,7 +517,7 @@ func TestRedirect(t *testing.T) {
 }
 
 func TestTransports(t *testing.T) {
-	for _, tc := range []struct{ param, want string }{{"", "UDP"}, {";transport=tcp", "TCP"}, {";transport=udp", "UDP"}} {
+	for _, tc := range []struct{ param, want string }{{"", "TCP"}, {";transport=tcp", "TCP"}, {";transport=udp", "UDP"}} {
 		t.Run(tc.want+tc.param, func(t *testing.T) {
 			h := newHarness(t)
 			srs := newTestSRS(t, h.j)
@@ -557,29 +556,34 @@ func TestUDPSizeRule(t *testing.T) {
 	if tooLargeForUDP(len(small.String()), 1500) || !tooLargeForUDP(len(big.String()), 1500) {
 		t.Fatalf("sizes %d and %d", len(small.String()), len(big.String()))
 	}
-	if tp, _, forced := s.clientFor(u); tp != "UDP" || forced {
-		t.Fatalf("default transport %s forced=%v", tp, forced)
+	hops := func(u sip.Uri, large bool) []hop {
+		t.Helper()
+		hs, err := h.c.resolve(context.Background(), u, large)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return hs
+	}
+	if hs := hops(u, false); len(hs) != 1 || hs[0].tport != "UDP" || hs[0].forced {
+		t.Fatalf("small request: %+v", hs)
+	}
+	if hs := hops(u, true); len(hs) != 1 || hs[0].tport != "TCP" || hs[0].forced {
+		t.Fatalf("large request: %+v", hs)
 	}
 	h.c.cfg.Profiles = map[string]Profile{"127.0.0.1:5060": {Transport: "tcp"}, "10.0.0.9": {Transport: "udp", Metadata: MetadataPartial}}
-	if tp, _, forced := s.clientFor(u); tp != "TCP" || !forced {
-		t.Fatalf("profile by host:port: %s forced=%v", tp, forced)
+	if hs := hops(u, false); hs[0].tport != "TCP" || !hs[0].forced {
+		t.Fatalf("profile by host:port: %+v", hs)
 	}
 	if p := h.c.profile(sip.Uri{Host: "10.0.0.9", Port: 5080}); p.Metadata != MetadataPartial {
 		t.Fatalf("profile by host: %+v", p)
 	}
 	withParam := u
 	withParam.UriParams = sip.HeaderParams{{K: "transport", V: "udp"}}
-	if tp, _, _ := s.clientFor(withParam); tp != "UDP" {
-		t.Fatalf("uri parameter must win over the profile: %s", tp)
+	if hs := hops(withParam, true); hs[0].tport != "UDP" || !hs[0].forced {
+		t.Fatalf("uri parameter must win over the profile: %+v", hs)
 	}
 }
 
-func TestMain(m *testing.M) {
-	// Loopback carries any datagram; let forced-UDP tests send SIPREC
-	// INVITEs larger than RFC 3261 §18.1.1's bound.
-	sip.UDPMTUSize = 65000
-	os.Exit(m.Run())
-}
 
 func TestNewValidates(t *testing.T) {
 	eng := newFakeEngine(&journal{})

@@ -223,6 +223,8 @@ type srsReply struct {
 	silent bool
 	// contact is the Contact of a 3xx.
 	contact string
+	// retryAfter, when set, is the Retry-After header of a failure.
+	retryAfter string
 	// answer rewrites the default answer streams (recvonly on every offered
 	// m-line).
 	answer func(offer []sdpStream) []sdpStream
@@ -242,6 +244,8 @@ type testSRS struct {
 	t      *testing.T
 	j      *journal
 	addr   netip.AddrPort
+	tcp    *net.TCPListener // closed by tests of a UDP-only SRS
+	udp    *net.UDPConn
 	ua     *sipgo.UserAgent
 	srv    *sipgo.Server
 	client *sipgo.Client
@@ -308,7 +312,7 @@ func newTestSRS(t *testing.T, j *journal, script ...srsReply) *testSRS {
 	}
 	srv, _ := sipgo.NewServer(ua)
 	cl, _ := sipgo.NewClient(ua, sipgo.WithClientHostname("127.0.0.1"))
-	s := &testSRS{t: t, j: j, addr: netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(port)), ua: ua, srv: srv, client: cl,
+	s := &testSRS{t: t, j: j, addr: netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(port)), tcp: l, udp: u, ua: ua, srv: srv, client: cl,
 		script: script, seen: make(chan srsInvite, 32), byeSeen: make(chan struct{}, 8), dlgSig: make(chan struct{}, 1)}
 	s.cache = sipgo.NewDialogServerCache(cl, sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: "srs", Host: "127.0.0.1", Port: port},
 		Params: sip.HeaderParams{{K: "+sip.srs"}}})
@@ -340,6 +344,13 @@ func newTestSRS(t *testing.T, j *journal, script ...srsReply) *testSRS {
 		s.wg.Wait()
 	})
 	return s
+}
+
+// kill makes the SRS vanish: nothing it had is answered any more.
+func (s *testSRS) kill() {
+	s.ua.Close()
+	s.udp.Close()
+	s.tcp.Close()
 }
 
 func (s *testSRS) uri() string { return "sip:srs@" + s.addr.String() }
@@ -430,6 +441,8 @@ func (s *testSRS) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	switch {
 	case r.code >= 300 && r.code < 400:
 		_ = dlg.Respond(r.code, "Moved", nil, sip.NewHeader("Contact", r.contact))
+	case r.code >= 300 && r.retryAfter != "":
+		_ = dlg.Respond(r.code, "Scripted", nil, sip.NewHeader("Retry-After", r.retryAfter))
 	case r.code >= 300:
 		_ = dlg.Respond(r.code, "Scripted", nil)
 	default:

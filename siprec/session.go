@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"net/netip"
 	"strconv"
@@ -21,14 +22,14 @@ import (
 // intent is a validated request: concrete URI, modes possibly "" (nochange).
 type intent struct {
 	typ, uri string
-	u        sip.Uri
+	list     []sip.Uri
 	in, out  Mode
 }
 
 // target is a state to reach: both modes concrete.
 type target struct {
 	uri     string
-	u       sip.Uri
+	list    []sip.Uri // uri parsed: the SRSs in order
 	in, out Mode
 }
 
@@ -41,6 +42,9 @@ type batch struct {
 	startURI string // "" when no session existed when the batch opened
 	lastType string
 	lastURI  string
+	// previous and cause are set when the batch's session moved to another
+	// SRS of the list on the way (the one in use stopped answering).
+	previous, cause string
 }
 
 // stream is one m-line of the recording session: one recorded direction.
@@ -61,6 +65,10 @@ type stream struct {
 // opError is a failed step, with its bvr.record reason code.
 type opError struct {
 	code, detail string
+	// next reports that another hop or SRS may take the request (transport
+	// error, timeout, a FailoverCodes answer); retryAfter is a 503's.
+	next       bool
+	retryAfter time.Duration
 }
 
 func (e *opError) Error() string { return e.code + ": " + e.detail }
@@ -90,8 +98,11 @@ type session struct {
 	leg      Leg
 	b        *batch
 	tgt      target
-	uri      string // in force; "" without session
-	u        sip.Uri
+	uri      string // in force, as requested; "" without session
+	list     []sip.Uri
+	active   sip.Uri // the SRS holding the dialog (list entry or 3xx target)
+	entry    string  // srsKey of the list entry active came from
+	via      hop     // where the INVITE went
 	streams  []*stream
 	dlg      *sipgo.DialogClientSession
 	remote   sip.Uri // the SRS's Contact (remote target)
@@ -106,6 +117,14 @@ type session struct {
 	srsEnded bool
 	snapshot bool
 	gone     bool
+	// lost is set when the SRS in use went away (keepalive): the cause of
+	// the takeover the worker does next.
+	lost      string
+	failovers int
+	// left are the SRSs (srsKey) this session's takeovers left: never
+	// tried again by a takeover, so two SRSs that each end every session
+	// cannot pass a recording back and forth. A new request clears it.
+	left map[string]bool
 	// remoteCSeq is the CSeq of the SRS's last in-dialog request.
 	remoteCSeq uint32
 	md         mdIDs
@@ -131,14 +150,16 @@ func validate(leg Leg, req Request) (intent, string) {
 	if req.Type != "siprec" {
 		return intent{}, fmt.Sprintf("%s: type %q is not siprec", ReasonBadType, req.Type)
 	}
-	var u sip.Uri
-	if err := sip.ParseUri(req.URI, &u); err != nil || (u.Scheme != "sip" && u.Scheme != "sips") || u.Host == "" {
-		return intent{}, fmt.Sprintf("%s: %q is not a sip: or sips: URI", ReasonBadURI, req.URI)
+	list, err := ParseSRSList(req.URI)
+	if err != nil {
+		return intent{}, fmt.Sprintf("%s: %v", ReasonBadURI, err)
 	}
-	if u.Scheme == "sips" {
-		return intent{}, fmt.Sprintf("%s: %q: sips needs TLS, which is not configured", ReasonBadURI, req.URI)
+	for _, u := range list {
+		if u.Scheme == "sips" {
+			return intent{}, fmt.Sprintf("%s: %q: sips needs TLS, which is not configured", ReasonBadURI, u.String())
+		}
 	}
-	in := intent{typ: req.Type, uri: req.URI, u: u}
+	in := intent{typ: req.Type, uri: req.URI, list: list}
 	for _, f := range []struct {
 		name string
 		v    string
@@ -179,7 +200,7 @@ func (s *session) submit(leg Leg, in intent) bool {
 	} else {
 		s.b = &batch{startURI: s.uri}
 	}
-	t := target{uri: in.uri, u: in.u, in: base.in, out: base.out}
+	t := target{uri: in.uri, list: in.list, in: base.in, out: base.out}
 	if in.in != "" {
 		t.in = in.in
 	}
@@ -201,7 +222,7 @@ func (s *session) poke() {
 
 // inForceLocked is the state in force.
 func (s *session) inForceLocked() target {
-	t := target{uri: s.uri, u: s.u, in: ModeNone, out: ModeNone}
+	t := target{uri: s.uri, list: s.list, in: ModeNone, out: ModeNone}
 	for _, st := range s.streams {
 		if st.mode == ModeNone {
 			continue
@@ -236,7 +257,8 @@ func (s *session) emitLocked(name, reason string) {
 	s.b = nil
 	cur := s.inForceLocked()
 	ev := Event{Name: name, ConnectionID: s.connID, Type: b.lastType, URI: b.lastURI,
-		Inbound: cur.in, Outbound: cur.out}
+		Inbound: cur.in, Outbound: cur.out, Previous: b.previous, Cause: b.cause}
+	s.fillSRSLocked(&ev)
 	if name == EventUpdate {
 		switch {
 		case s.dlg == nil:
@@ -290,20 +312,19 @@ func (s *session) iterate() (more, exit bool) {
 		s.c.forget(s)
 		return false, true
 	case s.srsEnded:
-		uri := s.uri
-		s.mu.Unlock()
-		s.hangup(context.Background(), false)
-		s.mu.Lock()
 		s.srsEnded = false
-		reason := ReasonSRSEnded + ": the SRS sent BYE"
-		if s.b != nil {
-			s.emitLocked(EventError, reason)
-		} else {
-			s.c.events.push(Event{Name: EventError, ConnectionID: s.connID, Type: "siprec", URI: uri,
-				Inbound: ModeNone, Outbound: ModeNone, Reason: reason})
-			s.tgt = s.inForceLocked()
+		s.mu.Unlock()
+		s.takeover(ReasonSRSEnded + ": the SRS sent BYE")
+		return true, false
+	case s.lost != "":
+		cause := s.lost
+		s.lost = ""
+		if s.dlg == nil {
+			s.mu.Unlock()
+			return true, false
 		}
 		s.mu.Unlock()
+		s.takeover(cause)
 		return true, false
 	case s.b != nil:
 		t := s.tgt
@@ -319,7 +340,7 @@ func (s *session) iterate() (more, exit bool) {
 		cancel()
 		s.mu.Lock()
 		s.cancelOp = nil
-		if s.ending || s.srsEnded {
+		if s.ending || s.srsEnded || s.lost != "" {
 			s.mu.Unlock()
 			return true, false
 		}
@@ -412,9 +433,120 @@ func (s *session) step(ctx context.Context, t target) error {
 		return nil
 	}
 	if !has {
-		return s.start(ctx, t)
+		s.mu.Lock()
+		s.left = nil
+		s.mu.Unlock()
+		return s.start(ctx, t, nil)
 	}
-	return s.update(ctx, t, false)
+	s.mu.Lock()
+	entry, prev := s.entry, s.active.String()
+	s.mu.Unlock()
+	err := s.update(ctx, t, false)
+	s.mu.Lock()
+	gone := s.dlg == nil
+	s.mu.Unlock()
+	if err == nil || !gone || len(t.list) < 2 || ctx.Err() != nil || t.none() {
+		return err
+	}
+	// The dialog died under the re-INVITE (no answer, 408, 481): the
+	// request goes to the next SRS of the list instead (takeover).
+	s.log.Warn("srs stopped answering in the dialog, moving the recording", "srs", prev, "reason", err.Error())
+	if serr := s.start(ctx, t, s.leave(entry)); serr != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.failovers++
+	if s.b != nil {
+		s.b.previous, s.b.cause = prev, err.Error()
+	}
+	s.mu.Unlock()
+	return nil
+}
+
+// takeover moves the recording to the next SRS of the list after the one in
+// use went away (BYE, keepalive): its forks and endpoints are removed at
+// once, so no copy goes to it any more, then a new session with the same
+// metadata session id opens to the next usable SRS in the modes in force.
+// The document hears of it with an unsolicited bvr.record.update
+// (operation failover); with no SRS left it gets error.bvr.record
+// srs-ended, as with a single SRS.
+func (s *session) takeover(cause string) {
+	s.mu.Lock()
+	cur := s.inForceLocked()
+	prevKey, prev := s.entry, s.active.String()
+	s.mu.Unlock()
+	// No BYE: the SRS ended the dialog itself or no longer answers.
+	s.hangup(context.Background(), false)
+	if len(cur.list) > 1 && !cur.none() {
+		ctx, cancel := context.WithCancel(context.Background())
+		s.mu.Lock()
+		s.cancelOp = cancel
+		s.mu.Unlock()
+		err := s.start(ctx, cur, s.leave(prevKey))
+		cancel()
+		s.mu.Lock()
+		s.cancelOp = nil
+		if s.ending {
+			s.mu.Unlock()
+			return
+		}
+		if err == nil {
+			s.failovers++
+			now := s.inForceLocked()
+			ev := Event{Name: EventUpdate, ConnectionID: s.connID, Type: "siprec", URI: cur.uri,
+				Inbound: now.in, Outbound: now.out, Operation: OpFailover, Previous: prev, Cause: cause}
+			s.fillSRSLocked(&ev)
+			s.c.events.push(ev)
+			s.mu.Unlock()
+			s.log.Warn("recording moved to the next srs", "from", prev, "to", ev.SRS, "cause", cause)
+			return
+		}
+		s.mu.Unlock()
+		cause += "; no other SRS took the recording: " + err.Error()
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.b != nil {
+		s.emitLocked(EventError, cause)
+		return
+	}
+	s.c.events.push(Event{Name: EventError, ConnectionID: s.connID, Type: "siprec", URI: cur.uri,
+		Inbound: ModeNone, Outbound: ModeNone, Reason: cause, Previous: prev})
+	s.tgt = s.inForceLocked()
+}
+
+// leave adds key to the SRSs takeovers left and returns the set.
+func (s *session) leave(key string) map[string]bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.left == nil {
+		s.left = map[string]bool{}
+	}
+	s.left[key] = true
+	return maps.Clone(s.left)
+}
+
+// srsLost is called when the SRS with key was marked down: if this session
+// records to it, the worker takes the recording over.
+func (s *session) srsLost(key, cause string) {
+	s.mu.Lock()
+	if s.dlg == nil || s.entry != key || s.gone || s.ending {
+		s.mu.Unlock()
+		return
+	}
+	s.lost = cause
+	if s.cancelOp != nil {
+		s.cancelOp()
+	}
+	s.mu.Unlock()
+	s.poke()
+}
+
+// fillSRSLocked names the SRS holding the session in ev.
+func (s *session) fillSRSLocked(ev *Event) {
+	if s.dlg != nil {
+		ev.SRS, ev.Transport = s.active.String(), strings.ToLower(s.via.tport)
+	}
 }
 
 // hangup removes every fork and recording endpoint, then sends BYE (if asked
@@ -440,7 +572,8 @@ func (s *session) hangup(ctx context.Context, bye bool) {
 		dlg.Close()
 	}
 	s.mu.Lock()
-	s.dlg, s.streams, s.uri, s.u, s.callID, s.remoteCSeq = nil, nil, "", sip.Uri{}, "", 0
+	s.dlg, s.streams, s.uri, s.list, s.callID, s.remoteCSeq = nil, nil, "", nil, "", 0
+	s.active, s.entry, s.via = sip.Uri{}, "", hop{}
 	s.state = ""
 	s.mu.Unlock()
 	if callID != "" {
@@ -477,8 +610,8 @@ func modeOf(t target, d dataplane.Direction) Mode {
 
 func (s *session) newID() string { return EncodeID(s.c.cfg.NewUUID()) }
 
-// start opens the recording session to t.uri.
-func (s *session) start(ctx context.Context, t target) error {
+// start opens the recording session to the SRSs of t, never to avoid.
+func (s *session) start(ctx context.Context, t target, avoid map[string]bool) error {
 	eng := s.c.cfg.Engine
 	var streams []*stream
 	for _, d := range []dataplane.Direction{dataplane.Inbound, dataplane.Outbound} {
@@ -519,7 +652,8 @@ func (s *session) start(ctx context.Context, t target) error {
 		closeAll()
 		return opErr(ReasonDataplane, "build invite body: %v", err)
 	}
-	res, dlg, callID, oe := s.invite(ctx, t, ct, body)
+	a, oe := s.invite(ctx, t, ct, body, avoid)
+	res, dlg, callID := a.res, a.dlg, a.callID
 	if oe != nil {
 		closeAll()
 		s.mu.Lock()
@@ -528,11 +662,12 @@ func (s *session) start(ctx context.Context, t target) error {
 		return oe
 	}
 	s.mu.Lock()
-	s.dlg, s.uri, s.u, s.callID, s.streams = dlg, t.uri, t.u, callID, streams
+	s.dlg, s.uri, s.list, s.callID, s.streams = dlg, t.uri, t.list, callID, streams
+	s.active, s.entry, s.via = a.took, srsKey(a.entry), a.via
 	if c := res.Contact(); c != nil {
 		s.remote = *c.Address.Clone()
 	} else {
-		s.remote = *t.u.Clone()
+		s.remote = *a.took.Clone()
 	}
 	s.state = StateRecording
 	s.mu.Unlock()
@@ -571,7 +706,8 @@ func (s *session) start(ctx context.Context, t target) error {
 	if refused > 0 {
 		return opErr(ReasonSRSRejected, "%s", refusedDetail(streams, as))
 	}
-	s.log.Info("recording session started", "srs", t.uri, "call_id", callID)
+	s.log.Info("recording session started", "srs", a.took.String(), "transport", strings.ToLower(a.via.tport),
+		"addr", a.via.addr.String(), "call_id", callID)
 	return nil
 }
 
@@ -753,7 +889,7 @@ func (s *session) update(ctx context.Context, t target, snapshot bool) error {
 	s.sdpVer++
 	offer := s.offerLocked(streams)
 	var meta []byte
-	mode := s.c.profile(s.u).Metadata
+	mode := s.c.profile(s.active).Metadata
 	if snapshot || mode == MetadataComplete {
 		meta = s.metadataLocked(streams, DataComplete, nil)
 	} else if changed := s.changedStreamsLocked(streams, t); len(changed) > 0 {
@@ -938,7 +1074,10 @@ func (s *session) status() Status {
 	}
 	cur := s.inForceLocked()
 	st := Status{ConnectionID: s.connID, SRS: s.uri, State: s.state, Inbound: cur.in, Outbound: cur.out,
-		CallID: s.callID, Since: s.started}
+		CallID: s.callID, Since: s.started, Failovers: s.failovers}
+	if s.dlg != nil {
+		st.Active, st.Transport, st.Remote = s.active.String(), strings.ToLower(s.via.tport), s.via.addr
+	}
 	if st.SRS == "" {
 		st.SRS = s.tgt.uri
 	}

@@ -3,7 +3,7 @@ package siprec
 import (
 	"context"
 	"errors"
-	"strings"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -15,67 +15,135 @@ import (
 // acceptValue is what the SRC accepts in bodies (RFC 7866 §6.1.1, BVR-RECORD.md).
 const acceptValue = "application/sdp, application/rs-metadata+xml, application/rs-metadata-request"
 
-// tooLargeForUDP applies RFC 3261 §18.1.1 the way sipgo enforces it (within
-// 200 bytes of the MTU), leaving room for the Via header sipgo adds.
-func tooLargeForUDP(n, mtu int) bool {
-	const viaRoom = 160
-	return n+viaRoom > mtu-200
+// attempt is the outcome of one INVITE toward one SRS.
+type attempt struct {
+	res    *sip.Response
+	dlg    *sipgo.DialogClientSession
+	callID string
+	// took is the URI that accepted (the list entry, or a 3xx's target),
+	// entry the list entry it came from, via the hop the INVITE used.
+	took, entry sip.Uri
+	via         hop
 }
 
-// clientFor picks the transport and the sipgo client for an SRS URI: the
-// URI's ;transport= parameter, else the SRS's Profile, else UDP. forced
-// reports that the choice was explicit.
-func (s *session) clientFor(u sip.Uri) (tport string, cl *sipgo.Client, forced bool) {
-	tp := s.c.profile(u).Transport
-	if v, ok := u.UriParams.Get("transport"); ok && v != "" {
-		tp = strings.ToLower(v)
+// invite sends the initial INVITE to the SRSs of t in order (doc.go, "SRS
+// lists and failover"): usable SRSs first, avoid (an SRS a takeover leaves)
+// never (the SRSs a takeover left). Each SRS is resolved to its hops (RFC 3263); a transport error, a
+// timeout or an answer in the profile's FailoverCodes moves on to the next
+// hop, then the next SRS. Redirects are followed up to three times (RFC 3261
+// §8.1.3.4).
+func (s *session) invite(ctx context.Context, t target, ct string, body []byte, avoid map[string]bool) (attempt, *opError) {
+	cands := s.c.health.order(t.list, avoid)
+	if len(cands) == 0 {
+		return attempt{}, opErr(ReasonSRSUnreachable, "no other SRS in %q", t.uri)
 	}
-	switch tp {
-	case "tcp":
-		return "TCP", s.c.tcpClient, true
-	case "udp":
-		return "UDP", s.c.udpClient, true
-	}
-	return "UDP", s.c.udpClient, false
-}
-
-// invite sends the initial INVITE and waits for its final response,
-// following up to three redirects (RFC 3261 §8.1.3.4).
-func (s *session) invite(ctx context.Context, t target, ct string, body []byte) (*sip.Response, *sipgo.DialogClientSession, string, *opError) {
-	dest := *t.u.Clone()
-	for hop := 0; ; hop++ {
-		res, dlg, callID, oe, redirect := s.inviteOnce(ctx, dest, ct, body)
-		if redirect == nil || hop >= 3 {
-			return res, dlg, callID, oe
+	var last *opError
+	tried := 0
+	for _, entry := range cands {
+		dest := *entry.Clone()
+		for hop := 0; ; hop++ {
+			a, oe, redirect := s.inviteURI(ctx, dest, ct, body)
+			tried++
+			if oe == nil {
+				a.entry = entry
+				s.c.health.ok(entry)
+				return a, nil
+			}
+			if redirect != nil && hop < 3 {
+				s.log.Info("srs redirected the recording session", "to", redirect.String())
+				dest = *redirect
+				continue
+			}
+			last = oe
+			break
 		}
-		s.log.Info("srs redirected the recording session", "to", redirect.String())
-		dest = *redirect
+		if !last.next || ctx.Err() != nil {
+			return attempt{}, last
+		}
+		s.c.health.failed(entry, last.Error(), last.retryAfter, false)
+		if len(cands) > 1 {
+			s.log.Warn("srs failed, trying the next", "srs", entry.String(), "reason", last.Error())
+		}
 	}
+	if len(cands) > 1 {
+		last = opErr(last.code, "every SRS of the list failed, last: %s", last.detail)
+	}
+	return attempt{}, last
 }
 
-func (s *session) inviteOnce(ctx context.Context, dest sip.Uri, ct string, body []byte) (*sip.Response, *sipgo.DialogClientSession, string, *opError, *sip.Uri) {
-	tport, cl, forced := s.clientFor(dest)
-	req := s.buildInvite(dest, tport, ct, body)
-	if tport == "UDP" && !forced && tooLargeForUDP(len(req.String()), sip.UDPMTUSize) {
-		// RFC 3261 §18.1.1: a request this large must use a congestion-
-		// controlled transport. SIPREC INVITEs with metadata usually are.
-		tport, cl = "TCP", s.c.tcpClient
-		req = s.buildInvite(dest, tport, ct, body)
+// inviteURI tries the hops of one SRS URI in order.
+func (s *session) inviteURI(ctx context.Context, dest sip.Uri, ct string, body []byte) (attempt, *opError, *sip.Uri) {
+	large := tooLargeForUDP(len(s.buildInvite(dest, "UDP", ct, body).String()), pathMTU)
+	rctx, cancel := context.WithTimeout(ctx, s.c.to.Invite)
+	hops, err := s.c.resolve(rctx, dest, large)
+	cancel()
+	if err != nil {
+		oe := opErr(ReasonSRSUnreachable, "%s: %v", dest.String(), err)
+		oe.next = true
+		return attempt{}, oe, nil
 	}
+	var last *opError
+	for _, h := range hops {
+		a, oe, redirect := s.inviteHop(ctx, dest, h, ct, body)
+		if oe == nil || redirect != nil || !oe.next || ctx.Err() != nil {
+			return a, oe, redirect
+		}
+		last = oe
+		if len(hops) > 1 {
+			s.log.Info("srs address failed, trying the next", "srs", dest.String(), "via", h.String(), "reason", oe.Error())
+		}
+	}
+	return attempt{}, last, nil
+}
+
+// inviteHop sends the INVITE over one hop. A large request over TCP that
+// meets a refused or reset connection is sent again over UDP to the same
+// address, as one attempt (RFC 3261 §18.1.1), unless the transport was
+// forced.
+func (s *session) inviteHop(ctx context.Context, dest sip.Uri, h hop, ct string, body []byte) (attempt, *opError, *sip.Uri) {
+	a, oe, redirect, refused := s.inviteOnce(ctx, dest, h, ct, body)
+	if refused && h.tport == "TCP" && !h.forced {
+		s.log.Info("tcp to srs refused, sending over udp (RFC 3261 §18.1.1)", "srs", dest.String(), "addr", h.addr.String(), "reason", oe.Error())
+		h.tport = "UDP"
+		a, oe, redirect, _ = s.inviteOnce(ctx, dest, h, ct, body)
+	}
+	return a, oe, redirect
+}
+
+// failoverCode reports whether a final answer moves on to the next SRS.
+func (c *Client) failoverCode(u sip.Uri, code int) bool {
+	codes := c.profile(u).FailoverCodes
+	if codes == nil {
+		codes = []int{408, 480, 500, 503}
+	}
+	return slices.Contains(codes, code)
+}
+
+// inviteOnce sends the INVITE over one hop and waits for its final answer.
+// refused reports a TCP connection refused or reset.
+func (s *session) inviteOnce(ctx context.Context, dest sip.Uri, h hop, ct string, body []byte) (a attempt, oe *opError, redirect *sip.Uri, refused bool) {
+	cl := s.c.clientFor(h.tport)
+	req := s.buildInvite(dest, h.tport, ct, body)
+	req.SetDestination(h.addr.String())
 	callID := req.CallID().Value()
 	ch := *req.Contact()
 
 	s.c.bindCallID(callID, s)
-	fail := func(oe *opError) (*sip.Response, *sipgo.DialogClientSession, string, *opError, *sip.Uri) {
+	fail := func(oe *opError) (attempt, *opError, *sip.Uri, bool) {
 		s.c.bindCallID(callID, nil)
-		return nil, nil, "", oe, nil
+		return attempt{}, oe, nil, false
 	}
 	s.dlgMu.Lock()
 	defer s.dlgMu.Unlock()
 	ua := sipgo.DialogUA{Client: cl, ContactHDR: ch}
-	dlg, err := ua.WriteInvite(ctx, req)
+	wctx0, cancel0 := context.WithTimeout(ctx, s.c.to.Invite)
+	dlg, err := ua.WriteInvite(wctx0, req)
+	cancel0()
 	if err != nil {
-		return fail(opErr(ReasonSRSUnreachable, "%s: %v", dest.String(), err))
+		oe := opErr(ReasonSRSUnreachable, "%s via %s: %v", dest.String(), h, err)
+		oe.next = true
+		a, oe, r, _ := fail(oe)
+		return a, oe, r, refusedOrReset(err)
 	}
 	var provisional atomic.Bool
 	wctx, cancel := context.WithCancelCause(ctx)
@@ -106,28 +174,38 @@ func (s *session) inviteOnce(ctx context.Context, dest sip.Uri, ct string, body 
 				if c := r.Contact(); c != nil {
 					u := c.Address.Clone()
 					s.c.bindCallID(callID, nil)
-					return nil, nil, "", opErr(ReasonSRSRejected, "%d %s", r.StatusCode, r.Reason), u
+					return attempt{}, opErr(ReasonSRSRejected, "%d %s", r.StatusCode, r.Reason), u, false
 				}
 			}
-			return fail(opErr(ReasonSRSRejected, "%d %s", r.StatusCode, r.Reason))
+			oe := opErr(ReasonSRSRejected, "%d %s", r.StatusCode, r.Reason)
+			oe.next = s.c.failoverCode(dest, r.StatusCode)
+			if r.StatusCode == 503 {
+				oe.retryAfter = retryAfterOf(r)
+			}
+			return fail(oe)
 		case ctx.Err() != nil && wctx.Err() != nil && context.Cause(wctx) == ctx.Err():
 			return fail(opErr(ReasonConnectionState, "request abandoned: %v", ctx.Err()))
 		case errors.Is(context.Cause(wctx), context.DeadlineExceeded), errors.Is(context.Cause(wctx), sipgo.WaitAnswerForceCancelErr),
 			errors.Is(err, sip.ErrTransactionTimeout):
-			return fail(opErr(ReasonSRSTimeout, "no final answer from %s within %s", dest.String(), s.c.to.Invite))
+			oe := opErr(ReasonSRSTimeout, "no final answer from %s via %s within %s", dest.String(), h, s.c.to.Invite)
+			oe.next = true
+			return fail(oe)
 		default:
-			return fail(opErr(ReasonSRSUnreachable, "%s: %v", dest.String(), err))
+			oe := opErr(ReasonSRSUnreachable, "%s via %s: %v", dest.String(), h, err)
+			oe.next = true
+			a, oe, r, _ := fail(oe)
+			return a, oe, r, refusedOrReset(err)
 		}
 	}
 	res := dlg.InviteResponse
 	if err := dlg.Ack(ctx); err != nil {
 		dlg.Close()
-		return fail(opErr(ReasonSRSUnreachable, "ack to %s: %v", dest.String(), err))
+		return fail(opErr(ReasonSRSUnreachable, "ack to %s via %s: %v", dest.String(), h, err))
 	}
 	s.mu.Lock()
-	s.tport = tport
+	s.tport = h.tport
 	s.mu.Unlock()
-	return res, dlg, callID, nil, nil
+	return attempt{res: res, dlg: dlg, callID: callID, took: dest, via: h}, nil, nil, false
 }
 
 // reinvite sends a re-INVITE in the dialog, retrying after 491 with the

@@ -23,6 +23,10 @@ const (
 	OpUpdate  = "update"  // same SRS, some direction changed (or nothing did)
 	OpRestart = "restart" // a different SRS URI: old session ended, new one started
 	OpStop    = "stop"    // no recording session any more
+	// OpFailover is an unsolicited bvr.record.update: the SRS in use went
+	// away mid-call (BYE, no answer, keepalive) and the next SRS of the
+	// list took the recording over (doc.go, "SRS lists and failover").
+	OpFailover = "failover"
 )
 
 // Reason codes carried by EventError, before the ": detail" (decided, see doc.go).
@@ -57,8 +61,10 @@ const (
 type Request struct {
 	// Type must be "siprec".
 	Type string
-	// URI is the SRS's sip: or sips: URI; a ";transport=tcp|udp" parameter picks
-	// the transport (else the SRS's Profile, else UDP).
+	// URI is the SRS's sip: URI, or several separated by commas, tried in
+	// order (doc.go, "SRS lists and failover"); a ";transport=tcp|udp"
+	// parameter forces the transport (else the SRS's Profile, else RFC 3261
+	// §18.1.1 decides).
 	URI string
 	// Inbound and Outbound are "active", "inactive", "none", "nochange" or
 	// empty (omitted, same as "nochange").
@@ -83,6 +89,14 @@ type Event struct {
 	// Reason is set on EventError only: a reason code, then ": " and a
 	// human-readable detail, e.g. "srs-rejected: 486 Busy Here".
 	Reason string
+	// SRS is the URI of the SRS that holds the recording after the event
+	// (one entry of a list, or where a 3xx led); empty without a session.
+	// Transport is the transport its INVITE went over: "udp" or "tcp".
+	SRS, Transport string
+	// Previous and Cause are set when the recording moved to another SRS of
+	// the list because the one in use went away: which SRS it left and why
+	// (e.g. "srs-ended: the SRS sent BYE").
+	Previous, Cause string
 }
 
 // Code returns the reason code of an error event (Reason up to the first ':').
@@ -158,13 +172,29 @@ type Profile struct {
 	// Metadata picks complete (zero, default) or partial updates.
 	Metadata MetadataMode
 	// Transport is "udp" or "tcp" (a ;transport= parameter in the URI wins).
-	// Empty means UDP when the request fits, else TCP (RFC 3261 §18.1.1: a
-	// request over 1300 bytes needs a congestion-controlled transport; an
-	// INVITE with complete metadata usually is that large). A forced "udp"
-	// sends large requests over UDP only if the process raised sipgo's
-	// sip.UDPMTUSize; otherwise they fail with srs-unreachable. sips: URIs are
-	// refused: no TLS client is configured.
+	// Empty means UDP when the request fits, else TCP, and UDP again when
+	// the TCP connection is refused or reset (RFC 3261 §18.1.1; an INVITE
+	// with complete metadata is ~3 kB). A forced "udp" sends large requests
+	// over UDP, fragmented by IP, as SBCs do. sips: URIs are refused: no TLS
+	// client is configured.
 	Transport string
+	// FailoverCodes are the final answers to an INVITE after which the next
+	// SRS of the list is tried; nil means 408, 480, 500 and 503. Add 600-class
+	// codes (600, 603, 604, 606) to fail over on them too. Transport errors
+	// and timeouts always fail over.
+	FailoverCodes []int
+}
+
+// Keepalive configures the OPTIONS probes of the SRSs (RFC 3261 §11).
+type Keepalive struct {
+	// Interval between two probes of each SRS; zero means no probes (an SRS
+	// that failed is then never marked down, only skipped for a Retry-After).
+	Interval time.Duration
+	// Failures is how many probes in a row must go unanswered (or be
+	// answered 503) before the SRS is marked down; zero means 2.
+	Failures int
+	// Timeout bounds one probe; zero means 2 s, or Interval if shorter.
+	Timeout time.Duration
 }
 
 // Timeouts bound the client's SIP transactions; zero values pick the defaults.
@@ -214,6 +244,15 @@ type Config struct {
 	DefaultProfile Profile
 	// Timeouts bound the SIP transactions; zero values pick the defaults.
 	Timeouts Timeouts
+	// SRS lists the recording servers the daemon is configured with; they
+	// are probed with OPTIONS from the start (Keepalive). SRSs named only by
+	// a request are probed once they have failed, until they answer again.
+	SRS []string
+	// Keepalive configures the OPTIONS probes; the zero value probes nothing.
+	Keepalive Keepalive
+	// Resolver resolves SRS host names (RFC 3263: SRV, then A/AAAA); nil
+	// means net.DefaultResolver.
+	Resolver Resolver
 	// OnEvent receives every Event, in order, from one goroutine owned by the
 	// client; it is never called from inside Record or End. It should hand
 	// the event over and return quickly. Required.
@@ -245,8 +284,15 @@ const (
 // Status is a snapshot of one connection's recording for the admin API.
 type Status struct {
 	ConnectionID string
-	// SRS is the URI of the recording session.
+	// SRS is the uri of the recording as requested (one URI or a list).
 	SRS string
+	// Active is the SRS that holds the session (an entry of the list, or
+	// where a 3xx led), Transport the transport of its dialog ("udp" or
+	// "tcp") and Remote the address its INVITE was sent to.
+	Active, Transport string
+	Remote            netip.AddrPort
+	// Failovers counts the times the recording moved to another SRS.
+	Failovers int
 	// State is the session's state.
 	State State
 	// Inbound and Outbound are the modes in force.
