@@ -584,7 +584,6 @@ func TestUDPSizeRule(t *testing.T) {
 	}
 }
 
-
 func TestNewValidates(t *testing.T) {
 	eng := newFakeEngine(&journal{})
 	cases := []struct {
