@@ -1,8 +1,10 @@
 package ccxml
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"time"
 
@@ -315,6 +317,7 @@ func (s *Session) dispatch(ev Event) {
 	}
 	lname := strings.ToLower(ev.Name)
 	if lname == "ccxml.kill.unconditional" {
+		s.trace(ev, nil, "killed")
 		s.end(ExitStatus{Reason: "kill", Event: ev.Name}, fmt.Errorf("session %s: %w", s.id, ErrKilled))
 		return
 	}
@@ -367,10 +370,17 @@ func (s *Session) dispatch(ev Event) {
 				continue
 			}
 		}
+		s.trace(ev, t.node, "handled")
 		s.runTransition(i, evObj)
 		return
 	}
 	// Unhandled: error.* and ccxml.kill end the session (CCXML 1.0 section 9.3).
+	switch {
+	case strings.HasPrefix(lname, "error."), lname == "ccxml.kill":
+		s.trace(ev, nil, "ended")
+	default:
+		s.trace(ev, nil, "dropped")
+	}
 	switch {
 	case strings.HasPrefix(lname, "error."):
 		reason, _ := ev.Fields["reason"].(string)
@@ -378,6 +388,26 @@ func (s *Session) dispatch(ev Event) {
 			fmt.Errorf("session %s: %s (%s): %w", s.id, ev.Name, reason, ErrUnhandledError))
 	case lname == "ccxml.kill":
 		s.end(ExitStatus{Reason: "kill", Event: ev.Name}, fmt.Errorf("session %s: %w", s.id, ErrKilled))
+	}
+}
+
+// trace reports one handled event to SessionOptions.Trace and the debug log.
+func (s *Session) trace(ev Event, t *node, result string) {
+	debug := s.in.log.Enabled(context.Background(), slog.LevelDebug)
+	if s.opts.Trace == nil && !debug {
+		return
+	}
+	e := TraceEntry{Session: s.id, Event: ev.Name, Result: result}
+	e.EventID, _ = ev.Fields["eventid"].(string)
+	if t != nil {
+		e.Transition = fmt.Sprintf("%s:%d:%d", t.file, t.line, t.col)
+	}
+	if debug {
+		s.in.log.Debug("ccxml event", "session_id", s.id, "event", e.Event, "event_id", e.EventID,
+			"transition", e.Transition, "result", e.Result)
+	}
+	if s.opts.Trace != nil {
+		s.opts.Trace(e)
 	}
 }
 

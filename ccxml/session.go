@@ -34,6 +34,25 @@ type SessionOptions struct {
 	// queue is empty after handling events (used by the simulator to notice
 	// that a finished call left nothing to do).
 	Idle func(s *Session)
+	// Trace, when set, is called on the session's goroutine for every event
+	// the session takes from its queue, once the transition is selected and
+	// before it runs: the order in which a document hears its events. The interpreter also
+	// logs each one at Debug level ("ccxml event").
+	Trace func(TraceEntry)
+}
+
+// TraceEntry is one event as the session handled it.
+type TraceEntry struct {
+	Session string // session.id
+	Event   string // event$.name
+	EventID string // event$.eventid
+	// Transition is where the selected <transition> is (file:line:col),
+	// empty when none was selected.
+	Transition string
+	// Result is "handled", "dropped" (no transition), "ended" (an
+	// unhandled error.* or ccxml.kill ended the session) or "killed"
+	// (ccxml.kill.unconditional).
+	Result string
 }
 
 // ExitStatus says how a session ended.

@@ -15,6 +15,12 @@ type RunOptions struct {
 	Log func(label, value string)
 	// Platform configures the simulated platform.
 	Platform Config
+	// Values become session.values (recforkd gives its sessions "srs" and
+	// "destination" there).
+	Values map[string]any
+	// Trace, when set, receives every event the session handles, in order
+	// (ccxml.SessionOptions.Trace).
+	Trace func(ccxml.TraceEntry)
 }
 
 // Result is how a simulated run ended.
@@ -34,7 +40,7 @@ type Result struct {
 func Run(ctx context.Context, in *ccxml.Interpreter, doc *ccxml.Document, o RunOptions) Result {
 	p, _ := New(o.Platform)
 	gone := false
-	opts := ccxml.SessionOptions{Log: o.Log, StartupMode: ccxml.StartupExternal}
+	opts := ccxml.SessionOptions{Log: o.Log, StartupMode: ccxml.StartupExternal, Values: o.Values, Trace: o.Trace}
 	if o.From != "" {
 		opts.StartupMode = ccxml.StartupNewCall
 	}

@@ -21,13 +21,20 @@ func init() {
 
 const ccxmlUsage = `usage:
   recforkctl ccxml check FILE...
-      validate documents; print file:line:col: message; exit 1 on errors
-  recforkctl ccxml run FILE [--call FROM TO] [--dtmf KEYS] [--timeout D]
+      validate documents; print file:line:col: message; exit 1 on errors.
+      Likely mistakes print as file:line:col: warning: ... and do not change
+      the exit code (bvr.record: a namelist naming undeclared variables or
+      lacking type or uri, a literal mode other than active, inactive, none,
+      nochange, a uri that is not a sip: or sips: URI)
+  recforkctl ccxml run FILE [--call FROM TO] [--dtmf KEYS] [--timeout D] [--trace]
       run a document against a simulated platform; --call delivers an inbound
       call (connection.alerting) from FROM to TO (SIP URIs); --dtmf makes its
       caller press KEYS once connected (connection.signal each); each <log>
-      prints one line. Exit 0 on <exit> or when the last connection is gone, 1 on an
-      unhandled error or an invalid document, 2 on timeout (default 30s).
+      prints one line; --trace also prints each event as the session takes it
+      from its queue ("trace: NAME -> FILE:LINE:COL" for the transition
+      chosen, "trace: NAME (dropped)" when none was). Exit 0 on <exit> or when the
+      last connection is gone, 1 on an unhandled error or an invalid document,
+      2 on timeout (default 30s).
 `
 
 func runCCXML(args []string, stdout, stderr io.Writer) int {
@@ -86,6 +93,10 @@ func ccxmlCheck(files []string, stdout, stderr io.Writer) int {
 		if _, err := in.Compile(context.Background(), f, src); err != nil {
 			printDiagnostics(stdout, f, err)
 			code = 1
+			continue
+		}
+		for _, w := range ccxml.Lint(f, src) {
+			fmt.Fprintln(stdout, w.Error())
 		}
 	}
 	return code
@@ -93,6 +104,7 @@ func ccxmlCheck(files []string, stdout, stderr io.Writer) int {
 
 func ccxmlRun(args []string, stdout, stderr io.Writer) int {
 	var file, from, to, dtmf string
+	var trace bool
 	timeout := 30 * time.Second
 	for i := 0; i < len(args); i++ {
 		switch a := args[i]; a {
@@ -110,6 +122,8 @@ func ccxmlRun(args []string, stdout, stderr io.Writer) int {
 			}
 			dtmf = args[i+1]
 			i++
+		case "--trace", "-trace":
+			trace = true
 		case "--timeout", "-timeout":
 			if i+1 >= len(args) {
 				fmt.Fprintln(stderr, "recforkctl ccxml run: --timeout needs a duration")
@@ -152,13 +166,17 @@ func ccxmlRun(args []string, stdout, stderr io.Writer) int {
 		printDiagnostics(stderr, file, err)
 		return 1
 	}
-	res := sim.Run(ctx, in, doc, sim.RunOptions{From: from, To: to, Platform: sim.Config{DTMF: dtmf}, Log: func(label, value string) {
+	o := sim.RunOptions{From: from, To: to, Platform: sim.Config{DTMF: dtmf}, Log: func(label, value string) {
 		if label == "" {
 			fmt.Fprintln(stdout, value)
 		} else {
 			fmt.Fprintf(stdout, "%s: %s\n", label, value)
 		}
-	}})
+	}}
+	if trace {
+		o.Trace = func(e ccxml.TraceEntry) { fmt.Fprintln(stdout, traceLine(e, abs, file)) }
+	}
+	res := sim.Run(ctx, in, doc, o)
 	switch res.Code {
 	case 1:
 		fmt.Fprintf(stderr, "recforkctl ccxml run: session ended: %s %s %s\n", res.Status.Reason, res.Status.Event, res.Status.Detail)
@@ -166,4 +184,16 @@ func ccxmlRun(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "recforkctl ccxml run: timed out after %v\n", timeout)
 	}
 	return res.Code
+}
+
+// traceLine renders one trace entry, naming the document as the user did.
+func traceLine(e ccxml.TraceEntry, abs, file string) string {
+	switch e.Result {
+	case "handled":
+		return "trace: " + e.Event + " -> " + strings.Replace(e.Transition, abs, file, 1)
+	case "ended":
+		return "trace: " + e.Event + " (unhandled: ends the session)"
+	default:
+		return "trace: " + e.Event + " (" + e.Result + ")"
+	}
 }

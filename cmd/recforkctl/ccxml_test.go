@@ -37,6 +37,20 @@ func TestCCXMLCommand(t *testing.T) {
 `)
 	invalid := writeDoc(t, `<bogus/>
 `)
+	badRecord := writeDoc(t, `<var name="type" expr="'siprec'"/><var name="uri" expr="'tel:+15551234'"/>
+<var name="inbound" expr="'on'"/>
+<eventprocessor>
+<transition event="connection.connected"><send name="'bvr.record'" target="event$.connectionid" targettype="'connection'" namelist="type uri inbound outbound"/></transition>
+</eventprocessor>
+`)
+	// The error raised in ccxml.loaded is handled before the call's
+	// connection.alerting, which was queued first (CCXML 1.0 section 9.5.2).
+	traced := writeDoc(t, `<eventprocessor>
+<transition event="ccxml.loaded"><assign name="nosuch" expr="1"/></transition>
+<transition event="error.semantic"><log expr="'error'"/></transition>
+<transition event="connection.alerting"><exit/></transition>
+</eventprocessor>
+`)
 	cases := []struct {
 		name string
 		args []string
@@ -52,6 +66,15 @@ func TestCCXMLCommand(t *testing.T) {
 		{"run unhandled error", []string{"run", failing}, 1, ""},
 		{"run timeout", []string{"run", forever, "--timeout", "50ms"}, 2, ""},
 		{"run invalid", []string{"run", invalid}, 1, ""},
+		{"check warns bvr.record undeclared", []string{"check", badRecord}, 0,
+			badRecord + `:6:42: warning: bvr.record namelist names "outbound", which the document does not declare`},
+		{"check warns bvr.record uri", []string{"check", badRecord}, 0,
+			badRecord + `:3:35: warning: bvr.record uri "tel:+15551234" is not a sip: or sips: URI`},
+		{"check warns bvr.record mode", []string{"check", badRecord}, 0,
+			badRecord + `:4:1: warning: bvr.record inbound "on" is not one of active, inactive, none, nochange`},
+		{"check good has no warnings", []string{"check", keys}, 0, ""},
+		{"run trace", []string{"run", traced, "--trace", "--call", "sip:a@127.0.0.1", "sip:b@127.0.0.1"}, 0,
+			"trace: ccxml.loaded -> " + traced + ":4:1\ntrace: error.semantic -> " + traced + ":5:1\nerror\ntrace: connection.alerting -> " + traced + ":6:1\n"},
 		{"usage", []string{}, 2, ""},
 		{"bad subcommand", []string{"frob"}, 2, ""},
 		{"run missing call args", []string{"run", good, "--call", "sip:a@127.0.0.1"}, 2, ""},
@@ -65,6 +88,9 @@ func TestCCXMLCommand(t *testing.T) {
 			}
 			if c.out != "" && !strings.Contains(out.String(), c.out) {
 				t.Fatalf("stdout %q lacks %q", out.String(), c.out)
+			}
+			if c.out == "" && len(c.args) > 0 && c.args[0] == "check" && out.Len() > 0 {
+				t.Fatalf("stdout %q, want nothing", out.String())
 			}
 		})
 	}
