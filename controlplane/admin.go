@@ -43,6 +43,8 @@ type StatusInfo struct {
 	Connections int       `json:"connections"`
 	Recordings  int       `json:"recordings"`
 	Sessions    int       `json:"sessions"`
+	// SRSs is the health of every SRS the SIPREC client knows.
+	SRSs []SRSInfo `json:"srs_health"`
 	dataplane.EngineStats
 }
 
@@ -67,6 +69,10 @@ type StreamInfo struct {
 type RecordingInfo struct {
 	ConnectionID string       `json:"connection_id"`
 	SRS          string       `json:"srs"`
+	Active       string       `json:"active_srs,omitempty"`
+	Transport    string       `json:"transport,omitempty"`
+	Remote       string       `json:"remote,omitempty"`
+	Failovers    int          `json:"failovers,omitempty"`
 	State        string       `json:"state"`
 	Inbound      string       `json:"inbound"`
 	Outbound     string       `json:"outbound"`
@@ -114,7 +120,10 @@ func (d *Daemon) Recordings() []RecordingInfo {
 	for _, st := range sts {
 		ri := RecordingInfo{ConnectionID: st.ConnectionID, SRS: st.SRS, State: string(st.State),
 			Inbound: string(st.Inbound), Outbound: string(st.Outbound), CallID: st.CallID, Since: st.Since,
-			Streams: []StreamInfo{}}
+			Streams: []StreamInfo{}, Active: st.Active, Transport: st.Transport, Failovers: st.Failovers}
+		if st.Remote.IsValid() {
+			ri.Remote = st.Remote.String()
+		}
 		var ep dataplane.EndpointID
 		if c, err := d.Connection(st.ConnectionID); err == nil {
 			ep = c.Endpoint()
@@ -236,7 +245,7 @@ func (d *Daemon) adminHandler(info adminInfo) http.Handler {
 		st := StatusInfo{Version: info.version, Started: info.started, SIP: d.sipAddr.String(),
 			MediaIP: d.cfg.MediaIP.String(), Engine: d.engine.Name(), SRS: info.srs, App: info.app,
 			Calls: len(d.Calls()), Connections: len(d.Connections()), Recordings: len(d.Recordings()),
-			Sessions: len(sessions()), EngineStats: d.engine.Stats()}
+			Sessions: len(sessions()), SRSs: d.SRSHealth(), EngineStats: d.engine.Stats()}
 		writeJSON(w, 200, st)
 	})
 	mux.HandleFunc("GET /v1/calls", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, 200, d.Calls()) })

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/recfork/recfork/dataplane"
+	"github.com/recfork/recfork/siprec"
 )
 
 // Config configures a Daemon. The zero value runs: SIP on 127.0.0.1:5060, the
@@ -40,9 +41,25 @@ type Config struct {
 	// Admin is the admin API's unix socket path; empty means DefaultAdminSocket().
 	// "-" disables the admin API.
 	Admin string
-	// SRS is the SIP URI of the recording server the default app records to;
-	// empty means a built-in SRS started in-process on MediaIP.
+	// SRS is the SIP URI of the recording server the default app records to,
+	// or several separated by commas, tried in order (siprec/doc.go, "SRS
+	// lists and failover"); empty means a built-in SRS started in-process on
+	// MediaIP. These SRSs are probed with OPTIONS (SRSKeepalive).
 	SRS string
+	// SRSKeepalive is the interval of the OPTIONS probes to each SRS; zero
+	// means 10 s, a negative value turns the probes off. With the default
+	// SRSKeepaliveFailures, an SRS that dies is left within 2 intervals plus
+	// a probe timeout (at most 2 s).
+	SRSKeepalive time.Duration
+	// SRSKeepaliveFailures is how many probes in a row must fail before an
+	// SRS is marked down and its recordings move; zero means 2.
+	SRSKeepaliveFailures int
+	// SRSTransport forces "udp" or "tcp" toward every SRS (a ;transport=
+	// URI parameter still wins); empty lets RFC 3261 §18.1.1 choose.
+	SRSTransport string
+	// SRSFailoverCodes are the INVITE answers after which the next SRS of a
+	// list is tried; nil means 408, 480, 500 and 503.
+	SRSFailoverCodes []int
 	// RecordingsDir is where the built-in SRS writes; empty means ./recordings.
 	RecordingsDir string
 	// HTTP is an optional listener for /metrics and the CCXML basichttp and
@@ -117,8 +134,21 @@ func (cfg Config) withDefaults() (Config, error) {
 	if cfg.RecordingsDir == "" {
 		cfg.RecordingsDir = "recordings"
 	}
-	if cfg.SRS != "" && !strings.HasPrefix(cfg.SRS, "sip:") && !strings.HasPrefix(cfg.SRS, "sips:") {
-		return cfg, fmt.Errorf("srs %q: not a sip: or sips: URI: %w", cfg.SRS, ErrBadConfig)
+	if cfg.SRS != "" {
+		if _, err := siprec.ParseSRSList(cfg.SRS); err != nil {
+			return cfg, fmt.Errorf("srs: %v: %w", err, ErrBadConfig)
+		}
+	}
+	switch cfg.SRSTransport {
+	case "", "udp", "tcp":
+	default:
+		return cfg, fmt.Errorf("srs transport %q (want udp or tcp): %w", cfg.SRSTransport, ErrBadConfig)
+	}
+	if cfg.SRSKeepalive == 0 {
+		cfg.SRSKeepalive = 10 * time.Second
+	}
+	if cfg.SRSKeepaliveFailures < 0 {
+		return cfg, fmt.Errorf("srs keepalive failures %d: %w", cfg.SRSKeepaliveFailures, ErrBadConfig)
 	}
 	if cfg.AlertTimeout <= 0 {
 		cfg.AlertTimeout = 30 * time.Second

@@ -80,6 +80,7 @@ func New(cfg Config) (*Daemon, error) {
 	d := &Daemon{cfg: cfg, log: cfg.Logger, engine: cfg.Engine, conns: map[string]*Connection{}, byDialog: map[any]*Connection{}, metrics: newMetrics()}
 	d.ctx, d.cancel = context.WithCancel(context.Background())
 	d.metrics.reg.MustRegister(newEngineCollector(d.engine.Stats))
+	d.metrics.reg.MustRegister(newSRSCollector(d))
 	if !cfg.DisableDTMF {
 		tap, err := newDTMFTap(cfg.MediaIP)
 		if err != nil {

@@ -348,8 +348,13 @@ func testEndToEnd(t *testing.T, dp string, srsKind int, recforkd, recforkctl str
 	}
 
 	admin := filepath.Join(dir, "admin.sock")
+	// The scripted sipp SRS knows only its scenario: no OPTIONS probes.
+	keepalive := "10s"
+	if sippSRSMode {
+		keepalive = "0"
+	}
 	startProc(t, platNS.Exec(recforkd, "--listen", "10.201.1.2:5060", "--media-ip", "10.201.1.2",
-		"--srs", "sip:srs@10.201.2.1:5080", "--dataplane", dp, "--admin", admin,
+		"--srs", "sip:srs@10.201.2.1:5080", "--srs-keepalive", keepalive, "--dataplane", dp, "--admin", admin,
 		"--rtp-ports", "30000-30999", "--log-level", "debug"), filepath.Join(dir, "recforkd.log"))
 	waitFor(t, "recforkd's admin API", func() bool {
 		_, err := os.Stat(admin)

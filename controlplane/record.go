@@ -94,7 +94,17 @@ func (d *Daemon) onRecordEvent(ev siprec.Event) {
 	} else {
 		f["reason"] = ev.Reason
 	}
-	c.log.Info("recording event", "event", ev.Name, "inbound", string(ev.Inbound), "outbound", string(ev.Outbound), "operation", ev.Operation, "reason", ev.Reason)
+	// recfork's fields beyond the BVR page: which SRS of a list holds the
+	// recording, over which transport, and after a takeover where it came
+	// from and why (siprec/doc.go, "SRS lists and failover").
+	if ev.SRS != "" {
+		f["srs"], f["transport"] = ev.SRS, ev.Transport
+	}
+	if ev.Previous != "" {
+		f["previous"], f["cause"] = ev.Previous, ev.Cause
+	}
+	c.log.Info("recording event", "event", ev.Name, "inbound", string(ev.Inbound), "outbound", string(ev.Outbound),
+		"operation", ev.Operation, "reason", ev.Reason, "srs", ev.SRS, "transport", ev.Transport, "previous", ev.Previous)
 	c.emit(ev.Name, f)
 }
 

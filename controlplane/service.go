@@ -123,10 +123,14 @@ func NewService(ctx context.Context, cfg Config) (_ *Service, err error) {
 	}
 
 	var dp atomic.Pointer[Daemon]
+	ka := siprec.Keepalive{Interval: max(cfg.SRSKeepalive, 0), Failures: cfg.SRSKeepaliveFailures}
 	svc.rec, err = siprec.New(siprec.Config{
-		Engine:  svc.engine,
-		MediaIP: cfg.MediaIP,
-		Logger:  svc.log.With("component", "siprec"),
+		Engine:         svc.engine,
+		MediaIP:        cfg.MediaIP,
+		SRS:            []string{svc.srsURI},
+		Keepalive:      ka,
+		DefaultProfile: siprec.Profile{Transport: cfg.SRSTransport, FailoverCodes: cfg.SRSFailoverCodes},
+		Logger:         svc.log.With("component", "siprec"),
 		OnEvent: func(ev siprec.Event) {
 			if d := dp.Load(); d != nil {
 				d.onRecordEvent(ev)

@@ -16,8 +16,10 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/emiago/sipgo/sip"
 
@@ -33,6 +35,9 @@ type options struct {
 	config, listen, app, mediaIP, rtpPorts string
 	dataplane, iface, admin, srs, recDir   string
 	http, destination, logLevel, logFormat string
+	srsTransport, srsFailover              string
+	srsKeepalive                           time.Duration
+	srsKeepaliveFailures                   int
 	dtmf                                   bool
 }
 
@@ -48,7 +53,11 @@ func newOptions(stderr io.Writer) *options {
 	fs.StringVar(&o.dataplane, "dataplane", "auto", "media engine: auto, ebpf or userspace")
 	fs.StringVar(&o.iface, "iface", "", "media interface(s) for the eBPF engine, comma-separated (default: the one owning --media-ip)")
 	fs.StringVar(&o.admin, "admin", controlplane.DefaultAdminSocket(), "admin API unix socket ('-' disables)")
-	fs.StringVar(&o.srs, "srs", "", "SRS URI the embedded app records to (default: a built-in SRS)")
+	fs.StringVar(&o.srs, "srs", "", "SRS URI the embedded app records to, or several separated by commas tried in order (default: a built-in SRS)")
+	fs.DurationVar(&o.srsKeepalive, "srs-keepalive", 10*time.Second, "interval of the OPTIONS probes to each SRS (0 turns them off)")
+	fs.IntVar(&o.srsKeepaliveFailures, "srs-keepalive-failures", 2, "failed probes in a row before an SRS is marked down and its recordings move")
+	fs.StringVar(&o.srsTransport, "srs-transport", "", "force udp or tcp toward the SRS (default: TCP for large requests, UDP when TCP is refused)")
+	fs.StringVar(&o.srsFailover, "srs-failover-codes", "408,480,500,503", "INVITE answers after which the next SRS of the list is tried")
 	fs.StringVar(&o.recDir, "recordings", "recordings", "directory of the built-in SRS's files")
 	fs.StringVar(&o.http, "http", "", "optional HTTP listener for /metrics and the CCXML basichttp processor")
 	fs.StringVar(&o.destination, "destination", "", "SIP URI the embedded app bridges callers to (default: echo)")
@@ -159,6 +168,21 @@ func (o *options) config2() (controlplane.Config, error) {
 	cfg.Listen, cfg.App, cfg.Dataplane, cfg.Admin = o.listen, o.app, o.dataplane, o.admin
 	cfg.SRS, cfg.RecordingsDir, cfg.HTTP, cfg.Destination = o.srs, o.recDir, o.http, o.destination
 	cfg.DisableDTMF = !o.dtmf
+	cfg.SRSKeepalive, cfg.SRSKeepaliveFailures, cfg.SRSTransport = o.srsKeepalive, o.srsKeepaliveFailures, o.srsTransport
+	if o.srsKeepalive <= 0 {
+		cfg.SRSKeepalive = -1 // off; zero would mean the default
+	}
+	cfg.SRSFailoverCodes = []int{}
+	for _, f := range strings.Split(o.srsFailover, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		n, err := strconv.Atoi(f)
+		if err != nil || n < 300 || n > 699 {
+			return cfg, fmt.Errorf("--srs-failover-codes: %q is not a SIP failure code", f)
+		}
+		cfg.SRSFailoverCodes = append(cfg.SRSFailoverCodes, n)
+	}
 	if o.mediaIP != "" {
 		a, err := netip.ParseAddr(o.mediaIP)
 		if err != nil {
