@@ -47,6 +47,21 @@ func runStatus(args []string, stdout, stderr io.Writer) int {
 	t.row("endpoints", strconv.Itoa(st.Endpoints))
 	t.row("ports free", strconv.Itoa(st.PortsFree))
 	t.write(stdout)
+	if len(st.SRSs) > 0 {
+		fmt.Fprintln(stdout)
+		h := newTable("SRS", "STATE", "FAILURES", "PROBES", "LAST ERROR")
+		for _, s := range st.SRSs {
+			state := "up"
+			switch {
+			case !s.Up:
+				state = "down"
+			case time.Now().Before(s.RetryAfter):
+				state = "retry-after " + time.Until(s.RetryAfter).Round(time.Second).String()
+			}
+			h.row(s.URI, state, strconv.Itoa(s.Failures), strconv.FormatUint(s.Probes, 10), orDash(s.LastError))
+		}
+		h.write(stdout)
+	}
 	return exitOK
 }
 
