@@ -309,10 +309,19 @@ func (s *Session) dispatch(ev Event) {
 	if _, ok := ev.Fields["eventid"]; !ok {
 		ev.Fields["eventid"] = s.newSeq("e")
 	}
-	if _, ok := ev.Fields["eventsourcetype"]; !ok {
+	// An event a platform posts about a connection comes from that
+	// connection: its eventsource is the connection id and its
+	// eventsourcetype "connection", unless the platform said otherwise.
+	_, hasSrc := ev.Fields["eventsource"]
+	_, hasType := ev.Fields["eventsourcetype"]
+	if cid, ok := ev.Fields["connectionid"].(string); ok && cid != "" && !hasSrc && !hasType {
+		ev.Fields["eventsource"], ev.Fields["eventsourcetype"] = cid, "connection"
+		hasSrc, hasType = true, true
+	}
+	if !hasType {
 		ev.Fields["eventsourcetype"] = "platform"
 	}
-	if _, ok := ev.Fields["eventsource"]; !ok {
+	if !hasSrc {
 		ev.Fields["eventsource"] = ""
 	}
 	lname := strings.ToLower(ev.Name)

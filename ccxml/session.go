@@ -453,9 +453,15 @@ func (s *Session) finish() {
 			if st.Expr != nil {
 				f["expr"] = st.Expr
 			}
+			// The <exit namelist> variables are both properties of the
+			// event (as the Recommendation's ccxml.exit describes them)
+			// and, for older documents, of event$.values.
 			vals := map[string]any{}
 			for k, v := range st.Values {
 				vals[k] = v
+				if _, taken := f[k]; !taken && k != "values" && k != "name" && k != "eventid" {
+					f[k] = v
+				}
 			}
 			f["values"] = vals
 			_ = p.Post(Event{Name: "ccxml.exit", Fields: f})

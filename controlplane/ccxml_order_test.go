@@ -38,13 +38,13 @@ const orderApp = `<?xml version="1.0" encoding="UTF-8"?>
 <transition event="error.semantic"><log expr="'error.semantic ' + event$.tagname"/></transition>
 <transition state="init" event="connection.alerting">
   <assign name="caller" expr="event$.connectionid"/>
-  <log expr="'alerting ' + event$.connection.state + ' ' + (session.connections[caller] === event$.connection)"/>
+  <log expr="'alerting ' + event$.connection.state + ' ' + (session.connections[caller] === event$.connection) + ' ' + event$.eventsourcetype + ' ' + (event$.eventsource == caller)"/>
   <disconnect connectionid="'nosuch'"/>
   <accept/>
   <assign name="state" expr="'answering'"/>
 </transition>
 <transition state="answering" event="connection.connected">
-  <log expr="'connected ' + event$.connection.state"/>
+  <log expr="'connected ' + event$.connection.state + ' ' + event$.eventsourcetype + ' ' + (event$.eventsource == caller)"/>
   <send name="'bvr.record'" target="caller" targettype="'connection'" namelist="type uri inbound outbound"/>
   <assign name="state" expr="'badmode'"/>
 </transition>
@@ -71,9 +71,9 @@ const orderApp = `<?xml version="1.0" encoding="UTF-8"?>
 var wantOrder = []string{
 	"loaded",
 	"error.semantic assign",
-	"alerting ALERTING true",
+	"alerting ALERTING true connection true",
 	"error.semantic disconnect",
-	"connected CONNECTED",
+	"connected CONNECTED connection true",
 	"send.successful",
 	"error.bvr.record bad-mode none none",
 	"send.successful",
