@@ -151,6 +151,7 @@ func FuzzParse(f *testing.F) {
 	f.Add(`<ccxml version="1.0"><eventprocessor><transition><if cond="1"><elseif cond="2"/><else/></if></transition></eventprocessor></ccxml>`)
 	f.Add(`<?xml version="1.0"?><ccxml version="1.0" xmlns="http://www.w3.org/2002/09/ccxml" xmlns:x="urn:x"><x:y/></ccxml>`)
 	f.Add(`<ccxml`)
+	f.Add(`<ccxml version="1.0"><var name="uri" expr="'sip:'"/><var name="inbound" expr="'x'"/><eventprocessor><transition><send name="'bvr.record'" target="a" namelist="uri inbound other"/></transition></eventprocessor></ccxml>`)
 	in, _ := New(Config{})
 	f.Fuzz(func(t *testing.T, src string) {
 		d, err := in.Compile(context.Background(), "f.ccxml", []byte(src))
@@ -163,6 +164,12 @@ func FuzzParse(f *testing.F) {
 				if x.Line < 1 || x.Col < 1 {
 					t.Fatalf("bad position %+v", x)
 				}
+			}
+		}
+		// Lint parses the same text and must never fail worse.
+		for _, w := range Lint("f.ccxml", []byte(src)) {
+			if w.Line < 1 || w.Col < 1 || !strings.HasPrefix(w.Msg, "warning: ") {
+				t.Fatalf("bad warning %+v", w)
 			}
 		}
 	})
