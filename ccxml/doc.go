@@ -23,35 +23,116 @@
 //
 // # Event handling (CCXML 1.0 section 9, the EHIA)
 //
-// Each session has one FIFO queue served by one goroutine. For each event the
+// Each session has one queue served by one goroutine. For each event the
 // interpreter first updates the session's connection, conference and dialog
-// objects from the event, then selects the first <transition> in document order
-// whose state list contains the state variable's value (or has no state), whose
-// event pattern matches and whose cond is true, and runs it to completion. Events
-// raised meanwhile are queued.
+// objects from the event, then selects the first <transition> in document
+// order whose state list contains the state variable's value (or has no
+// state), whose event pattern matches and whose cond is true, and runs it to
+// completion. The rules below are what recfork does; each names its source,
+// and "recfork" marks a choice where the Recommendation is silent. Every rule
+// has a document in testdata/conformance that fails when it is broken.
 //
-// Event patterns: '*' matches any run of characters (zero or more), anywhere in
-// the pattern; every other character matches itself, ASCII letters compared
-// without regard to case. recfork treats event names as case-insensitive because
-// CCXML platforms historically raised upper-case names (connection.CONNECTION_ALERTING)
-// and the Recommendation's examples lower-case them; no implicit prefix matching
-// is done ("error" does not match "error.semantic"; write "error.*").
+// Queue order:
+//   - ccxml.loaded is a document's first event, at the start and after
+//     <goto> (section 9.4.1).
+//   - Every error.* event the interpreter raises while an item runs (a
+//     transition, the errors of a platform method that refused, a delayed
+//     send's delivery, a fetch completion) goes to the FRONT of the queue,
+//     in the order raised, once that item is done; so the document handles
+//     its own errors before any event that was already waiting. Source:
+//     section 9.5.2, "the corresponding error event is added to the front of
+//     the CCXML document's event queue ... immediately after the current
+//     event" (error-front-of-queue, error-order-multiple, error-front-nested).
+//     An error raised by the document's initial scripts comes right after
+//     ccxml.loaded.
+//   - Everything else goes to the tail: send.successful, cancel.successful,
+//     move.successful, the connection.*.failed events, and every event a
+//     Platform posts with Session.Post, errors included (error.bvr.record,
+//     an asynchronous error.conference.join): those are asynchronous
+//     completions, not errors of the transition.
+//   - send.successful for a ccxml target or a platform event processor is
+//     queued before the event is handed over (and withdrawn if the hand-over
+//     fails), so it always precedes the target's answer, whether the answer
+//     is immediate or takes a network round trip (recfork; this is what makes
+//     the simulator and recforkd agree).
+//
+// Transition selection (section 9.2 and the <transition> element):
+//   - state is a space-separated list of literal values compared with the
+//     state variable (statevariable, else state$, initially undefined: a
+//     transition with a state list never matches an undefined state).
+//   - Event patterns: '*' matches any run of characters (zero or more),
+//     anywhere in the pattern; every other character matches itself, ASCII
+//     letters compared without regard to case (recfork: platforms
+//     historically raised upper-case names such as connection.CONNECTION_ALERTING).
+//     No implicit dot-prefix matching is done (recfork): "error" does not
+//     match "error.semantic"; write "error.*". An absent event attribute
+//     matches every event (transition-prefix, transition-wildcard).
+//   - A cond that throws raises error.semantic (tagname "transition"); that
+//     transition is not selected and selection goes on in document order
+//     (recfork; transition-cond-error).
+//   - The first match in document order wins (transition-order).
+//   - An unmatched event is dropped, except error.* and ccxml.kill, which end
+//     the session; ccxml.kill.unconditional always ends it and is never
+//     delivered (section 9.2).
 //
 // # Errors
 //
-// Following CCXML 1.0 section 9.1: an ECMAScript evaluation error in an
-// element (an exception in an expression or script, <assign> or an id-receiving
-// attribute naming an undeclared variable, assigning a session variable, a
-// runaway script interrupted after Config.ScriptBudget, a call stack deeper
-// than Config.MaxCallStackSize) stops the rest of the transition and raises
-// error.semantic with "reason" and "tagname". An element whose attributes
-// evaluated but which cannot be carried out (a bad delay value, <goto> of an
-// unknown fetchid, <accept> with no connection) raises error.semantic too but
-// the transition goes on; operations that fail later report through their own
-// events (connection.accept.failed, error.connection, error.send.*, ...). An
-// error.* event no transition handles, and ccxml.kill unhandled, end the
-// session; ccxml.kill.unconditional always does and is never delivered. The
-// parent of a session started by <createccxml> receives ccxml.exit.
+// Which errors stop a transition (section 9.1 as amended by the working
+// group's answers on www-voice to ISSUE-235, 2007-12-13, and ISSUE-614,
+// 2009-07-23): an ECMAScript evaluation error in an element (an exception in
+// an expression or script, <assign> or an id-receiving attribute naming an
+// undeclared variable, a namelist naming one, assigning a session variable,
+// a runaway script interrupted after Config.ScriptBudget, a call stack deeper
+// than Config.MaxCallStackSize) raises error.semantic for that element and
+// the rest of the transition does not run. An element that names a
+// connection, conference or dialog the session does not have (<accept>,
+// <reject>, <redirect>, <disconnect>, <merge>, <join>, <unjoin>, createcall's
+// joinid, <destroyconference>, <dialogstart prepareddialogid>,
+// <dialogterminate>, <move source>) raises error.semantic and the transition
+// goes on; so does an element whose attributes evaluated to values it cannot
+// carry out (a bad delay or duplex, <goto> of an unknown fetchid, <accept>
+// with no connection). An operation the platform refuses or that fails later
+// reports through its own event and never stops the transition
+// (connection.accept.failed, error.conference.join, error.send.*, ...; see
+// Platform).
+//
+// What error events carry: every event has name, eventid, eventsource and
+// eventsourcetype; events the interpreter raises have eventsource session.id
+// and eventsourcetype "ccxml". error.semantic: reason (ending with the
+// element's file:line:col) and tagname. error.send.*, error.notallowed:
+// sendid, reason. error.fetch: fetchid, uri, reason. error.createccxml:
+// sessionid, reason. error.move: sessionid, sourceid, reason.
+// error.conference.*: id1 and id2 or conferenceid, reason. error.connection
+// and connection.*.failed: connectionid, reason. error.dialog.*: dialogid,
+// reason.
+//
+// # Events and objects
+//
+//   - An event a platform posts with a connectionid and no eventsource has
+//     eventsource the connection id and eventsourcetype "connection"
+//     (recfork); event$.connection is session.connections[connectionid],
+//     already updated: ALERTING at connection.alerting, CONNECTED at
+//     connection.connected, and so on (see Event). A connection stays in
+//     session.connections with its final state after it ends (recfork;
+//     connection-states). <createcall> makes its connection, PROGRESSING,
+//     before it returns (createcall-states).
+//   - <send namelist> copies the variables' values when the send executes,
+//     also for a delayed send (send-namelist-snapshot); "name" and "eventid"
+//     in a namelist are the event's own and are ignored; the sendid is the
+//     delivered event's eventid for ccxml targets.
+//   - <cancel> of a send that is not pending (unknown, or already
+//     delivered) raises error.notallowed (cancel-expired, cancel-notallowed).
+//   - <exit> ends the session at once: nothing after it runs, queued events
+//     are dropped. The parent of a session started by <createccxml> receives
+//     ccxml.exit with sessionid, expr, reason ("exit", "error", "kill",
+//     "canceled"), the namelist variables as properties and, for older
+//     documents, also in event$.values; also when the child ended on an
+//     unhandled error (createccxml, createccxml-child-error).
+//
+// SessionOptions.Trace, recforkctl ccxml run --trace, and the interpreter's
+// Debug-level "ccxml event" log record show the order in which a session
+// handled its events and the transition each went to. Lint reports likely
+// bvr.record mistakes (recforkctl ccxml check prints them as warnings).
 //
 // # Documents
 //
