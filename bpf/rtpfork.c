@@ -6,6 +6,8 @@
  * L2-L4 to the recorder with the checksum helpers, marks the skb, clones it
  * to the recorder's egress interface, restores the headers and the mark and
  * passes the original on with TCX_NEXT, so other TCX programs still run.
+ * An inbound packet of an endpoint in the relay table is instead rewritten
+ * to the other leg's remote and redirected (relay_stream).
  * Everything it cannot handle is passed on untouched and counted.
  */
 #include <linux/bpf.h>
@@ -48,6 +50,21 @@ struct {
 	__type(key, __u32);
 	__type(value, struct fork_counters);
 } counters SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct stream_key);
+	__type(value, struct relay_value);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+} relays SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 65536);
+	__type(key, __u32);
+	__type(value, struct relay_counters);
+} relay_stats SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -242,11 +259,87 @@ static __always_inline void fork_stream(struct __sk_buff *skb, struct stream_key
 	c->copied_bytes += payload;
 }
 
+/* relay_stream relays an inbound packet of a joined endpoint in the kernel:
+ * it rewrites L2-L4 to leave from the other leg's local address towards the
+ * other leg's remote, makes the other leg's outbound fork from the rewritten
+ * packet (this leg's inbound fork was made before, from the packet as it
+ * came), marks the skb so the egress program does not fork it a second time
+ * and redirects it. It returns TCX_NEXT when the packet goes on to the
+ * socket instead (no relay, not media, or no way to send it). */
+static __always_inline int relay_stream(struct __sk_buff *skb, struct stream_key *key,
+					struct fork_hdr *old, int v6, int hdr_len, __u32 payload)
+{
+	struct fork_hdr new = {};
+	struct stream_key out = {};
+	struct relay_value *v;
+	struct relay_counters *c;
+	__u16 rtcp = 0, port;
+	int ret;
+
+	v = bpf_map_lookup_elem(&relays, key);
+	if (!v) {
+		/* RTCP follows its RTP stream (RFC 3550 section 11). */
+		port = bpf_ntohs(key->port);
+		if (!(port & 1))
+			return TCX_NEXT;
+		key->port = bpf_htons(port - 1);
+		v = bpf_map_lookup_elem(&relays, key);
+		if (!v)
+			return TCX_NEXT;
+		rtcp = 1;
+	}
+	/* What the socket would drop (STUN, DTLS, garbage) is left to it. */
+	if (!is_media(skb, hdr_len, payload, rtcp))
+		return TCX_NEXT;
+	c = bpf_map_lookup_elem(&relay_stats, &v->slot);
+	if (!c)
+		return TCX_NEXT;
+	if (!(v->flags & RELAY_F_RESOLVED) || v->family != key->family) {
+		c->failed_packets += 1;
+		return TCX_NEXT;
+	}
+
+	__builtin_memcpy(new.macs, v->dst_mac, 6);
+	__builtin_memcpy(new.macs + 6, v->src_mac, 6);
+	if (v6) {
+		__builtin_memcpy(new.addrs, v->src_addr, 16);
+		__builtin_memcpy(new.addrs + 16, v->dst_addr, 16);
+		__builtin_memcpy(out.addr, v->src_addr, 16);
+	} else {
+		__builtin_memcpy(new.addrs, v->src_addr, 4);
+		__builtin_memcpy(new.addrs + 4, v->dst_addr, 4);
+		__builtin_memcpy(out.addr, v->src_addr, 4);
+	}
+	new.ports[0] = bpf_htons(v->src_port + rtcp);
+	new.ports[1] = bpf_htons(v->dst_port + rtcp);
+
+	ret = write_hdr(skb, v6, old, &new);
+	if (ret) {
+		if (ret != WRITE_NONE)
+			write_hdr(skb, v6, &new, old);
+		c->failed_packets += 1;
+		return TCX_NEXT;
+	}
+	/* The other leg's outbound fork, keyed as the egress program keys it:
+	 * by the packet's (new) source. */
+	out.port = new.ports[0];
+	out.dir = DIR_OUTBOUND;
+	out.family = key->family;
+	fork_stream(skb, &out, &new, v6, hdr_len, payload, 1);
+
+	c->relayed_packets += 1;
+	c->relayed_bytes += payload;
+	count(STAT_RELAYED);
+	skb->mark = FORK_MARK;
+	return bpf_redirect(v->ifindex, 0);
+}
+
 static __always_inline int fork_packet(struct __sk_buff *skb, __u8 dir)
 {
-	struct stream_key key = {};
+	struct stream_key key = {}, rkey;
 	struct fork_hdr old = {};
 	struct inflight_count *q;
+	int ret = TCX_NEXT;
 	struct udphdr *udp;
 	void *data, *end;
 	__u32 payload, segs, zero = 0;
@@ -356,10 +449,13 @@ static __always_inline int fork_packet(struct __sk_buff *skb, __u8 dir)
 	 * only after the run is done with what it read. */
 	if (__sync_fetch_and_add(&q->enter, 1) == ~0ULL)
 		return TCX_NEXT;
+	rkey = key;
 	fork_stream(skb, &key, &old, v6, hdr_len, payload, segs);
+	if (dir == DIR_INBOUND)
+		ret = relay_stream(skb, &rkey, &old, v6, hdr_len, payload);
 	if (__sync_fetch_and_add(&q->leave, 1) == ~0ULL)
 		count(STAT_MISS); /* never: keeps the fetch (ordered) form */
-	return TCX_NEXT;
+	return ret;
 }
 
 /* Inbound: remote party -> platform, keyed by the destination. */

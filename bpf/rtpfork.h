@@ -54,6 +54,38 @@ struct stream_value {
 	__u16 pad2;
 };
 
+/* Value of the relay table, keyed like the stream table with DIR_INBOUND:
+ * a joined endpoint's inbound stream is rewritten to leave from the other
+ * leg's local address towards the other leg's remote and redirected to
+ * ifindex in the kernel. One map update joins, unjoins or moves a relay.
+ * Written by the Go engine only once it relays in the kernel (issue 11);
+ * until then the table stays empty and every join is relayed by the
+ * userspace engine. */
+struct relay_value {
+	__u32 slot;    /* index into the relay_stats map */
+	__u32 ifindex; /* egress interface towards the other leg's remote */
+	__u8 family;   /* 4 or 6, equal to the key's */
+	__u8 flags;    /* RELAY_F_* */
+	__u16 src_port; /* other leg's local RTP port, host byte order */
+	__u16 dst_port; /* other leg's remote RTP port, host byte order */
+	__u16 pad;
+	__u8 dst_mac[6]; /* next hop towards the other leg's remote */
+	__u8 src_mac[6]; /* MAC of ifindex */
+	__u8 src_addr[16];
+	__u8 dst_addr[16];
+};
+
+/* relay_value.flags */
+#define RELAY_F_RESOLVED 1 /* ifindex and both MACs are valid */
+
+/* Per-CPU counters of one relay, indexed by relay_value.slot; bytes are UDP
+ * payload bytes. */
+struct relay_counters {
+	__u64 relayed_packets;
+	__u64 relayed_bytes;
+	__u64 failed_packets; /* next hop unresolved or rewrite failed: passed to the socket */
+};
+
 /* Per-CPU counters of one fork, indexed by stream_value.slot. Bytes are
  * UDP payload bytes, as in dataplane.ForkStats. */
 struct fork_counters {
@@ -89,6 +121,7 @@ enum stat_reason {
 	STAT_VLAN,           /* VLAN tag in skb metadata: attach to the VLAN device */
 	STAT_FOREIGN,        /* from a source the endpoint does not accept */
 	STAT_GSO_EGRESS,     /* not passed over: UDP GSO skbs from the local stack, looked up as several datagrams */
+	STAT_RELAYED,        /* not passed on: relayed in the kernel (TCX_REDIRECT) */
 	STAT_MAX,
 };
 

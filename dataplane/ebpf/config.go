@@ -64,6 +64,10 @@ type KernelStats struct {
 	// engine's UDP_SEGMENT batches) that the egress program handled as the
 	// datagrams they carry; not an untouched pass.
 	GSOEgress uint64
+	// Relayed counts packets the ingress program relayed in the kernel
+	// (redirected to a joined endpoint's other leg) instead of passing them
+	// to the socket.
+	Relayed uint64
 	// Failed counts packets of active forks that could not be copied (next
 	// hop unresolved, clone failed), summed over live forks.
 	Failed uint64

@@ -193,6 +193,7 @@ const (
 	statVLAN
 	statForeign
 	statGSOEgress
+	statRelayed
 )
 
 func TestProgramRun(t *testing.T) {
@@ -356,5 +357,188 @@ func TestProgramRunUnresolved(t *testing.T) {
 		src: netip.MustParseAddrPort("192.0.2.7:40000"), dst: local, payload: rtpPayload(1, 20)}), nil)
 	if c := p.counters(t, slot); c.FailedPackets != 1 || c.CopiedPackets != 0 {
 		t.Fatalf("counters %+v, want one failed and no copy", c)
+	}
+}
+
+// addRelay writes a relay entry: what comes in to local leaves from
+// otherLocal towards otherRemote via the veth's A end.
+func (p *progEnv) addRelay(t testing.TB, local, otherLocal, otherRemote netip.AddrPort, flags uint8) uint32 {
+	t.Helper()
+	slot := p.slots
+	p.slots++
+	k := keyOf(local, dataplane.Inbound)
+	v := rtpforkRelayValue{Slot: slot, Ifindex: uint32(p.ifindex), Family: k.Family, Flags: flags,
+		SrcPort: otherLocal.Port(), DstPort: otherRemote.Port(), DstMac: relayMAC, SrcMac: ourMAC}
+	copy(v.SrcAddr[:], otherLocal.Addr().AsSlice())
+	copy(v.DstAddr[:], otherRemote.Addr().AsSlice())
+	if err := p.objs.RelayStats.Put(slot, make([]rtpforkRelayCounters, p.ncpu)); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.objs.Relays.Put(&k, &v); err != nil {
+		t.Fatal(err)
+	}
+	return slot
+}
+
+func (p *progEnv) relayCounters(t *testing.T, slot uint32) rtpforkRelayCounters {
+	t.Helper()
+	var per []rtpforkRelayCounters
+	if err := p.objs.RelayStats.Lookup(slot, &per); err != nil {
+		t.Fatal(err)
+	}
+	var c rtpforkRelayCounters
+	for _, x := range per {
+		c.RelayedPackets += x.RelayedPackets
+		c.RelayedBytes += x.RelayedBytes
+		c.FailedPackets += x.FailedPackets
+	}
+	return c
+}
+
+// relayMAC is the next hop towards the other leg's remote.
+var relayMAC = [6]byte{0x02, 0, 0, 0, 0, 0x0b}
+
+// tcxRedirect is TCX_REDIRECT (TC_ACT_REDIRECT), what bpf_redirect returns.
+const tcxRedirect = 7
+
+// TestProgramRelay runs the ingress program on packets of joined endpoints:
+// a relayed packet comes out of the test run rewritten to the other leg
+// (byte for byte, checksums recomputed from scratch by buildFrame) with
+// TCX_REDIRECT, and the forks of both directions it feeds, this leg's
+// inbound and the other leg's outbound, each send exactly one copy. A test
+// run does not perform the redirect, so the only frames on the wire are the
+// copies.
+func TestProgramRelay(t *testing.T) {
+	p := newProgEnv(t)
+	ap := netip.MustParseAddrPort
+	var (
+		remoteA4 = ap("192.0.2.7:40000")
+		localA4  = ap("10.0.0.1:20000")
+		localB4  = ap("10.0.0.1:20020")
+		remoteB4 = ap("192.0.2.9:42000")
+		echo4    = ap("10.0.0.1:20040") // joined to itself
+		unres4   = ap("10.0.0.1:20060") // relay without a next hop
+		rec4     = ap("10.9.0.9:30000")
+		srcIn4   = ap("10.0.0.1:30010")
+		srcOut4  = ap("10.0.0.1:30020")
+		remoteA6 = ap("[2001:db8::7]:40000")
+		localA6  = ap("[fd00::1]:20000")
+		localB6  = ap("[fd00::1]:20020")
+		remoteB6 = ap("[2001:db8::9]:42000")
+		rec6     = ap("[fd09::9]:30000")
+		srcIn6   = ap("[fd00::1]:30010")
+		srcOut6  = ap("[fd00::1]:30020")
+	)
+	slotInA4 := p.addStream(t, localA4, dataplane.Inbound, dataplane.Active, rec4, srcIn4)
+	slotOutB4 := p.addStream(t, localB4, dataplane.Outbound, dataplane.Active, rec4, srcOut4)
+	relayA4 := p.addRelay(t, localA4, localB4, remoteB4, flagResolved)
+	slotInE := p.addStream(t, echo4, dataplane.Inbound, dataplane.Active, rec4, srcIn4)
+	slotOutE := p.addStream(t, echo4, dataplane.Outbound, dataplane.Inactive, rec4, srcOut4)
+	relayE := p.addRelay(t, echo4, echo4, remoteA4, flagResolved)
+	relayU := p.addRelay(t, unres4, localB4, remoteB4, 0)
+	slotInA6 := p.addStream(t, localA6, dataplane.Inbound, dataplane.Active, rec6, srcIn6)
+	slotOutB6 := p.addStream(t, localB6, dataplane.Outbound, dataplane.Active, rec6, srcOut6)
+	relayA6 := p.addRelay(t, localA6, localB6, remoteB6, flagResolved)
+
+	rtcpOf := func(a netip.AddrPort) netip.AddrPort { return netip.AddrPortFrom(a.Addr(), a.Port()+1) }
+	in := func(src, dst netip.AddrPort, payload []byte) frameSpec {
+		return frameSpec{srcMAC: peerMAC, dstMAC: ourMAC, src: src, dst: dst, payload: payload}
+	}
+	rtp := rtpPayload(11, 160)
+	stun := append([]byte{0x00, 0x01, 0x00, 0x00, 0x21, 0x12, 0xa4, 0x42}, make([]byte, 12)...)
+	type copyWant struct{ src, dst netip.AddrPort }
+	cases := []struct {
+		name          string
+		frame         frameSpec
+		relaySrc      netip.AddrPort // zero: passed on untouched
+		relayDst      netip.AddrPort
+		relay         uint32
+		relayed       uint64
+		failed        uint64
+		copies        []copyWant // in the order the program makes them
+		inSlot        uint32
+		outSlot       uint32
+		inCopied      uint64
+		outCopied     uint64
+		outMuted      uint64
+		statRelayedOK uint64
+	}{
+		{name: "IPv4 RTP", frame: in(remoteA4, localA4, rtp), relaySrc: localB4, relayDst: remoteB4, relay: relayA4, relayed: 1,
+			copies: []copyWant{{srcIn4, rec4}, {srcOut4, rec4}}, inSlot: slotInA4, outSlot: slotOutB4, inCopied: 1, outCopied: 1, statRelayedOK: 1},
+		{name: "IPv4 RTCP follows RTP", frame: in(rtcpOf(remoteA4), rtcpOf(localA4), rtcpPayload()), relaySrc: rtcpOf(localB4), relayDst: rtcpOf(remoteB4), relay: relayA4, relayed: 1,
+			copies: []copyWant{{rtcpOf(srcIn4), rtcpOf(rec4)}, {rtcpOf(srcOut4), rtcpOf(rec4)}}, inSlot: slotInA4, outSlot: slotOutB4, inCopied: 1, outCopied: 1, statRelayedOK: 1},
+		{name: "IPv6 RTP", frame: in(remoteA6, localA6, rtp), relaySrc: localB6, relayDst: remoteB6, relay: relayA6, relayed: 1,
+			copies: []copyWant{{srcIn6, rec6}, {srcOut6, rec6}}, inSlot: slotInA6, outSlot: slotOutB6, inCopied: 1, outCopied: 1, statRelayedOK: 1},
+		{name: "echo with a muted outbound fork", frame: in(remoteA4, echo4, rtp), relaySrc: echo4, relayDst: remoteA4, relay: relayE, relayed: 1,
+			copies: []copyWant{{srcIn4, rec4}}, inSlot: slotInE, outSlot: slotOutE, inCopied: 1, outMuted: 1, statRelayedOK: 1},
+		{name: "STUN goes to the socket", frame: in(remoteA4, localA4, stun), relay: relayA4, inSlot: slotInA4, outSlot: slotOutB4},
+		{name: "unresolved next hop goes to the socket", frame: in(remoteA4, unres4, rtp), relay: relayU, failed: 1, inSlot: slotInA4, outSlot: slotOutB4},
+	}
+	fence := in(remoteA4, ap("10.0.0.1:20080"), rtpPayload(999, 20))
+	p.addStream(t, fence.dst, dataplane.Inbound, dataplane.Active, rec4, srcIn4)
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			r0, in0, out0, st0 := p.relayCounters(t, tc.relay), p.counters(t, tc.inSlot), p.counters(t, tc.outSlot), p.stats(t)
+			frame := buildFrame(tc.frame)
+			out := make([]byte, len(frame)+512)
+			opts := &ebpf.RunOptions{Data: frame, DataOut: out}
+			var ret uint32
+			p.ns.MustDo(t, func() (err error) {
+				ret, err = p.objs.RtpforkIngress.Run(opts)
+				return err
+			})
+			want, wantRet := frame, uint32(tcxNext)
+			if tc.relayDst.IsValid() {
+				w := tc.frame
+				w.srcMAC, w.dstMAC, w.src, w.dst = ourMAC, relayMAC, tc.relaySrc, tc.relayDst
+				want, wantRet = buildFrame(w), tcxRedirect
+			}
+			if ret != wantRet {
+				t.Fatalf("program returned %#x, want %#x", ret, wantRet)
+			}
+			if !bytes.Equal(opts.DataOut, want) {
+				t.Fatalf("packet after the program:\n got % x\nwant % x", opts.DataOut, want)
+			}
+			for i, c := range tc.copies {
+				w := tc.frame
+				w.srcMAC, w.dstMAC, w.src, w.dst = outMAC, recMAC, c.src, c.dst
+				if got, wantB := p.nextCopy(t), buildFrame(w); !bytes.Equal(got, wantB) {
+					t.Fatalf("copy %d differs:\n got % x\nwant % x", i, got, wantB)
+				}
+			}
+			r1, in1, out1, st1 := p.relayCounters(t, tc.relay), p.counters(t, tc.inSlot), p.counters(t, tc.outSlot), p.stats(t)
+			payload := uint64(len(tc.frame.payload))
+			if d := r1.RelayedPackets - r0.RelayedPackets; d != tc.relayed {
+				t.Errorf("relayed packets +%d, want +%d", d, tc.relayed)
+			}
+			if d := r1.RelayedBytes - r0.RelayedBytes; d != tc.relayed*payload {
+				t.Errorf("relayed bytes +%d, want +%d", d, tc.relayed*payload)
+			}
+			if d := r1.FailedPackets - r0.FailedPackets; d != tc.failed {
+				t.Errorf("relay failures +%d, want +%d", d, tc.failed)
+			}
+			if d := in1.CopiedPackets - in0.CopiedPackets; d != tc.inCopied {
+				t.Errorf("inbound copies +%d, want +%d", d, tc.inCopied)
+			}
+			if d := out1.CopiedPackets - out0.CopiedPackets; d != tc.outCopied {
+				t.Errorf("outbound copies +%d, want +%d", d, tc.outCopied)
+			}
+			if d := out1.MutedPackets - out0.MutedPackets; d != tc.outMuted {
+				t.Errorf("outbound muted +%d, want +%d", d, tc.outMuted)
+			}
+			if d := st1[statRelayed] - st0[statRelayed]; d != tc.statRelayedOK {
+				t.Errorf("relayed stat +%d, want +%d", d, tc.statRelayedOK)
+			}
+			// Fence: the next frame on the wire is the fence's copy, so
+			// the case made no copy beyond those checked.
+			p.run(t, p.objs.RtpforkIngress, buildFrame(fence), nil)
+			got, err := parseFrame(p.nextCopy(t))
+			if err != nil {
+				t.Fatalf("fence copy: %v", err)
+			}
+			if seq := binary.BigEndian.Uint16(got.payload[2:]); seq != 999 {
+				t.Fatalf("after the case the recorder got seq %d, want the fence's 999", seq)
+			}
+		})
 	}
 }

@@ -28,6 +28,28 @@ type rtpforkInflightCount struct {
 	Leave uint64
 }
 
+type rtpforkRelayCounters struct {
+	_              structs.HostLayout
+	RelayedPackets uint64
+	RelayedBytes   uint64
+	FailedPackets  uint64
+}
+
+type rtpforkRelayValue struct {
+	_       structs.HostLayout
+	Slot    uint32
+	Ifindex uint32
+	Family  uint8
+	Flags   uint8
+	SrcPort uint16
+	DstPort uint16
+	Pad     uint16
+	DstMac  [6]uint8
+	SrcMac  [6]uint8
+	SrcAddr [16]uint8
+	DstAddr [16]uint8
+}
+
 type rtpforkStreamKey struct {
 	_      structs.HostLayout
 	Addr   [16]uint8
@@ -61,6 +83,8 @@ type rtpforkStreamValue struct {
 const (
 	rtpforkMapCounters        = "counters"
 	rtpforkMapInflight        = "inflight"
+	rtpforkMapRelayStats      = "relay_stats"
+	rtpforkMapRelays          = "relays"
 	rtpforkMapStats           = "stats"
 	rtpforkMapStreams         = "streams"
 	rtpforkProgRtpforkEgress  = "rtpfork_egress"
@@ -117,10 +141,12 @@ type rtpforkProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type rtpforkMapSpecs struct {
-	Counters *ebpf.MapSpec `ebpf:"counters"`
-	Inflight *ebpf.MapSpec `ebpf:"inflight"`
-	Stats    *ebpf.MapSpec `ebpf:"stats"`
-	Streams  *ebpf.MapSpec `ebpf:"streams"`
+	Counters   *ebpf.MapSpec `ebpf:"counters"`
+	Inflight   *ebpf.MapSpec `ebpf:"inflight"`
+	RelayStats *ebpf.MapSpec `ebpf:"relay_stats"`
+	Relays     *ebpf.MapSpec `ebpf:"relays"`
+	Stats      *ebpf.MapSpec `ebpf:"stats"`
+	Streams    *ebpf.MapSpec `ebpf:"streams"`
 }
 
 // rtpforkVariableSpecs contains global variables before they are loaded into the kernel.
@@ -149,16 +175,20 @@ func (o *rtpforkObjects) Close() error {
 //
 // It can be passed to loadRtpforkObjects or ebpf.CollectionSpec.LoadAndAssign.
 type rtpforkMaps struct {
-	Counters *ebpf.Map `ebpf:"counters"`
-	Inflight *ebpf.Map `ebpf:"inflight"`
-	Stats    *ebpf.Map `ebpf:"stats"`
-	Streams  *ebpf.Map `ebpf:"streams"`
+	Counters   *ebpf.Map `ebpf:"counters"`
+	Inflight   *ebpf.Map `ebpf:"inflight"`
+	RelayStats *ebpf.Map `ebpf:"relay_stats"`
+	Relays     *ebpf.Map `ebpf:"relays"`
+	Stats      *ebpf.Map `ebpf:"stats"`
+	Streams    *ebpf.Map `ebpf:"streams"`
 }
 
 func (m *rtpforkMaps) Close() error {
 	return _RtpforkClose(
 		m.Counters,
 		m.Inflight,
+		m.RelayStats,
+		m.Relays,
 		m.Stats,
 		m.Streams,
 	)
