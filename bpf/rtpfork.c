@@ -288,6 +288,17 @@ static __always_inline int relay_stream(struct __sk_buff *skb, struct stream_key
 			return TCX_NEXT;
 		rtcp = 1;
 	}
+	/* Injected media is never relayed: a source other than the accepted
+	 * remote goes on to the socket, which drops it and counts it. */
+	if (v->flags & RELAY_F_REMOTE) {
+		int n = v6 ? 16 : 4, i, same = old->ports[0] == bpf_htons(v->rem_port + rtcp);
+
+		for (i = 0; i < 16; i++)
+			if (i < n && old->addrs[i] != v->rem_addr[i])
+				same = 0;
+		if (!same)
+			return TCX_NEXT;
+	}
 	/* What the socket would drop (STUN, DTLS, garbage) is left to it. */
 	if (!is_media(skb, hdr_len, payload, rtcp))
 		return TCX_NEXT;

@@ -73,10 +73,17 @@ struct relay_value {
 	__u8 src_mac[6]; /* MAC of ifindex */
 	__u8 src_addr[16];
 	__u8 dst_addr[16];
+	/* With RELAY_F_REMOTE, the only source relayed (this leg's signalled
+	 * remote; RTCP from port+1); others go on to the socket, which drops
+	 * them as the userspace engine does. */
+	__u8 rem_addr[16];
+	__u16 rem_port; /* host byte order */
+	__u16 pad2;
 };
 
 /* relay_value.flags */
 #define RELAY_F_RESOLVED 1 /* ifindex and both MACs are valid */
+#define RELAY_F_REMOTE 2   /* relay only what comes from rem_addr/rem_port */
 
 /* Per-CPU counters of one relay, indexed by relay_value.slot; bytes are UDP
  * payload bytes. */

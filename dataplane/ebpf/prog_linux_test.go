@@ -380,6 +380,22 @@ func (p *progEnv) addRelay(t testing.TB, local, otherLocal, otherRemote netip.Ad
 	return slot
 }
 
+// relayFrom makes the relay of local accept remote only.
+func (p *progEnv) relayFrom(t testing.TB, local, remote netip.AddrPort) {
+	t.Helper()
+	k := keyOf(local, dataplane.Inbound)
+	var v rtpforkRelayValue
+	if err := p.objs.Relays.Lookup(&k, &v); err != nil {
+		t.Fatal(err)
+	}
+	v.Flags |= 2 // RELAY_F_REMOTE
+	copy(v.RemAddr[:], remote.Addr().AsSlice())
+	v.RemPort = remote.Port()
+	if err := p.objs.Relays.Put(&k, &v); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func (p *progEnv) relayCounters(t *testing.T, slot uint32) rtpforkRelayCounters {
 	t.Helper()
 	var per []rtpforkRelayCounters
@@ -436,6 +452,20 @@ func TestProgramRelay(t *testing.T) {
 	slotOutE := p.addStream(t, echo4, dataplane.Outbound, dataplane.Inactive, rec4, srcOut4)
 	relayE := p.addRelay(t, echo4, echo4, remoteA4, flagResolved)
 	relayU := p.addRelay(t, unres4, localB4, remoteB4, 0)
+	// A signalled remote without latching: the inbound fork and the relay
+	// both accept remoteA4 only, as the engine writes them.
+	p.relayFrom(t, localA4, remoteA4)
+	{
+		k := keyOf(localA4, dataplane.Inbound)
+		var v rtpforkStreamValue
+		if err := p.objs.Streams.Lookup(&k, &v); err != nil {
+			t.Fatal(err)
+		}
+		(&endpoint{remote: remoteA4}).applyRemote(&v)
+		if err := p.objs.Streams.Put(&k, &v); err != nil {
+			t.Fatal(err)
+		}
+	}
 	slotInA6 := p.addStream(t, localA6, dataplane.Inbound, dataplane.Active, rec6, srcIn6)
 	slotOutB6 := p.addStream(t, localB6, dataplane.Outbound, dataplane.Active, rec6, srcOut6)
 	relayA6 := p.addRelay(t, localA6, localB6, remoteB6, flagResolved)
@@ -462,6 +492,7 @@ func TestProgramRelay(t *testing.T) {
 		outCopied     uint64
 		outMuted      uint64
 		statRelayedOK uint64
+		foreign       uint64
 	}{
 		{name: "IPv4 RTP", frame: in(remoteA4, localA4, rtp), relaySrc: localB4, relayDst: remoteB4, relay: relayA4, relayed: 1,
 			copies: []copyWant{{srcIn4, rec4}, {srcOut4, rec4}}, inSlot: slotInA4, outSlot: slotOutB4, inCopied: 1, outCopied: 1, statRelayedOK: 1},
@@ -471,6 +502,9 @@ func TestProgramRelay(t *testing.T) {
 			copies: []copyWant{{srcIn6, rec6}, {srcOut6, rec6}}, inSlot: slotInA6, outSlot: slotOutB6, inCopied: 1, outCopied: 1, statRelayedOK: 1},
 		{name: "echo with a muted outbound fork", frame: in(remoteA4, echo4, rtp), relaySrc: echo4, relayDst: remoteA4, relay: relayE, relayed: 1,
 			copies: []copyWant{{srcIn4, rec4}}, inSlot: slotInE, outSlot: slotOutE, inCopied: 1, outMuted: 1, statRelayedOK: 1},
+		{name: "from another host goes to the socket", frame: in(ap("192.0.2.8:40000"), localA4, rtp), relay: relayA4, inSlot: slotInA4, outSlot: slotOutB4, foreign: 1},
+		{name: "from another port goes to the socket", frame: in(ap("192.0.2.7:40002"), localA4, rtp), relay: relayA4, inSlot: slotInA4, outSlot: slotOutB4, foreign: 1},
+		{name: "RTCP from the RTP port goes to the socket", frame: in(remoteA4, rtcpOf(localA4), rtcpPayload()), relay: relayA4, inSlot: slotInA4, outSlot: slotOutB4, foreign: 1},
 		{name: "STUN goes to the socket", frame: in(remoteA4, localA4, stun), relay: relayA4, inSlot: slotInA4, outSlot: slotOutB4},
 		{name: "unresolved next hop goes to the socket", frame: in(remoteA4, unres4, rtp), relay: relayU, failed: 1, inSlot: slotInA4, outSlot: slotOutB4},
 	}
@@ -525,6 +559,9 @@ func TestProgramRelay(t *testing.T) {
 			}
 			if d := out1.MutedPackets - out0.MutedPackets; d != tc.outMuted {
 				t.Errorf("outbound muted +%d, want +%d", d, tc.outMuted)
+			}
+			if d := st1[statForeign] - st0[statForeign]; d != tc.foreign {
+				t.Errorf("foreign stat +%d, want +%d", d, tc.foreign)
 			}
 			if d := st1[statRelayed] - st0[statRelayed]; d != tc.statRelayedOK {
 				t.Errorf("relayed stat +%d, want +%d", d, tc.statRelayedOK)

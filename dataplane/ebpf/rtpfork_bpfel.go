@@ -48,6 +48,9 @@ type rtpforkRelayValue struct {
 	SrcMac  [6]uint8
 	SrcAddr [16]uint8
 	DstAddr [16]uint8
+	RemAddr [16]uint8
+	RemPort uint16
+	Pad2    uint16
 }
 
 type rtpforkStreamKey struct {
