@@ -31,6 +31,10 @@ type Config struct {
 	// the kernel, so a recorder whose MAC changes is followed even if no
 	// other traffic refreshes the neighbour entry. Zero means 30 seconds.
 	NeighRefresh time.Duration
+	// UserspaceRelay leaves every join to Media's sockets: the programs then
+	// only fork. By default a join the kernel can carry is relayed by the
+	// ingress program.
+	UserspaceRelay bool
 }
 
 // KernelStats are what the fork programs passed on untouched, and why, since

@@ -13,6 +13,17 @@
 // (a signalled remote without Latch); a remote Media learns by latching is not
 // known here, so until SetRemote such an endpoint's copies are not filtered.
 //
+// Joins stay with Media too, but a direction the kernel can carry (both legs
+// with a signalled remote and no Latch, not on loopback, the same IP version,
+// no fork of Media's on the legs, a resolved next hop, and the receiving
+// endpoint relaying to one endpoint only) also gets a relay-table entry: the
+// ingress program then rewrites the packet to the other leg, makes the forks
+// of both directions it feeds in the same run and redirects it, so it never
+// reaches Media's socket and is relayed once. Join, Unjoin and SetRemote
+// write or delete one entry per direction; which path a direction takes is
+// logged when it changes (RelayedInKernel reports it). Config.UserspaceRelay
+// keeps every relay in Media.
+//
 // Everything the engine creates (TCX links, rtnetlink sockets) belongs to the
 // network namespace of the thread that called New; later calls may come from
 // any thread. Interfaces are attached by name in New; one deleted and created

@@ -70,6 +70,15 @@ type Engine struct {
 	nextSlot  uint32
 	// gone totals the counters of removed forks, for Stats.
 	goneCopied, goneMuted uint64
+	// out holds the joins as Media applies them: from -> the endpoints
+	// that send what from receives. relays are the directions the kernel
+	// relays; relayGone totals removed relays' counts per endpoint.
+	out         map[dataplane.EndpointID]map[dataplane.EndpointID]bool
+	relays      map[relayID]*relay
+	relayGone   map[dataplane.EndpointID]dataplane.EndpointStats
+	goneRelayed uint64
+	relayWhy    map[relayID]string
+	relayLogged map[relayID]bool
 	// changed is closed and replaced whenever the kernel reports a change of
 	// routes, neighbours or links; AddFork waits on it for a resolution.
 	changed chan struct{}
@@ -132,14 +141,19 @@ func New(cfg Config) (*Engine, error) {
 		cfg.NeighRefresh = 30 * time.Second
 	}
 	e := &Engine{
-		media:     cfg.Media,
-		log:       cfg.Logger,
-		cfg:       cfg,
-		stop:      make(chan struct{}),
-		kick:      make(chan struct{}, 1),
-		endpoints: make(map[dataplane.EndpointID]*endpoint),
-		forks:     make(map[forkID]*fork),
-		changed:   make(chan struct{}),
+		media:       cfg.Media,
+		log:         cfg.Logger,
+		cfg:         cfg,
+		stop:        make(chan struct{}),
+		kick:        make(chan struct{}, 1),
+		endpoints:   make(map[dataplane.EndpointID]*endpoint),
+		forks:       make(map[forkID]*fork),
+		out:         make(map[dataplane.EndpointID]map[dataplane.EndpointID]bool),
+		relays:      make(map[relayID]*relay),
+		relayGone:   make(map[dataplane.EndpointID]dataplane.EndpointStats),
+		relayWhy:    make(map[relayID]string),
+		relayLogged: make(map[relayID]bool),
+		changed:     make(chan struct{}),
 	}
 	ns, err := os.Open(fmt.Sprintf("/proc/%d/task/%d/ns/net", os.Getpid(), unix.Gettid()))
 	if err != nil {
@@ -379,7 +393,7 @@ func (e *Engine) SetRemote(id dataplane.EndpointID, remote netip.AddrPort) error
 			f.val = nv
 		}
 	}
-	return nil
+	return e.syncRelaysLocked(true)
 }
 
 func unmap(ap netip.AddrPort) netip.AddrPort {
@@ -411,9 +425,15 @@ func (e *Engine) CloseEndpoint(id dataplane.EndpointID) error {
 		e.mu.Unlock()
 		return dataplane.ErrClosed
 	}
+	var errs []error
+	// Relays first: what still arrives goes to Media until it closes.
+	e.forgetLocked(id)
+	if err := e.syncRelaysLocked(true); err != nil {
+		errs = append(errs, err)
+	}
+	delete(e.relayGone, id)
 	// Forget the endpoint first, so no AddFork can use it meanwhile.
 	delete(e.endpoints, id)
-	var errs []error
 	var gone []*fork
 	var mediaGone []forkID
 	for fid, f := range e.forks {
@@ -447,28 +467,60 @@ func (e *Engine) CloseEndpoint(id dataplane.EndpointID) error {
 	return errors.Join(errs...)
 }
 
-// Join implements dataplane.Engine by delegating to Media.
+// Join implements dataplane.Engine: Media joins the endpoints, then each
+// direction the kernel can carry gets one relay-table entry, so from then on
+// its packets are redirected before they reach Media's socket.
 func (e *Engine) Join(from, to dataplane.EndpointID, d dataplane.Duplex) error {
-	if e.isClosed() {
+	e.warmRelays(from, to, d)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
 		return dataplane.ErrClosed
 	}
-	return e.media.Join(from, to, d)
+	if err := e.media.Join(from, to, d); err != nil {
+		return err
+	}
+	e.joinLocked(from, to, d)
+	return e.syncRelaysLocked(true)
 }
 
-// Unjoin implements dataplane.Engine by delegating to Media.
+// Unjoin implements dataplane.Engine: the relay entries go first (one map
+// delete each), so packets in flight fall back to Media's relay, which stops
+// after them; no packet of another stream is touched.
 func (e *Engine) Unjoin(a, b dataplane.EndpointID) error {
-	if e.isClosed() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
 		return dataplane.ErrClosed
 	}
-	return e.media.Unjoin(a, b)
+	saved := map[relayID]bool{{a, b}: e.out[a][b], {b, a}: e.out[b][a]}
+	e.unjoinLocked(a, b)
+	serr := e.syncRelaysLocked(true)
+	if err := e.media.Unjoin(a, b); err != nil {
+		for id, ok := range saved {
+			if ok {
+				e.joinLocked(id.from, id.to, dataplane.Half)
+			}
+		}
+		return errors.Join(err, e.syncRelaysLocked(true))
+	}
+	return serr
 }
 
-// EndpointStats implements dataplane.Engine by delegating to Media.
+// EndpointStats implements dataplane.Engine: Media's figures plus what the
+// kernel relayed for the endpoint.
 func (e *Engine) EndpointStats(id dataplane.EndpointID) (dataplane.EndpointStats, error) {
-	if e.isClosed() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
 		return dataplane.EndpointStats{}, dataplane.ErrClosed
 	}
-	return e.media.EndpointStats(id)
+	s, err := e.media.EndpointStats(id)
+	if err != nil {
+		return s, err
+	}
+	e.addRelayStatsLocked(id, &s)
+	return s, nil
 }
 
 func (e *Engine) isClosed() bool {
@@ -597,10 +649,17 @@ func (e *Engine) addMediaFork(ep dataplane.EndpointID, dir dataplane.Direction, 
 	if _, _, err := e.checkFork(ep, dir, cfg); err != nil {
 		return err
 	}
+	// A userspace fork sees only what reaches the sockets: the relays it
+	// depends on go back to Media before it starts.
+	e.forks[forkID{ep, dir}] = &fork{media: true, source: cfg.Source}
+	if err := e.syncRelaysLocked(true); err != nil {
+		e.log.Warn("relay table update failed", "err", err)
+	}
 	if err := e.media.AddFork(ep, dir, cfg); err != nil {
+		delete(e.forks, forkID{ep, dir})
+		_ = e.syncRelaysLocked(true)
 		return err
 	}
-	e.forks[forkID{ep, dir}] = &fork{media: true, source: cfg.Source}
 	e.log.Info("fork copied in userspace", "endpoint", uint64(ep), "direction", dir.String(), "reason", why.Error())
 	return nil
 }
@@ -812,6 +871,9 @@ func (e *Engine) Stats() dataplane.EngineStats {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	s.Forks = len(e.forks)
+	if !e.closed {
+		s.Relayed += e.kernelRelayedLocked()
+	}
 	// Media's figures count only the forks handed to it.
 	s.CopiedPackets += e.goneCopied
 	s.MutedPackets += e.goneMuted
@@ -1023,4 +1085,12 @@ func (e *Engine) reresolve() {
 		}
 		e.mu.Unlock()
 	}
+	// Relays follow their remotes' next hops the same way.
+	e.mu.Lock()
+	if !e.closed {
+		if err := e.syncRelaysLocked(false); err != nil {
+			e.log.Warn("relay table update failed", "err", err)
+		}
+	}
+	e.mu.Unlock()
 }

@@ -51,15 +51,17 @@ func TestContract(t *testing.T) {
 			name := f.name
 			if gso {
 				// As controlplane.NewEngine builds it: relays may leave
-				// as UDP GSO batches.
-				name += "/GSO relays"
+				// as UDP GSO batches. This variant keeps the relays in
+				// userspace (Config.UserspaceRelay), so the suite
+				// covers both relay paths under the kernel forks.
+				name += "/GSO userspace relays"
 			}
 			t.Run(name, func(t *testing.T) {
 				tp := newTopology(t, f, viaSame)
 				dataplanetest.Run(t, dataplanetest.Harness{
 					NewEngine: func(t *testing.T) dataplane.Engine {
 						mcfg := userspace.Config{PortRange: testRange, GSORelays: gso}
-						return nsEngine{newEngineWith(t, tp.eng, tp.ifaces, mcfg), tp.eng}
+						return nsEngine{newEngineCfg(t, tp.eng, tp.ifaces, mcfg, gso), tp.eng}
 					},
 					LocalIP: tp.engIP,
 					PeerIP:  tp.remoteIP,

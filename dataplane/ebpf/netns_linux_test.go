@@ -104,13 +104,20 @@ func newEngine(t testing.TB, ns *testenv.Netns, ifaces []string) *Engine {
 // newEngineWith is newEngine with the media engine's configuration.
 func newEngineWith(t testing.TB, ns *testenv.Netns, ifaces []string, mcfg userspace.Config) *Engine {
 	t.Helper()
+	return newEngineCfg(t, ns, ifaces, mcfg, false)
+}
+
+// newEngineCfg is newEngineWith, optionally with every join relayed by the
+// media engine (Config.UserspaceRelay).
+func newEngineCfg(t testing.TB, ns *testenv.Netns, ifaces []string, mcfg userspace.Config, userspaceRelay bool) *Engine {
+	t.Helper()
 	var e *Engine
 	ns.MustDo(t, func() error {
 		media, err := userspace.New(mcfg)
 		if err != nil {
 			return err
 		}
-		e, err = New(Config{Media: media, Interfaces: ifaces, Logger: slog.New(slog.DiscardHandler)})
+		e, err = New(Config{Media: media, Interfaces: ifaces, Logger: slog.New(slog.DiscardHandler), UserspaceRelay: userspaceRelay})
 		if err != nil {
 			media.Close()
 		}
@@ -465,7 +472,9 @@ func TestForkOutboundGSO(t *testing.T) {
 				if err != nil {
 					return err
 				}
-				e, err = New(Config{Media: media, Interfaces: tp.ifaces, Logger: slog.New(slog.DiscardHandler)})
+				// The kernel would relay the join itself: keep the
+				// relays, and their GSO batches, in userspace.
+				e, err = New(Config{Media: media, Interfaces: tp.ifaces, Logger: slog.New(slog.DiscardHandler), UserspaceRelay: true})
 				return err
 			})
 			t.Cleanup(func() { e.Close() })
