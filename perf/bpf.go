@@ -22,9 +22,10 @@ type BPFScenario struct{}
 
 func (*BPFScenario) Name() string { return "bpf" }
 func (*BPFScenario) Keys() []string {
-	return []string{"baseline.xdp_pass_ns", "bpf.testrun_ns.active", "bpf.testrun_ns.inactive", "bpf.testrun_ns.miss"}
+	return []string{"baseline.xdp_pass_ns", "bpf.testrun_ns.active", "bpf.testrun_ns.inactive", "bpf.testrun_ns.miss",
+		"bpf.testrun_ns.relay_fork", "bpf.testrun_ns.relay"}
 }
-func (*BPFScenario) Steps(bool) int { return 5 }
+func (*BPFScenario) Steps(bool) int { return 7 }
 
 func (*BPFScenario) Run(ctx context.Context, env *Env) error {
 	if err := needRoot(); err != nil {
@@ -147,6 +148,65 @@ func (*BPFScenario) Run(ctx context.Context, env *Env) error {
 		return err
 	}
 	env.Results.Set("bpf.testrun_ns.miss", miss, rounds)
+
+	// The kernel relay: a joins b (half), so a's packets are rewritten to
+	// b's remote and redirected. A test run does not restore what the
+	// program rewrote between repeats (the next repeat would be a miss), so
+	// each sample is one run on a fresh copy of the frame, median of many.
+	var b dataplane.EndpointInfo
+	_, callee, _ := StreamPorts(0)
+	err = p.M.Do(func() (err error) {
+		if b, err = eng.OpenEndpoint(dataplane.EndpointConfig{LocalIP: local, Remote: netip.AddrPortFrom(gen, callee)}); err != nil {
+			return err
+		}
+		if err := eng.Join(a.ID, b.ID, dataplane.Half); err != nil {
+			return err
+		}
+		if !eng.RelayedInKernel(a.ID, b.ID) {
+			return fmt.Errorf("join not relayed in the kernel")
+		}
+		return eng.SetForkMode(a.ID, dataplane.Inbound, dataplane.Active)
+	})
+	if err != nil {
+		return fmt.Errorf("set up the kernel relay: %w", err)
+	}
+	single := func(name string, data []byte) (float64, error) {
+		n := int(repeat) / 100
+		xs := make([]float64, 0, n)
+		for i := 0; i < n; i++ {
+			if err := ctx.Err(); err != nil {
+				return 0, err
+			}
+			var ret uint32
+			var d time.Duration
+			err := p.M.Do(func() (err error) {
+				ret, d, err = prog.Benchmark(data, 1, nil)
+				return err
+			})
+			if err != nil {
+				return 0, fmt.Errorf("test run %s: %w", name, err)
+			}
+			if ret != 7 { // TCX_REDIRECT: the packet was relayed
+				return 0, fmt.Errorf("test run %s returned %d, want TCX_REDIRECT", name, ret)
+			}
+			xs = append(xs, float64(d.Nanoseconds()))
+		}
+		env.Progress.Step(name)
+		return Median(xs), nil
+	}
+	relayFork, err := single("relay+fork", frame(a.Local.Port()))
+	if err != nil {
+		return err
+	}
+	env.Results.Set("bpf.testrun_ns.relay_fork", relayFork, int(repeat)/100)
+	if err := p.M.Do(func() error { return eng.RemoveFork(a.ID, dataplane.Inbound) }); err != nil {
+		return err
+	}
+	relayOnly, err := single("relay", frame(a.Local.Port()))
+	if err != nil {
+		return err
+	}
+	env.Results.Set("bpf.testrun_ns.relay", relayOnly, int(repeat)/100)
 	return nil
 }
 

@@ -60,6 +60,8 @@ var Keys = []KeySpec{
 	{Key: "bpf.testrun_ns.active", Unit: "ns/pkt", RatioTo: "baseline.xdp_pass_ns", Doc: "TCX ingress fork program, stream active (rewrite + clone + restore)"},
 	{Key: "bpf.testrun_ns.inactive", Unit: "ns/pkt", RatioTo: "baseline.xdp_pass_ns", Doc: "TCX ingress fork program, stream muted (lookup + count)"},
 	{Key: "bpf.testrun_ns.miss", Unit: "ns/pkt", RatioTo: "baseline.xdp_pass_ns", Doc: "TCX ingress fork program, packet of no stream"},
+	{Key: "bpf.testrun_ns.relay_fork", Unit: "ns/pkt", RatioTo: "baseline.xdp_pass_ns", Doc: "TCX ingress program, joined endpoint with an active inbound fork (fork + relay rewrite + redirect); one cold run per sample (a rewritten frame cannot be repeated), so not comparable with the repeated active figure"},
+	{Key: "bpf.testrun_ns.relay", Unit: "ns/pkt", RatioTo: "baseline.xdp_pass_ns", Doc: "TCX ingress program, joined endpoint without forks (relay rewrite + redirect); one cold run per sample, as relay_fork"},
 
 	{Key: "fork.none.pps", Unit: "pps", Doc: "highest lossless relay rate without forks (userspace relay)"},
 	{Key: "fork.none.cpu_ns_per_copy", Unit: "ns", Doc: "no copies are made: not applicable"},
