@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/recfork/recfork/dataplane"
@@ -176,6 +177,11 @@ func (d *Daemon) serveAdmin(ctx context.Context, path string, info adminInfo) (f
 	if path == "" || path == "-" {
 		return func() {}, nil
 	}
+	// The directory must be ours (and is made 0700 when missing), or a
+	// socket another user placed could answer in our name.
+	if err := CheckAdminDir(filepath.Dir(path), true); err != nil {
+		return nil, err
+	}
 	// A stale socket from a previous run would make Listen fail; remove it
 	// only if nothing answers on it.
 	if c, err := net.DialTimeout("unix", path, 200*time.Millisecond); err == nil {
@@ -291,4 +297,60 @@ func (d *Daemon) adminHandler(info adminInfo) http.Handler {
 		writeErr(w, 404, fmt.Errorf("no such admin path %s %s", r.Method, strings.TrimSpace(r.URL.Path)))
 	})
 	return mux
+}
+
+// CheckAdminDir checks that dir may hold an admin socket: a directory owned by
+// this user (or root) that no other user can write to. With create, a missing
+// directory is made 0700 first. The daemon calls it before binding and
+// recforkctl before connecting, so neither trusts a socket another user
+// could have placed.
+func CheckAdminDir(dir string, create bool) error {
+	fi, err := os.Lstat(dir)
+	if errors.Is(err, os.ErrNotExist) && create {
+		if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
+			return fmt.Errorf("create admin directory %s: %w", dir, err)
+		}
+		fi, err = os.Lstat(dir)
+	}
+	if err != nil {
+		return fmt.Errorf("admin directory %s: %w", dir, err)
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("admin directory %s: not a directory: %w", dir, ErrUnsafeAdmin)
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return nil
+	}
+	uid := uint32(os.Geteuid())
+	if st.Uid != uid && st.Uid != 0 {
+		return fmt.Errorf("admin directory %s is owned by uid %d, not %d: %w", dir, st.Uid, uid, ErrUnsafeAdmin)
+	}
+	// A shared sticky directory (/tmp, /run for root) is safe to bind in only
+	// when it is root's: the sticky bit stops others from replacing our name.
+	if fi.Mode().Perm()&0o022 != 0 && !(st.Uid == 0 && fi.Mode()&os.ModeSticky != 0) {
+		return fmt.Errorf("admin directory %s is writable by others (%v): %w", dir, fi.Mode().Perm(), ErrUnsafeAdmin)
+	}
+	return nil
+}
+
+// CheckAdminSocket checks, before talking to it, that the socket at path is
+// a socket owned by this user or root, in a directory CheckAdminDir accepts.
+func CheckAdminSocket(path string) error {
+	if err := CheckAdminDir(filepath.Dir(path), false); err != nil {
+		return err
+	}
+	fi, err := os.Lstat(path)
+	if err != nil {
+		return fmt.Errorf("admin socket %s: %w", path, err)
+	}
+	if fi.Mode()&os.ModeSocket == 0 {
+		return fmt.Errorf("admin socket %s: not a socket: %w", path, ErrUnsafeAdmin)
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		if uid := uint32(os.Geteuid()); st.Uid != uid && st.Uid != 0 && uid != 0 {
+			return fmt.Errorf("admin socket %s is owned by uid %d, not %d or root: %w", path, st.Uid, uid, ErrUnsafeAdmin)
+		}
+	}
+	return nil
 }

@@ -75,13 +75,27 @@ type Config struct {
 	// telephone-event RTP), which costs a private endpoint per call; zero
 	// means enabled. DTMF by SIP INFO is always handled.
 	DisableDTMF bool
+	// Limits bound calls, INVITE rates, connections, sessions and media
+	// silence (limits.go); the zero value means the documented defaults.
+	Limits Limits
+	// HTTPToken is the bearer token the HTTP listener's state-changing
+	// endpoints (basichttp, createsession) require; empty means none, which
+	// is refused unless HTTP listens on a loopback address.
+	HTTPToken string
+	// SessionRoots are the directories (or http:// URL prefixes)
+	// createsession may load documents from; empty means the directory of
+	// App, and none at all with the embedded app.
+	SessionRoots []string
 	// Logger receives the daemon's structured logs; nil means slog.Default().
 	Logger *slog.Logger
 }
 
 // DefaultAdminSocket is the admin socket path recforkd and recforkctl agree on
 // when none is given: $RECFORK_ADMIN, else /run/recforkd.sock for root, else
-// recforkd-UID.sock in $XDG_RUNTIME_DIR or the temporary directory.
+// recforkd.sock in $XDG_RUNTIME_DIR (a private directory the session manager
+// made), else in recforkd-UID under the temporary directory, a 0700
+// directory the daemon creates and whose owner both sides check
+// (PrivateAdminDir): another user cannot squat a name in /tmp.
 func DefaultAdminSocket() string {
 	if p := os.Getenv("RECFORK_ADMIN"); p != "" {
 		return p
@@ -89,11 +103,10 @@ func DefaultAdminSocket() string {
 	if os.Geteuid() == 0 {
 		return "/run/recforkd.sock"
 	}
-	dir := os.Getenv("XDG_RUNTIME_DIR")
-	if dir == "" {
-		dir = os.TempDir()
+	if dir := os.Getenv("XDG_RUNTIME_DIR"); dir != "" {
+		return filepath.Join(dir, "recforkd.sock")
 	}
-	return filepath.Join(dir, "recforkd-"+strconv.Itoa(os.Geteuid())+".sock")
+	return filepath.Join(os.TempDir(), "recforkd-"+strconv.Itoa(os.Geteuid()), "recforkd.sock")
 }
 
 // withDefaults validates cfg and fills in the documented zero values.
@@ -152,6 +165,10 @@ func (cfg Config) withDefaults() (Config, error) {
 	}
 	if cfg.AlertTimeout <= 0 {
 		cfg.AlertTimeout = 30 * time.Second
+	}
+	cfg.Limits = cfg.Limits.withDefaults()
+	if cfg.HTTP != "" && cfg.HTTPToken == "" && !loopbackListen(cfg.HTTP) {
+		return cfg, fmt.Errorf("http %q: a listener on a non-loopback address needs a token (--http-token): %w", cfg.HTTP, ErrBadConfig)
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()

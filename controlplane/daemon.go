@@ -43,8 +43,11 @@ type Daemon struct {
 	dcc     *sipgo.DialogClientCache
 	contact sip.ContactHeader
 	udp     net.PacketConn
-	tcp     net.Listener
-	sipAddr netip.AddrPort
+	tcp     *limitedListener
+	invites *inviteLimiter
+	// maxCalls is Limits.MaxCalls fitted to the port range and fd limit.
+	maxCalls int
+	sipAddr  netip.AddrPort
 
 	tap      *dtmfTap // nil when DTMF in RTP is disabled
 	app      atomic.Pointer[App]
@@ -79,6 +82,12 @@ func New(cfg Config) (*Daemon, error) {
 	}
 	d := &Daemon{cfg: cfg, log: cfg.Logger, engine: cfg.Engine, conns: map[string]*Connection{}, byDialog: map[any]*Connection{}, metrics: newMetrics()}
 	d.ctx, d.cancel = context.WithCancel(context.Background())
+	d.invites = newInviteLimiter(cfg.Limits)
+	var why string
+	d.maxCalls, why = cfg.Limits.fitCalls(cfg.RTPPorts, nofileLimit())
+	if why != "" {
+		d.log.Warn("max calls lowered", "max_calls", d.maxCalls, "configured", cfg.Limits.MaxCalls, "reason", why)
+	}
 	d.metrics.reg.MustRegister(newEngineCollector(d.engine.Stats))
 	d.metrics.reg.MustRegister(newSRSCollector(d))
 	if !cfg.DisableDTMF {
@@ -96,6 +105,8 @@ func New(cfg Config) (*Daemon, error) {
 		}
 		return nil, err
 	}
+	d.wg.Add(1)
+	go func() { defer d.wg.Done(); d.watchMedia() }()
 	return d, nil
 }
 
@@ -143,7 +154,10 @@ func (d *Daemon) startSIP() error {
 			return fmt.Errorf("listen sip tcp %s: %w", d.cfg.Listen, err)
 		}
 	}
-	d.udp, d.tcp = udp, tcp
+	lim := d.cfg.Limits
+	d.udp = udp
+	d.tcp = newLimitedListener(tcp, lim.MaxTCPConns, lim.MaxTCPConnsPerSource, lim.TCPFirstReadTimeout, lim.TCPIdleTimeout,
+		func(limit string) { d.metrics.limited.WithLabelValues("sip_tcp_" + limit).Inc() })
 	ap := la.AddrPort()
 	d.sipAddr = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 	contactHost := d.sipAddr.Addr()
@@ -186,7 +200,7 @@ func (d *Daemon) startSIP() error {
 	}))
 	d.wg.Add(2)
 	go func() { defer d.wg.Done(); _ = d.server.ServeUDP(udp) }()
-	go func() { defer d.wg.Done(); _ = d.server.ServeTCP(tcp) }()
+	go func() { defer d.wg.Done(); _ = d.server.ServeTCP(d.tcp) }()
 	d.log.Info("sip listening", "addr", d.sipAddr.String(), "transports", "udp,tcp")
 	return nil
 }
@@ -203,9 +217,17 @@ func (d *Daemon) closeSIP() {
 	}
 }
 
-// guard keeps a panic in one request's handling from taking the daemon down.
+// guard keeps a panic in one request's handling from taking the daemon down,
+// and refuses requests no handler should see (checkRequest).
 func (d *Daemon) guard(h sipgo.RequestHandler) sipgo.RequestHandler {
 	return func(req *sip.Request, tx sip.ServerTransaction) {
+		if code, reason := checkRequest(req); code != 0 {
+			d.metrics.malformed.WithLabelValues(strconv.Itoa(code)).Inc()
+			if req.Method != sip.ACK && req.Via() != nil {
+				respond(tx, req, code, reason)
+			}
+			return
+		}
 		defer func() {
 			if r := recover(); r != nil {
 				d.metrics.panics.Inc()

@@ -20,4 +20,11 @@ var (
 	ErrBadConfig = errors.New("bad configuration")
 	// ErrNoRecording means the connection has no recording to act on.
 	ErrNoRecording = errors.New("no recording")
+	// ErrNotAllowed means a document lies outside the createsession roots.
+	ErrNotAllowed = errors.New("not allowed")
+	// ErrUnsafeAdmin means the admin socket or its directory could be
+	// another user's: wrong owner, or writable by others.
+	ErrUnsafeAdmin = errors.New("unsafe admin socket")
+	// ErrLimit means a configured limit (Limits) refused the request.
+	ErrLimit = errors.New("limit reached")
 )

@@ -14,6 +14,24 @@ import (
 	"github.com/recfork/recfork/dataplane"
 )
 
+// admitInvite applies the call and INVITE rate limits to a new INVITE and
+// returns the limit that refuses it, or "".
+func (d *Daemon) admitInvite(req *sip.Request) string {
+	if d.maxCalls > 0 {
+		d.mu.Lock()
+		n := len(d.conns)
+		d.mu.Unlock()
+		if n >= d.maxCalls {
+			return "calls"
+		}
+	}
+	ok, limit := d.invites.allow(sourceAddr(req.Source()), time.Now())
+	if !ok {
+		return limit
+	}
+	return ""
+}
+
 func hasToTag(req *sip.Request) bool {
 	to := req.To()
 	return to != nil && to.Params != nil && to.Params.Has("tag")
@@ -38,6 +56,17 @@ func (d *Daemon) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	d.mu.Unlock()
 	if closing {
 		respond(tx, req, 503, "Service Unavailable")
+		return
+	}
+	if limit := d.admitInvite(req); limit != "" {
+		// RFC 3261 §21.5.4: 503 with Retry-After tells a well-behaved
+		// client when to try again; the cause is logged at debug only, so
+		// a flood cannot flood the log.
+		d.metrics.limited.WithLabelValues(limit).Inc()
+		d.metrics.rejected.WithLabelValues("503").Inc()
+		log.Debug("invite refused by limit", "limit", limit, "source", req.Source())
+		respond(tx, req, 503, "Service Unavailable", sip.NewHeader("Retry-After", "5"),
+			sip.NewHeader("Warning", `399 recfork "limit `+limit+`"`))
 		return
 	}
 	if ct := req.ContentType(); ct == nil || !strings.EqualFold(strings.TrimSpace(strings.Split(ct.Value(), ";")[0]), "application/sdp") {
@@ -104,9 +133,10 @@ func (d *Daemon) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	d.bindDialog(c, dlg)
 	info, err := d.engine.OpenEndpoint(dataplane.EndpointConfig{LocalIP: d.cfg.MediaIP, Latch: true})
 	if err != nil {
-		c.log.Warn("open media endpoint", "err", err)
+		cause := mediaCause(err)
+		c.log.Warn("open media endpoint", "cause", cause, "err", err)
 		d.metrics.rejected.WithLabelValues("503").Inc()
-		refuse(503, "Service Unavailable", sip.NewHeader("Retry-After", "5"))
+		refuse(503, "Service Unavailable", sip.NewHeader("Retry-After", "5"), sip.NewHeader("Warning", `399 recfork "`+cause+`"`))
 		return
 	}
 	c.mu.Lock()

@@ -19,6 +19,9 @@ type metrics struct {
 	connections    prometheus.Gauge
 	recordRequests prometheus.Counter
 	recordErrors   *prometheus.CounterVec
+	limited        *prometheus.CounterVec
+	malformed      *prometheus.CounterVec
+	mediaTimeouts  *prometheus.CounterVec
 }
 
 func newMetrics() *metrics {
@@ -32,8 +35,12 @@ func newMetrics() *metrics {
 		connections:    prometheus.NewGauge(prometheus.GaugeOpts{Name: "recfork_connections", Help: "Live connections."}),
 		recordRequests: prometheus.NewCounter(prometheus.CounterOpts{Name: "recfork_record_requests_total", Help: "bvr.record requests handed to the SIPREC client."}),
 		recordErrors:   prometheus.NewCounterVec(prometheus.CounterOpts{Name: "recfork_record_errors_total", Help: "error.bvr.record events, by reason code."}, []string{"reason"}),
+		limited:        prometheus.NewCounterVec(prometheus.CounterOpts{Name: "recfork_limit_rejections_total", Help: "Requests and connections refused by a limit, by limit."}, []string{"limit"}),
+		malformed:      prometheus.NewCounterVec(prometheus.CounterOpts{Name: "recfork_sip_requests_refused_total", Help: "SIP requests refused before handling (missing mandatory headers, Max-Forwards 0), by status."}, []string{"code"}),
+		mediaTimeouts:  prometheus.NewCounterVec(prometheus.CounterOpts{Name: "recfork_media_timeouts_total", Help: "Calls ended because no RTP arrived, by timeout (media or hold)."}, []string{"timeout"}),
 	}
 	m.reg.MustRegister(m.invites, m.answered, m.rejected, m.unknownDialog, m.panics, m.connections, m.recordRequests, m.recordErrors,
+		m.limited, m.malformed, m.mediaTimeouts,
 		collectors.NewGoCollector())
 	return m
 }

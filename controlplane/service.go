@@ -61,7 +61,7 @@ type Service struct {
 
 	closeAdmin func()
 	httpSrv    *http.Server
-	httpLn     net.Listener
+	httpLn     *limitedListener
 	srsDone    chan error
 }
 
@@ -221,6 +221,16 @@ func (svc *Service) NewCall(c *Connection) error {
 // StartSession starts a session of an app without a call (createsession,
 // startupmode external).
 func (svc *Service) StartSession(uri string) (string, error) {
+	// createsession loads only documents under the configured roots: an
+	// HTTP client must not make the daemon read, or tell about, any file.
+	uri, err := underRoots(uri, svc.cfg.sessionRoots())
+	if err != nil {
+		return "", err
+	}
+	if max := svc.cfg.Limits.MaxSessions; max > 0 && svc.externalSessions() >= max {
+		svc.d.metrics.limited.WithLabelValues("sessions").Inc()
+		return "", fmt.Errorf("%d sessions started over http are running: %w", max, ErrLimit)
+	}
 	doc, err := svc.interp.Load(svc.ctx, uri)
 	if err != nil {
 		return "", fmt.Errorf("load %s: %w", uri, err)
@@ -238,6 +248,7 @@ func (svc *Service) startSession(doc *ccxml.Document, uri, mode string, c *Conne
 	}
 	var log *slog.Logger
 	s, err := svc.interp.NewSession(doc, svc.plat, ccxml.SessionOptions{
+		ID:          newSessionID(),
 		StartupMode: mode,
 		URI:         uri,
 		Values:      map[string]any{"srs": svc.srsURI, "destination": svc.cfg.Destination},
@@ -306,6 +317,19 @@ func (svc *Service) hangupSession(id string) {
 		}()
 	}
 	wg.Wait()
+}
+
+// externalSessions counts the live sessions started without a call.
+func (svc *Service) externalSessions() int {
+	svc.sessMu.Lock()
+	defer svc.sessMu.Unlock()
+	n := 0
+	for _, e := range svc.sessions {
+		if e.mode == ccxml.StartupExternal {
+			n++
+		}
+	}
+	return n
 }
 
 // Sessions lists the running CCXML sessions.
@@ -388,12 +412,30 @@ func (svc *Service) serveHTTP() error {
 	if err != nil {
 		return fmt.Errorf("listen http %s: %w", svc.cfg.HTTP, err)
 	}
+	lim := svc.cfg.Limits
+	limited := svc.d.metrics.limited
+	reject := func() { limited.WithLabelValues("http_token").Inc() }
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(svc.d.metrics.reg, promhttp.HandlerOpts{}))
-	mux.HandleFunc("POST /basichttp", svc.basicHTTP)
-	mux.HandleFunc("POST /createsession", svc.createSession)
-	svc.httpSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	svc.httpLn = ln
+	mux.HandleFunc("POST /basichttp", requireToken(svc.cfg.HTTPToken, reject, svc.basicHTTP))
+	mux.HandleFunc("POST /createsession", requireToken(svc.cfg.HTTPToken, reject, svc.createSession))
+	var h http.Handler = mux
+	if lim.MaxHTTPBody > 0 {
+		h = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			r.Body = http.MaxBytesReader(w, r.Body, lim.MaxHTTPBody)
+			mux.ServeHTTP(w, r)
+		})
+	}
+	svc.httpSrv = &http.Server{Handler: h,
+		ReadHeaderTimeout: min(5*time.Second, lim.HTTPReadTimeout),
+		ReadTimeout:       lim.HTTPReadTimeout,
+		WriteTimeout:      2 * lim.HTTPReadTimeout,
+		IdleTimeout:       6 * lim.HTTPReadTimeout,
+		MaxHeaderBytes:    lim.MaxHTTPHeader,
+		ErrorLog:          slog.NewLogLogger(svc.log.With("component", "http").Handler(), slog.LevelDebug),
+	}
+	svc.httpLn = newLimitedListener(ln, lim.MaxHTTPConns, 0, 0, 0, func(string) { limited.WithLabelValues("http_connections").Inc() })
+	ln = svc.httpLn
 	go func() { _ = svc.httpSrv.Serve(ln) }()
 	svc.log.Info("http listening", "addr", ln.Addr().String())
 	return nil
@@ -410,8 +452,7 @@ func (svc *Service) HTTPAddr() string {
 // basicHTTP injects an event into a session: form fields sessionid, name and
 // any others as the event's fields (Appendix K); 204 on success.
 func (svc *Service) basicHTTP(w http.ResponseWriter, r *http.Request) {
-	if err := r.ParseForm(); err != nil {
-		http.Error(w, "bad form: "+err.Error(), http.StatusBadRequest)
+	if !parseForm(w, r) {
 		return
 	}
 	id, name := r.PostForm.Get("sessionid"), r.PostForm.Get("name")
@@ -434,7 +475,8 @@ func (svc *Service) basicHTTP(w http.ResponseWriter, r *http.Request) {
 		fields[k] = v[0]
 	}
 	if err := e.s.Post(ccxml.Event{Name: name, Fields: fields}); err != nil {
-		http.Error(w, err.Error(), http.StatusServiceUnavailable)
+		svc.log.Info("basichttp event refused", "session_id", id, "err", err)
+		http.Error(w, "session does not take events", http.StatusServiceUnavailable)
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -443,8 +485,7 @@ func (svc *Service) basicHTTP(w http.ResponseWriter, r *http.Request) {
 // createSession starts a session of the document at form field uri (within
 // the interpreter's allowed roots) and answers its id.
 func (svc *Service) createSession(w http.ResponseWriter, r *http.Request) {
-	if err := r.ParseForm(); err != nil {
-		http.Error(w, "bad form: "+err.Error(), http.StatusBadRequest)
+	if !parseForm(w, r) {
 		return
 	}
 	uri := r.PostForm.Get("uri")
@@ -453,12 +494,38 @@ func (svc *Service) createSession(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id, err := svc.StartSession(uri)
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusBadRequest)
+	switch {
+	case errors.Is(err, ErrLimit):
+		w.Header().Set("Retry-After", "10")
+		http.Error(w, "too many sessions", http.StatusTooManyRequests)
+		return
+	case errors.Is(err, ErrNotAllowed):
+		// The same answer whether the file exists or not.
+		http.Error(w, "document not allowed", http.StatusForbidden)
+		return
+	case err != nil:
+		svc.log.Info("createsession failed", "err", err)
+		http.Error(w, "document could not be started", http.StatusBadRequest)
 		return
 	}
 	w.Header().Set("Content-Type", "text/plain")
 	fmt.Fprintln(w, id)
+}
+
+// parseForm reads a form body; on error it answers with a fixed text (never
+// the body or the parser's message, which may quote it) and returns false.
+func parseForm(w http.ResponseWriter, r *http.Request) bool {
+	err := r.ParseForm()
+	if err == nil {
+		return true
+	}
+	var tooBig *http.MaxBytesError
+	if errors.As(err, &tooBig) {
+		http.Error(w, "request body too large", http.StatusRequestEntityTooLarge)
+		return false
+	}
+	http.Error(w, "malformed form", http.StatusBadRequest)
+	return false
 }
 
 // AdminSocket is the admin API's socket path ("-" when disabled).

@@ -57,6 +57,8 @@ type svcOpts struct {
 	// ports is the RTP range of an engine the service builds; zero means
 	// 32000-32999.
 	ports dataplane.PortRange
+	// limits are the service's Limits (zero: the defaults).
+	limits controlplane.Limits
 }
 
 func startService(t *testing.T, o svcOpts) (*controlplane.Service, dataplane.Engine) {
@@ -79,6 +81,7 @@ func startService(t *testing.T, o svcOpts) (*controlplane.Service, dataplane.Eng
 		Logger:        testLogger(t),
 		Dataplane:     o.dataplane,
 		RTPPorts:      o.ports,
+		Limits:        o.limits,
 	}
 	if cfg.RTPPorts == (dataplane.PortRange{}) {
 		cfg.RTPPorts = dataplane.PortRange{Min: 32000, Max: 32999}

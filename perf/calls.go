@@ -389,7 +389,11 @@ func (c *CallsScenario) Run(ctx context.Context, env *Env) error {
 	rfd, err := startProc(p.M.Command(recforkd, "--listen", target, "--media-ip", p.MAddr.String(),
 		"--srs", "sip:srs@"+p.GAddr.String()+":5080", "--dataplane", "auto", "--iface", p.MIf,
 		"--admin", sock, "--rtp-ports", "20000-59999", "--recordings", filepath.Join(dir, "recordings"),
-		"--log-level", "warn"), filepath.Join(dir, "recforkd.log"))
+		"--log-level", "warn",
+		// The suite measures capacity: recforkd's admission limits (one
+		// source, rates past the defaults) are lifted.
+		"--max-calls", "-1", "--max-invite-rate", "-1", "--max-invite-rate-source", "-1", "--media-timeout", "-1"),
+		filepath.Join(dir, "recforkd.log"))
 	if err != nil {
 		return err
 	}

@@ -9,7 +9,9 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/recfork/recfork/controlplane"
@@ -22,9 +24,10 @@ const (
 	exitUsage       = 2
 	exitUnreachable = 3 // no daemon on the admin socket
 	exitNotFound    = 4 // no such connection or recording
+	exitPermission  = 5 // the admin socket is not this user's to use
 )
 
-const exitCodesHelp = "exit status: 0 ok, 1 failed, 2 usage, 3 daemon unreachable, 4 not found"
+const exitCodesHelp = "exit status: 0 ok, 1 failed, 2 usage, 3 daemon unreachable, 4 not found, 5 permission denied"
 
 // adminClient talks to recforkd's admin API on its unix socket.
 type adminClient struct {
@@ -52,13 +55,31 @@ func (e *apiError) Error() string { return e.msg }
 
 var errUnreachable = errors.New("daemon unreachable")
 
+// errPermission means the admin socket exists but this user may not use it:
+// reported as such, not as an absent daemon.
+var errPermission = errors.New("permission denied")
+
 func (c *adminClient) do(method, path string, out any) error {
 	req, err := http.NewRequest(method, "http://recforkd"+path, nil)
 	if err != nil {
 		return err
 	}
+	// Check who owns the socket before trusting its answers: in a
+	// directory another user can write to, anyone could pose as the daemon.
+	if err := controlplane.CheckAdminSocket(c.socket); err != nil {
+		switch {
+		case errors.Is(err, os.ErrNotExist):
+			return fmt.Errorf("%w: admin socket %s: no such file", errUnreachable, c.socket)
+		case errors.Is(err, os.ErrPermission):
+			return fmt.Errorf("%w: %v", errPermission, err)
+		}
+		return err
+	}
 	res, err := c.http.Do(req)
 	if err != nil {
+		if errors.Is(err, os.ErrPermission) || errors.Is(err, syscall.EACCES) {
+			return fmt.Errorf("%w: admin socket %s (run as the daemon's user or root)", errPermission, c.socket)
+		}
 		return fmt.Errorf("%w: admin socket %s: %v", errUnreachable, c.socket, err)
 	}
 	defer res.Body.Close()
@@ -92,6 +113,8 @@ func errCode(stderr io.Writer, cmd string, err error) int {
 	switch {
 	case errors.Is(err, errUnreachable):
 		return exitUnreachable
+	case errors.Is(err, errPermission), errors.Is(err, controlplane.ErrUnsafeAdmin):
+		return exitPermission
 	case errors.As(err, &ae) && ae.status == http.StatusNotFound:
 		return exitNotFound
 	case errors.As(err, &ae) && ae.status == http.StatusBadRequest:

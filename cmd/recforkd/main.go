@@ -39,6 +39,89 @@ type options struct {
 	srsKeepalive                           time.Duration
 	srsKeepaliveFailures                   int
 	dtmf                                   bool
+	lim                                    limitFlags
+}
+
+// limitFlags are the Limits and the HTTP token settings (controlplane/limits.go
+// documents each); a negative number or duration turns a limit off.
+type limitFlags struct {
+	maxCalls, maxTCP, maxTCPSource, maxHTTP, maxSessions, maxHTTPHeader int
+	inviteRate, inviteRateSource                                        float64
+	maxHTTPBody                                                         int64
+	tcpFirst, tcpIdle, httpRead, mediaTimeout, holdTimeout              time.Duration
+	httpToken, httpTokenFile, sessionRoots                              string
+}
+
+func (o *options) limitFlagSet() {
+	fs, l := o.fs, &o.lim
+	fs.IntVar(&l.maxCalls, "max-calls", 1000, "live calls at most (lowered to what the RTP ports and the fd limit hold); over it: 503")
+	fs.Float64Var(&l.inviteRate, "max-invite-rate", 100, "new INVITEs per second from all sources (burst twice that); over it: 503")
+	fs.Float64Var(&l.inviteRateSource, "max-invite-rate-source", 20, "new INVITEs per second from one source address; over it: 503")
+	fs.IntVar(&l.maxTCP, "max-tcp-conns", 512, "SIP TCP connections at most")
+	fs.IntVar(&l.maxTCPSource, "max-tcp-conns-source", 32, "SIP TCP connections from one address at most")
+	fs.DurationVar(&l.tcpFirst, "tcp-first-read-timeout", 10*time.Second, "a new SIP TCP connection must send within this")
+	fs.DurationVar(&l.tcpIdle, "tcp-idle-timeout", 5*time.Minute, "close a SIP TCP connection silent for this long")
+	fs.IntVar(&l.maxHTTP, "max-http-conns", 64, "--http connections at most")
+	fs.DurationVar(&l.httpRead, "http-read-timeout", 10*time.Second, "bound on reading one HTTP request (idle connections close after 6x)")
+	fs.Int64Var(&l.maxHTTPBody, "max-http-body", 64<<10, "HTTP request body bytes at most; over it: 413")
+	fs.IntVar(&l.maxHTTPHeader, "max-http-header", 16<<10, "HTTP request header bytes at most; over it: 431")
+	fs.IntVar(&l.maxSessions, "max-sessions", 64, "live CCXML sessions started by createsession at most; over it: 429")
+	fs.DurationVar(&l.mediaTimeout, "media-timeout", 60*time.Second, "end an established call with BYE after this long without RTP")
+	fs.DurationVar(&l.holdTimeout, "hold-timeout", 2*time.Hour, "the media timeout while a call is on hold")
+	fs.StringVar(&l.httpToken, "http-token", "", "bearer token for --http's basichttp and createsession (required off loopback; prefer --http-token-file)")
+	fs.StringVar(&l.httpTokenFile, "http-token-file", "", "file holding the --http bearer token")
+	fs.StringVar(&l.sessionRoots, "session-roots", "", "directories createsession may load from, comma-separated (default: the --app directory)")
+}
+
+// apply sets the limits and the token on cfg; zero from a flag becomes -1
+// for the durations and counts where zero would mean the default.
+func (l *limitFlags) apply(cfg *controlplane.Config) error {
+	off := func(v int) int {
+		if v == 0 {
+			return -1
+		}
+		return v
+	}
+	offD := func(v time.Duration) time.Duration {
+		if v == 0 {
+			return -1
+		}
+		return v
+	}
+	offF := func(v float64) float64 {
+		if v == 0 {
+			return -1
+		}
+		return v
+	}
+	cfg.Limits = controlplane.Limits{
+		MaxCalls: off(l.maxCalls), InviteRate: offF(l.inviteRate), InviteRatePerSource: offF(l.inviteRateSource),
+		MaxTCPConns: off(l.maxTCP), MaxTCPConnsPerSource: off(l.maxTCPSource),
+		TCPFirstReadTimeout: offD(l.tcpFirst), TCPIdleTimeout: offD(l.tcpIdle),
+		MaxHTTPConns: off(l.maxHTTP), HTTPReadTimeout: offD(l.httpRead), MaxHTTPHeader: off(l.maxHTTPHeader),
+		MaxSessions: off(l.maxSessions), MediaTimeout: offD(l.mediaTimeout), HoldTimeout: offD(l.holdTimeout),
+	}
+	cfg.Limits.MaxHTTPBody = l.maxHTTPBody
+	if l.maxHTTPBody == 0 {
+		cfg.Limits.MaxHTTPBody = -1
+	}
+	cfg.HTTPToken = l.httpToken
+	if l.httpTokenFile != "" {
+		b, err := os.ReadFile(l.httpTokenFile)
+		if err != nil {
+			return fmt.Errorf("--http-token-file: %w", err)
+		}
+		cfg.HTTPToken = strings.TrimSpace(string(b))
+		if cfg.HTTPToken == "" {
+			return fmt.Errorf("--http-token-file %s is empty", l.httpTokenFile)
+		}
+	}
+	for _, r := range strings.Split(l.sessionRoots, ",") {
+		if r = strings.TrimSpace(r); r != "" {
+			cfg.SessionRoots = append(cfg.SessionRoots, r)
+		}
+	}
+	return nil
 }
 
 func newOptions(stderr io.Writer) *options {
@@ -64,6 +147,7 @@ func newOptions(stderr io.Writer) *options {
 	fs.BoolVar(&o.dtmf, "dtmf", true, "detect RFC 4733 DTMF in callers' RTP (connection.signal); costs a port pair per call")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&o.logFormat, "log-format", "text", "text or json")
+	o.limitFlagSet()
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: recforkd [flags]\n\nrecforkd answers SIP calls, runs a CCXML session per call and records calls over SIPREC.\nSIGTERM ends calls and recordings cleanly; SIGHUP reloads the app for new calls.\n\nflags:")
 		fs.PrintDefaults()
@@ -189,6 +273,9 @@ func (o *options) config2() (controlplane.Config, error) {
 			return cfg, fmt.Errorf("--media-ip: %w", err)
 		}
 		cfg.MediaIP = a
+	}
+	if err := o.lim.apply(&cfg); err != nil {
+		return cfg, err
 	}
 	r, err := controlplane.ParsePortRange(o.rtpPorts)
 	if err != nil {
