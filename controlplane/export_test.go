@@ -1,6 +1,10 @@
 package controlplane
 
-import "time"
+import (
+	"time"
+
+	"github.com/recfork/recfork/dataplane"
+)
 
 // SetSessionTimerWait shortens session timers for a test and restores them
 // when cleanup runs.
@@ -8,4 +12,11 @@ func SetSessionTimerWait(d time.Duration) (restore func()) {
 	old := sessionTimerWait
 	sessionTimerWait = func(int) time.Duration { return d }
 	return func() { sessionTimerWait = old }
+}
+
+// FitCalls is Limits.MaxCalls after the defaults and the fit to the port
+// range and the fd limit.
+func FitCalls(l Limits, r dataplane.PortRange, nofile uint64) int {
+	n, _ := l.withDefaults().fitCalls(r, nofile)
+	return n
 }
