@@ -393,7 +393,7 @@ func (e *Engine) SetRemote(id dataplane.EndpointID, remote netip.AddrPort) error
 			f.val = nv
 		}
 	}
-	return e.syncRelaysLocked(true)
+	return e.syncRelaysLocked(true, id)
 }
 
 func unmap(ap netip.AddrPort) netip.AddrPort {
@@ -428,7 +428,7 @@ func (e *Engine) CloseEndpoint(id dataplane.EndpointID) error {
 	var errs []error
 	// Relays first: what still arrives goes to Media until it closes.
 	e.forgetLocked(id)
-	if err := e.syncRelaysLocked(true); err != nil {
+	if err := e.syncRelaysLocked(true, id); err != nil {
 		errs = append(errs, err)
 	}
 	delete(e.relayGone, id)
@@ -481,7 +481,7 @@ func (e *Engine) Join(from, to dataplane.EndpointID, d dataplane.Duplex) error {
 		return err
 	}
 	e.joinLocked(from, to, d)
-	return e.syncRelaysLocked(true)
+	return e.syncRelaysLocked(true, from, to)
 }
 
 // Unjoin implements dataplane.Engine: the relay entries go first (one map
@@ -495,14 +495,14 @@ func (e *Engine) Unjoin(a, b dataplane.EndpointID) error {
 	}
 	saved := map[relayID]bool{{a, b}: e.out[a][b], {b, a}: e.out[b][a]}
 	e.unjoinLocked(a, b)
-	serr := e.syncRelaysLocked(true)
+	serr := e.syncRelaysLocked(true, a, b)
 	if err := e.media.Unjoin(a, b); err != nil {
 		for id, ok := range saved {
 			if ok {
 				e.joinLocked(id.from, id.to, dataplane.Half)
 			}
 		}
-		return errors.Join(err, e.syncRelaysLocked(true))
+		return errors.Join(err, e.syncRelaysLocked(true, a, b))
 	}
 	return serr
 }
@@ -652,12 +652,12 @@ func (e *Engine) addMediaFork(ep dataplane.EndpointID, dir dataplane.Direction, 
 	// A userspace fork sees only what reaches the sockets: the relays it
 	// depends on go back to Media before it starts.
 	e.forks[forkID{ep, dir}] = &fork{media: true, source: cfg.Source}
-	if err := e.syncRelaysLocked(true); err != nil {
+	if err := e.syncRelaysLocked(true, ep); err != nil {
 		e.log.Warn("relay table update failed", "err", err)
 	}
 	if err := e.media.AddFork(ep, dir, cfg); err != nil {
 		delete(e.forks, forkID{ep, dir})
-		_ = e.syncRelaysLocked(true)
+		_ = e.syncRelaysLocked(true, ep)
 		return err
 	}
 	e.log.Info("fork copied in userspace", "endpoint", uint64(ep), "direction", dir.String(), "reason", why.Error())

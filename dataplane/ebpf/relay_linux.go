@@ -139,7 +139,22 @@ func (e *Engine) relayValueLocked(id relayID) (rtpforkStreamKey, rtpforkRelayVal
 // only from Join and SetRemote, never from a late neighbour resolution.
 // Entries are deleted first and the programs that could still see
 // them waited for, so their counters are final when folded into the totals.
-func (e *Engine) syncRelaysLocked(create bool) error {
+//
+// With only given, just the directions from or to those endpoints are looked
+// at again (each look resolves a next hop over rtnetlink); the rest stay as
+// they are.
+func (e *Engine) syncRelaysLocked(create bool, only ...dataplane.EndpointID) error {
+	touches := func(id relayID) bool {
+		if len(only) == 0 {
+			return true
+		}
+		for _, o := range only {
+			if id.from == o || id.to == o {
+				return true
+			}
+		}
+		return false
+	}
 	type want struct {
 		key rtpforkStreamKey
 		val rtpforkRelayValue
@@ -148,6 +163,12 @@ func (e *Engine) syncRelaysLocked(create bool) error {
 	for from, tos := range e.out {
 		for to := range tos {
 			id := relayID{from, to}
+			if !touches(id) {
+				if r, ok := e.relays[id]; ok {
+					wants[id] = want{r.key, r.val}
+				}
+				continue
+			}
 			k, v, err := e.relayValueLocked(id)
 			why := ""
 			if err != nil {
