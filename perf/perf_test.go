@@ -420,7 +420,7 @@ func TestSummarySaysWhereTheTimeGoes(t *testing.T) {
 	r.Set("fork.ebpf.cpu_ns_per_copy", 3000, 1)
 	r.Set("fork.userspace.cpu_ns_per_copy", 6000, 1)
 	all := strings.Join(Summary(r), "\n")
-	for _, want := range []string{"bounded by the relay path", "1M copies/s per core", "still running",
+	for _, want := range []string{"run in the TCX ingress program", "1M copies/s per core", "still running",
 		"target eBPF <= 1/3 of either: missed"} {
 		if !strings.Contains(all, want) {
 			t.Errorf("summary lacks %q:\n%s", want, all)

@@ -94,8 +94,10 @@ func Summary(r *Results) []string {
 		}
 		s := fmt.Sprintf("Copy rate of the eBPF engine on this %d-core machine: %s copies/s (%.0f recorded calls at 2 x 50 pps); target 1 Mpps: %s.",
 			r.Machine.Cores, Human(p), p/100, verdict)
-		if n, ok := v("fork.none.pps"); ok && p >= 0.9*n && p < 1e6 {
-			s += fmt.Sprintf(" It is bounded by the relay path it delegates to (the userspace engine relays %s pps without any fork, fork.none.pps), not by the copies.", Human(n))
+		if n, ok := v("fork.none.pps"); ok && p < 1e6 {
+			// Since issue 11 the eBPF engine relays joins in the kernel,
+			// so the userspace relay no longer bounds it.
+			s += fmt.Sprintf(" The relay and both forks run in the TCX ingress program (the userspace relay alone reaches %s pps, fork.none.pps); what is left is the program's run time and the veth transmit in softirq on the two cores the generator shares.", Human(n))
 		}
 		if bpfNs, ok := v("bpf.testrun_ns.active"); ok && p < 1e6 {
 			s += fmt.Sprintf(" The in-kernel fork alone costs %s ns per copy in a test run (bpf.testrun_ns.active), about %s copies/s per core.", Human(bpfNs), Human(1e9/bpfNs))
