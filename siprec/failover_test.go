@@ -250,7 +250,11 @@ func TestKeepaliveTakeover(t *testing.T) {
 		}
 		return false
 	}
-	h.eng.waitFor(t, "both SRSs probed and up", func() bool { return up(aURI) && up(bURI) })
+	for deadline := time.Now().Add(10 * time.Second); !up(aURI) || !up(bURI); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("not both probed and up: %+v", h.c.SRSHealth())
+		}
+	}
 	// The SRS dies: no answer to anything any more.
 	a0.kill()
 	b0.waitInvite(t)
@@ -381,6 +385,37 @@ func (d *testDNS) serve() {
 		out, err := b.Finish()
 		if err == nil {
 			_, _ = d.conn.WriteTo(out, from)
+		}
+	}
+}
+
+// A UDP-only SRS answers the probes over UDP once TCP is refused: it stays
+// up, and so does one that listens on both.
+func TestKeepaliveProbesEitherTransport(t *testing.T) {
+	udpOnly := newTestSRS(t, &journal{})
+	udpOnly.tcp.Close()
+	both := newTestSRS(t, &journal{})
+	h := newHarness(t, func(c *Config) {
+		c.SRS = []string{udpOnly.uri(), both.uri()}
+		c.Keepalive = Keepalive{Interval: 30 * time.Millisecond, Failures: 1, Timeout: 200 * time.Millisecond}
+	})
+	probed := func(min uint64) bool {
+		n := 0
+		for _, st := range h.c.SRSHealth() {
+			if st.Probes >= min {
+				n++
+			}
+		}
+		return n == 2
+	}
+	for deadline := time.Now().Add(10 * time.Second); !probed(3); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("not probed three times: %+v", h.c.SRSHealth())
+		}
+	}
+	for _, st := range h.c.SRSHealth() {
+		if !st.Up || st.ProbeFailures != 0 {
+			t.Fatalf("%+v", st)
 		}
 	}
 }

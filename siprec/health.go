@@ -2,6 +2,7 @@ package siprec
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strconv"
 	"strings"
@@ -224,23 +225,16 @@ func (h *health) probeAll() {
 
 // probe sends one OPTIONS to u. Any final answer but 503 means the SRS is
 // alive (RFC 3261 §11: OPTIONS is answered as an INVITE would be, and a
-// 4xx still proves a server listens).
+// 4xx still proves a server listens). Without a forced transport it tries
+// TCP, then UDP, each bounded by Keepalive.Timeout, so that neither a
+// UDP-only nor a TCP-only SRS is taken for dead.
 func (h *health) probe(u sip.Uri) {
-	ctx, cancel := context.WithTimeout(context.Background(), h.ka.Timeout)
-	defer cancel()
-	go func() {
-		select {
-		case <-h.stop:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
 	h.mu.Lock()
 	e := h.entryLocked(u)
 	e.LastProbe = time.Now()
 	e.Probes++
 	h.mu.Unlock()
-	code, retryAfter, err := h.c.options(ctx, u)
+	code, retryAfter, err := h.options(u)
 	switch {
 	case err != nil:
 		h.countProbeFailure(u)
@@ -253,20 +247,56 @@ func (h *health) probe(u sip.Uri) {
 	}
 }
 
+func (h *health) options(u sip.Uri) (int, time.Duration, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), h.ka.Timeout)
+	defer cancel()
+	go func() {
+		select {
+		case <-h.stop:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	hops, err := h.c.resolve(ctx, u, true)
+	if err != nil {
+		return 0, 0, err
+	}
+	hp := hops[0]
+	tports := []string{hp.tport}
+	if !hp.forced {
+		tports = []string{"TCP", "UDP"}
+	}
+	for i, tp := range tports {
+		actx, acancel := context.WithTimeout(context.Background(), h.ka.Timeout)
+		go func() {
+			select {
+			case <-h.stop:
+				acancel()
+			case <-actx.Done():
+			}
+		}()
+		code, ra, aerr := h.c.options(actx, u, hop{tport: tp, addr: hp.addr})
+		acancel()
+		if aerr == nil {
+			return code, ra, nil
+		}
+		err = aerr
+		if i == 0 && len(tports) > 1 {
+			err = fmt.Errorf("%s: %w", strings.ToLower(tp), aerr)
+		}
+	}
+	return 0, 0, err
+}
+
 func (h *health) countProbeFailure(u sip.Uri) {
 	h.mu.Lock()
 	h.entryLocked(u).ProbeFailures++
 	h.mu.Unlock()
 }
 
-// options sends an OPTIONS to the first hop of u and returns the final
-// answer's code and Retry-After.
-func (c *Client) options(ctx context.Context, u sip.Uri) (int, time.Duration, error) {
-	hops, err := c.resolve(ctx, u, false)
-	if err != nil {
-		return 0, 0, err
-	}
-	h := hops[0]
+// options sends an OPTIONS to u over h and returns the final answer's code
+// and Retry-After.
+func (c *Client) options(ctx context.Context, u sip.Uri, h hop) (int, time.Duration, error) {
 	req := sip.NewRequest(sip.OPTIONS, *u.Clone())
 	req.SetTransport(h.tport)
 	req.SetDestination(h.addr.String())
