@@ -8,6 +8,7 @@ import (
 	"io"
 	"mime"
 	"mime/multipart"
+	"net/textproto"
 	"strings"
 )
 
@@ -88,9 +89,14 @@ func splitMultipart(boundary string, body []byte) (*sipBody, error) {
 	}
 	out := &sipBody{}
 	r := multipart.NewReader(bytes.NewReader(body), boundary)
-	for {
+	for n := 0; ; n++ {
 		p, err := r.NextRawPart()
 		if errors.Is(err, io.EOF) {
+			if n == 0 {
+				// mime/multipart reports a body without the delimiter as
+				// an empty one; say what is wrong instead.
+				return nil, bodyErr(400, "Malformed Multipart Body", "no part delimited by boundary "+boundary)
+			}
 			break
 		}
 		if err != nil {
@@ -103,12 +109,16 @@ func splitMultipart(boundary string, body []byte) (*sipBody, error) {
 		if len(data) > maxPart {
 			return nil, bodyErr(400, "Malformed Multipart Body", "part too large")
 		}
-		pt, _, err := mime.ParseMediaType(p.Header.Get("Content-Type"))
-		if err != nil {
-			// RFC 2046 §5.1: a part without Content-Type is text/plain.
-			pt = "text/plain"
+		rawType := partHeader(p.Header, "Content-Type", "C")
+		pt := "text/plain" // RFC 2046 §5.1: a part without Content-Type
+		if rawType != "" {
+			t, _, err := mime.ParseMediaType(rawType)
+			if err != nil {
+				return nil, bodyErr(400, "Malformed Multipart Body", fmt.Sprintf("part content type %q: %v", rawType, err))
+			}
+			pt = t
 		}
-		disp, dparams, _ := mime.ParseMediaType(p.Header.Get("Content-Disposition"))
+		disp, dparams, _ := mime.ParseMediaType(partHeader(p.Header, "Content-Disposition", ""))
 		switch pt {
 		case typeSDP:
 			if out.sdp != nil {
@@ -136,6 +146,38 @@ func splitMultipart(boundary string, body []byte) (*sipBody, error) {
 		}
 	}
 	return out, nil
+}
+
+// partHeader reads a part header by its name, or by its SIP compact form
+// (RFC 3261 §7.3.3: "c" for Content-Type) that some SRCs use inside
+// multipart bodies too. textproto folds the case of header names, so any
+// case is found.
+func partHeader(h textproto.MIMEHeader, name, compact string) string {
+	if v := strings.TrimSpace(h.Get(name)); v != "" {
+		return v
+	}
+	if compact != "" {
+		return strings.TrimSpace(h.Get(compact))
+	}
+	return ""
+}
+
+// normalizeSDP gives pion/sdp the shape it insists on: every line, the
+// last one included, ends in CRLF and there are no blank lines. RFC 7866's
+// own examples end the SDP part at the multipart delimiter, whose leading
+// CRLF belongs to the delimiter (RFC 2046 §5.1.1), so the last SDP line has
+// no line end; others send LF-only lines (RFC 4566 §5 allows a bare LF).
+func normalizeSDP(b []byte) []byte {
+	out := make([]byte, 0, len(b)+2)
+	for line := range bytes.Lines(b) {
+		line = bytes.TrimRight(line, "\r\n")
+		if len(bytes.TrimSpace(line)) == 0 {
+			continue
+		}
+		out = append(out, line...)
+		out = append(out, '\r', '\n')
+	}
+	return out
 }
 
 // metaSummary is what the server reads from RFC 7865 metadata; the document

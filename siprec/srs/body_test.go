@@ -140,6 +140,9 @@ func FuzzSIPRECBody(f *testing.F) {
 	f.Add("multipart/mixed;boundary=z", "--z\nContent-Type: application/sdp\n\nv=0\n--z--", true)
 	f.Add("multipart/mixed;boundary=z", "--z\r\nContent-Type: application/rs-metadata\r\n\r\n<recording/>\r\n--z--\r\n", true)
 	f.Add("application/sdp", "v=0\r\nm=audio 99999 RTP/AVP x\r\n", false)
+	for _, c := range quirkCases() {
+		f.Add(c.ct, c.body, true)
+	}
 	f.Fuzz(func(t *testing.T, ct, body string, initial bool) {
 		if _, _, err := parseMetadataBody(ct, []byte(body)); err != nil {
 			var be *BodyError

@@ -100,4 +100,22 @@
 // sequence jump (over 3000 ahead or 100 behind) confirmed by the next packet
 // (RFC 3550 §A.1), or a timestamp jump that arrival times contradict
 // re-anchors the stream on arrival time, never over audio already written.
+//
+// # Accepted body shapes
+//
+// The INVITE (and re-INVITE, UPDATE) body is read liberally, because
+// deployed SRCs send what RFC 7866 §8 prints: an SDP part whose last line
+// has no CRLF before the delimiter, LF-only line ends, a quoted boundary,
+// preamble and epilogue (RFC 2046 §5.1), the SDP and metadata parts in either
+// order, Content-Disposition: recording-session with parameters, the legacy
+// application/rs-metadata type besides application/rs-metadata+xml, part
+// header names in any case, the compact c: and l: part headers (RFC 3261
+// §7.3.3), and metadata with namespace prefixes and unknown elements
+// (RFC 7865's ##other). SDP is normalised to CRLF lines before it is parsed.
+// What is truly malformed is answered with a 400 whose reason phrase names
+// the fault: "Malformed Content-Type", "Malformed Multipart Body" (no boundary,
+// no part delimited by it, a bad part Content-Type), "Missing SDP Part",
+// "Missing Recording Metadata", "Malformed Recording Metadata", "Malformed
+// SDP"; the detail goes to the log. A part of unknown type is ignored unless
+// it says handling=required (415).
 package srs

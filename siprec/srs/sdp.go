@@ -48,7 +48,7 @@ type offer struct {
 // parseOffer parses an SDP offer (RFC 4566).
 func parseOffer(b []byte) (*offer, error) {
 	var sd sdp.SessionDescription
-	if err := sd.Unmarshal(b); err != nil {
+	if err := sd.Unmarshal(normalizeSDP(b)); err != nil {
 		return nil, fmt.Errorf("parse sdp: %w", err)
 	}
 	o := &offer{version: sd.Origin.SessionVersion, canon: canonicalSDP(b)}
