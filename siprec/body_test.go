@@ -3,6 +3,7 @@ package siprec
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"flag"
 	"os"
 	"path/filepath"
@@ -330,6 +331,12 @@ func FuzzParseBody(f *testing.F) {
 	f.Add("multipart/mixed;boundary=xyz", []byte("--xyz\r\nContent-Type: application/sdp\r\n\r\nv=0\r\n--xyz--\r\n"))
 	f.Add("application/sdp", []byte("v=0"))
 	f.Add("multipart/mixed;boundary=\"a b\"", []byte("--a b\r\n\r\n--a b--"))
+	// One seed per accepted shape of TestBodyQuirks.
+	f.Add("application/sdp", []byte(quirkSDP))
+	f.Add("multipart/mixed;boundary=foobar", []byte("preamble\n--foobar\nc: application/sdp\nl: 9\n\n"+quirkSDP+
+		"\n--foobar\nCONTENT-TYPE: application/rs-metadata\ncontent-disposition: recording-session;handling=required\n\n"+quirkMeta+"\n--foobar--\nepilogue"))
+	f.Add(`multipart/mixed; boundary="foo bar:1"`, []byte("--foo bar:1\r\nContent-Type: application/rs-metadata+xml\r\n\r\n"+quirkMeta+
+		"\r\n--foo bar:1\r\nContent-Type: application/sdp\r\n\r\n"+quirkSDP+"\r\n--foo bar:1--"))
 	f.Fuzz(func(t *testing.T, ct string, b []byte) {
 		parts, err := ParseBody(ct, b)
 		if err != nil {
@@ -350,4 +357,83 @@ func FuzzParseBody(f *testing.F) {
 			}
 		}
 	})
+}
+
+// quirkSDP is an SRS answer shaped like RFC 7866 §8's examples: LF line
+// ends as printed, and no line end after the last line.
+const quirkSDP = "v=0\no=SRS 2890844526 2890844526 IN IP4 198.51.100.1\ns=-\n" +
+	"c=IN IP4 198.51.100.1\nt=0 0\nm=audio 12240 RTP/AVP 0 4 8\na=recvonly\na=label:1"
+
+const quirkMeta = `<?xml version="1.0" encoding="UTF-8"?>
+<rec:recording xmlns:rec='urn:ietf:params:xml:ns:recording:1' xmlns:x='urn:example:x'>
+<rec:datamode>complete</rec:datamode><x:vendor>acme</x:vendor>
+</rec:recording>`
+
+// TestBodyQuirks feeds the SRC's parsing of SRS answers and re-INVITEs one
+// case per shape deployed SRSs send (RFC 2046 §5.1, RFC 7866 §8); the SRS
+// has the same table in siprec/srs.
+func TestBodyQuirks(t *testing.T) {
+	crlf := func(s string) string { return strings.ReplaceAll(s, "\n", "\r\n") }
+	std := func(sdpPart, metaPart string) string {
+		return "--foobar\r\nContent-Type: application/sdp\r\n\r\n" + sdpPart +
+			"\r\n--foobar\r\nContent-Type: application/rs-metadata+xml\r\nContent-Disposition: recording-session\r\n\r\n" +
+			metaPart + "\r\n--foobar--\r\n"
+	}
+	const mixed = "multipart/mixed;boundary=foobar"
+	cases := []struct {
+		name, ct, body string
+		want           string // "" accepted, else a substring of the error
+	}{
+		{"plain SDP without final CRLF", "application/sdp", crlf(quirkSDP), ""},
+		{"plain SDP LF-only", "application/sdp", quirkSDP + "\n", ""},
+		{"RFC 7866 example, no CRLF before boundary", mixed, std(crlf(quirkSDP), crlf(quirkMeta)), ""},
+		{"LF-only multipart", mixed, strings.ReplaceAll(std(quirkSDP, quirkMeta), "\r\n", "\n"), ""},
+		{"quoted boundary", `multipart/mixed; boundary="foo bar:1"`, strings.ReplaceAll(std(crlf(quirkSDP), quirkMeta), "--foobar", "--foo bar:1"), ""},
+		{"preamble and epilogue", mixed, "preamble\r\n" + std(crlf(quirkSDP)+"\r\n", quirkMeta) + "epilogue\r\n", ""},
+		{"metadata first", mixed, "--foobar\r\nContent-Type: application/rs-metadata+xml\r\n\r\n" + quirkMeta +
+			"\r\n--foobar\r\nContent-Type: application/sdp\r\n\r\n" + crlf(quirkSDP) + "\r\n--foobar--", ""},
+		{"disposition with parameters", mixed, strings.Replace(std(crlf(quirkSDP), quirkMeta), "recording-session", "recording-session;handling=required", 1), ""},
+		{"legacy rs-metadata type", mixed, strings.Replace(std(crlf(quirkSDP), quirkMeta), "rs-metadata+xml", "rs-metadata", 1), ""},
+		{"header names in any case", "MULTIPART/Mixed;BOUNDARY=foobar", strings.NewReplacer("Content-Type", "content-TYPE", "Content-Disposition", "CONTENT-disposition").Replace(std(crlf(quirkSDP), quirkMeta)), ""},
+		{"compact c: and l:", mixed, "--foobar\r\nc: application/sdp\r\nl: 140\r\n\r\n" + crlf(quirkSDP) +
+			"\r\n--foobar\r\nc:application/rs-metadata+xml\r\n\r\n" + quirkMeta + "\r\n--foobar--", ""},
+
+		{"boundary never found", "multipart/mixed;boundary=other", std(quirkSDP, quirkMeta), "no part delimited by boundary"},
+		{"no boundary parameter", "multipart/mixed", std(quirkSDP, quirkMeta), "without boundary"},
+		{"SDP garbage", mixed, std("hello", quirkMeta), "parse sdp"},
+		{"no SDP part", mixed, "--foobar\r\nContent-Type: application/rs-metadata+xml\r\n\r\n" + quirkMeta + "\r\n--foobar--", "no sdp part"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			st, err := quirkIntake(tc.ct, []byte(tc.body))
+			if tc.want != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.want) {
+					t.Fatalf("err = %v, want %q", err, tc.want)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(st) != 1 || st[0].Port != 12240 || st[0].Dir != "recvonly" || st[0].Label != "1" ||
+				st[0].Addr.String() != "198.51.100.1" {
+				t.Fatalf("streams read wrong: %+v", st)
+			}
+		})
+	}
+}
+
+// quirkIntake is what the SRC does with an answer or re-INVITE body: split
+// it, take the SDP part, read its m-lines.
+func quirkIntake(ct string, body []byte) ([]sdpStream, error) {
+	parts, err := ParseBody(ct, body)
+	if err != nil {
+		return nil, err
+	}
+	p, ok := findPart(parts, "application/sdp")
+	if !ok {
+		return nil, errors.New("no sdp part")
+	}
+	_, st, err := parseStreams(p.Body)
+	return st, err
 }

@@ -104,4 +104,18 @@
 // only changed streams (and no metadata part when only a mode changed). An
 // application/rs-metadata-request from the SRS (in a re-INVITE or an UPDATE)
 // is answered by a re-INVITE with a complete snapshot.
+//
+// # Accepted body shapes
+//
+// The SRC reads SRS answers and re-INVITEs liberally (RFC 2046 §5.1,
+// RFC 7866 §8): an SDP part or body whose last line has no CRLF (as in RFC
+// 7866's own examples, where the delimiter follows the last SDP line), LF-only
+// line ends, a quoted boundary, preamble and epilogue, parts in any order,
+// Content-Disposition with parameters (recording-session;handling=required),
+// application/rs-metadata besides application/rs-metadata+xml, part header
+// names in any case and the compact c: (Content-Type) and l: (Content-Length)
+// forms. SDP is normalised to CRLF lines before pion/sdp reads it. A body
+// that is truly malformed yields an error wrapping ErrBadBody or ErrBadSDP
+// that says why (e.g. "no part delimited by boundary"). What the SRC sends
+// stays strict: CRLF everywhere, "Name: value" part headers, a token boundary.
 package siprec

@@ -100,6 +100,11 @@ func ParseBody(contentType string, body []byte) ([]Part, error) {
 		if err == io.EOF {
 			break
 		}
+		if err != nil && len(parts) == 0 {
+			// mime/multipart says only "EOF" when the delimiter never
+			// appears; name the cause.
+			return nil, fmt.Errorf("parse body: no part delimited by boundary %q: %v: %w", boundary, err, ErrBadBody)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("parse body: %v: %w", err, ErrBadBody)
 		}
@@ -107,19 +112,33 @@ func ParseBody(contentType string, body []byte) ([]Part, error) {
 		if err != nil {
 			return nil, fmt.Errorf("parse body: part %d: %v: %w", len(parts)+1, err, ErrBadBody)
 		}
-		ct := p.Header.Get("Content-Type")
+		ct := partHeader(p.Header, "Content-Type", "C")
 		if ct == "" {
 			ct = "text/plain" // RFC 2046 §5.1: the default part type
 		}
-		parts = append(parts, Part{ContentType: ct, Disposition: p.Header.Get("Content-Disposition"), Body: b})
+		parts = append(parts, Part{ContentType: ct, Disposition: partHeader(p.Header, "Content-Disposition", ""), Body: b})
 		if len(parts) > 16 {
 			return nil, fmt.Errorf("parse body: more than 16 parts: %w", ErrBadBody)
 		}
 	}
 	if len(parts) == 0 {
-		return nil, fmt.Errorf("parse body: empty multipart: %w", ErrBadBody)
+		return nil, fmt.Errorf("parse body: no part delimited by boundary %q: %w", boundary, ErrBadBody)
 	}
 	return parts, nil
+}
+
+// partHeader reads a part header by its name, or by its SIP compact form
+// (RFC 3261 §7.3.3: "c" for Content-Type, "l" for Content-Length) which some
+// SRSs also use inside multipart bodies. textproto already folds the case of
+// header names, so "content-type" and "CONTENT-TYPE" are found too.
+func partHeader(h textproto.MIMEHeader, name, compact string) string {
+	if v := strings.TrimSpace(h.Get(name)); v != "" {
+		return v
+	}
+	if compact != "" {
+		return strings.TrimSpace(h.Get(compact))
+	}
+	return ""
 }
 
 // findPart returns the first part of one of the media types.

@@ -1,6 +1,7 @@
 package siprec
 
 import (
+	"bytes"
 	"fmt"
 	"net/netip"
 	"strconv"
@@ -94,12 +95,30 @@ func (o sdpOffer) marshal() ([]byte, error) {
 	return b, nil
 }
 
+// normalizeSDP gives pion/sdp the shape it insists on: every line, the
+// last one included, ends in CRLF and there are no blank lines. RFC 7866's
+// own examples end the SDP part at the multipart delimiter, whose leading
+// CRLF belongs to the delimiter (RFC 2046 §5.1.1), so the last SDP line has
+// no line end; some peers send LF-only lines (RFC 4566 §5 allows them).
+func normalizeSDP(b []byte) []byte {
+	out := make([]byte, 0, len(b)+2)
+	for line := range bytes.Lines(b) {
+		line = bytes.TrimRight(line, "\r\n")
+		if len(bytes.TrimSpace(line)) == 0 {
+			continue
+		}
+		out = append(out, line...)
+		out = append(out, '\r', '\n')
+	}
+	return out
+}
+
 // parseStreams reads the m-lines of an SDP body (an SRS's answer or offer) in
 // order. Audio m-lines only make sense here; any other media is an error
 // because answers are matched to offers by position (RFC 3264 §6).
 func parseStreams(body []byte) (uint64, []sdpStream, error) {
 	var sd sdp.SessionDescription
-	if err := sd.UnmarshalString(string(body)); err != nil {
+	if err := sd.Unmarshal(normalizeSDP(body)); err != nil {
 		return 0, nil, fmt.Errorf("parse sdp: %v: %w", err, ErrBadSDP)
 	}
 	var sessAddr netip.Addr
@@ -206,7 +225,7 @@ func matchAnswer(offer []sdpStream, body []byte) ([]sdpStream, error) {
 // and fmtp, ready for Leg.Codecs.
 func CodecsFromSDP(body []byte) ([]Codec, error) {
 	var sd sdp.SessionDescription
-	if err := sd.UnmarshalString(string(body)); err != nil {
+	if err := sd.Unmarshal(normalizeSDP(body)); err != nil {
 		return nil, fmt.Errorf("parse call sdp: %v: %w", err, ErrBadSDP)
 	}
 	for _, md := range sd.MediaDescriptions {
