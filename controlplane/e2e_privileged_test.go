@@ -368,7 +368,13 @@ func testEndToEnd(t *testing.T, dp string, srsKind int, recforkd, recforkctl str
 	if err := os.WriteFile(filepath.Join(sippDir, "tone.wav"), ulawToneWAV(440, 5), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	const callMS = 4000
+	callMS := 4000
+	if srsKind == srsDown {
+		// The refused TCP connection is retried over UDP (RFC 3261
+		// §18.1.1), which an absent SRS leaves unanswered until the INVITE
+		// timeout (8 s): the call outlasts it so the document hears.
+		callMS = 12000
+	}
 	if err := os.WriteFile(filepath.Join(sippDir, "uac.xml"), fmt.Appendf(nil, sippScenario, callMS), 0o644); err != nil {
 		t.Fatal(err)
 	}

@@ -419,3 +419,28 @@ func TestKeepaliveProbesEitherTransport(t *testing.T) {
 		}
 	}
 }
+
+// An SRS host with nothing listening: TCP is refused, the UDP retry goes
+// unanswered; the call ending abandons the request at once.
+func TestEndAbandonsUnansweredFallback(t *testing.T) {
+	dead := newTestSRS(t, &journal{})
+	uri := dead.uri()
+	dead.kill()
+	h := newHarness(t, func(c *Config) {
+		c.Timeouts.Invite = 30 * time.Second
+		c.SRS = []string{uri}
+		c.Keepalive = Keepalive{Interval: 10 * time.Second}
+	})
+	h.record(t, uri, "active", "active")
+	done := make(chan error, 1)
+	go func() { done <- h.c.End(context.Background(), h.leg.ConnectionID) }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("End did not abandon the INVITE")
+	}
+	expect(t, h.wait(t), EventError, "", ReasonConnectionState, ModeNone, ModeNone)
+}

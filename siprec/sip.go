@@ -137,8 +137,33 @@ func (s *session) inviteOnce(ctx context.Context, dest sip.Uri, h hop, ct string
 	defer s.dlgMu.Unlock()
 	ua := sipgo.DialogUA{Client: cl, ContactHDR: ch}
 	wctx0, cancel0 := context.WithTimeout(ctx, s.c.to.Invite)
-	dlg, err := ua.WriteInvite(wctx0, req)
+	type written struct {
+		dlg *sipgo.DialogClientSession
+		err error
+	}
+	wch := make(chan written, 1)
+	go func() {
+		d, err := ua.WriteInvite(wctx0, req)
+		wch <- written{d, err}
+	}()
+	var dlg *sipgo.DialogClientSession
+	var err error
+	select {
+	case w := <-wch:
+		dlg, err = w.dlg, w.err
+	case <-wctx0.Done():
+		// Never wait on the transport past the deadline or the call.
+		err = wctx0.Err()
+		go func() {
+			if w := <-wch; w.dlg != nil {
+				w.dlg.Close()
+			}
+		}()
+	}
 	cancel0()
+	if err != nil && ctx.Err() != nil {
+		return fail(opErr(ReasonConnectionState, "request abandoned: %v", ctx.Err()))
+	}
 	if err != nil {
 		oe := opErr(ReasonSRSUnreachable, "%s via %s: %v", dest.String(), h, err)
 		oe.next = true
@@ -158,12 +183,37 @@ func (s *session) inviteOnce(ctx context.Context, dest sip.Uri, h hop, ct string
 		}
 	})
 	defer timer.Stop()
-	err = dlg.WaitAnswer(wctx, sipgo.AnswerOptions{OnResponse: func(r *sip.Response) error {
-		if r.IsProvisional() {
-			provisional.Store(true)
+	// The same when the request is abandoned (the call ended): without a
+	// provisional, sipgo would wait for Timer B before giving up.
+	stopAbandon := context.AfterFunc(ctx, func() {
+		if provisional.Load() {
+			cancel(ctx.Err())
+		} else {
+			cancel(sipgo.WaitAnswerForceCancelErr)
 		}
-		return nil
-	}})
+	})
+	defer stopAbandon()
+	waitErr := make(chan error, 1)
+	go func() {
+		waitErr <- dlg.WaitAnswer(wctx, sipgo.AnswerOptions{OnResponse: func(r *sip.Response) error {
+			if r.IsProvisional() {
+				provisional.Store(true)
+			}
+			return nil
+		}})
+	}()
+	select {
+	case err = <-waitErr:
+	case <-wctx.Done():
+		// sipgo may keep waiting on an unanswered UDP transaction past
+		// its context: give it a moment, then end the dialog ourselves.
+		select {
+		case err = <-waitErr:
+		case <-time.After(time.Second):
+			dlg.Close()
+			err = context.Cause(wctx)
+		}
+	}
 	if err != nil {
 		dlg.Close()
 		var de *sipgo.ErrDialogResponse
@@ -183,7 +233,7 @@ func (s *session) inviteOnce(ctx context.Context, dest sip.Uri, h hop, ct string
 				oe.retryAfter = retryAfterOf(r)
 			}
 			return fail(oe)
-		case ctx.Err() != nil && wctx.Err() != nil && context.Cause(wctx) == ctx.Err():
+		case ctx.Err() != nil:
 			return fail(opErr(ReasonConnectionState, "request abandoned: %v", ctx.Err()))
 		case errors.Is(context.Cause(wctx), context.DeadlineExceeded), errors.Is(context.Cause(wctx), sipgo.WaitAnswerForceCancelErr),
 			errors.Is(err, sip.ErrTransactionTimeout):
