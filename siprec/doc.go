@@ -73,7 +73,68 @@
 //     as requested.
 //   - A 491 to a re-INVITE is retried after Timeouts.GlareMin..GlareMax
 //     (RFC 3261 §14.1), at most Timeouts.GlareRetries times, then srs-rejected.
-//   - An INVITE larger than UDP allows (RFC 3261 §18.1.1) goes over TCP.
+//   - uri may name several SRSs separated by commas; see "SRS lists and
+//     failover". Events keep the uri as requested and name the SRS that
+//     holds the recording in their srs field.
+//
+// # Transports (RFC 3261 §18.1.1, RFC 3263)
+//
+// An SRS URI with a ;transport= parameter, or a Profile.Transport, forces
+// that transport: "tcp" never falls back; "udp" sends even a large INVITE
+// over UDP, fragmented by IP as SBCs do. Otherwise a request within 200
+// bytes of a 1500-byte MTU (an INVITE with complete metadata is ~3 kB) goes
+// over TCP, and over UDP to the same address when the TCP connection is
+// refused or reset; smaller requests go over UDP. The retry is part of the
+// same attempt: the document hears one answer. In-dialog requests keep the
+// dialog's transport.
+//
+// sipgo guards every UDP write with one process-wide limit
+// (sip.UDPMTUSize); it is a guard, not a policy, so this package raises it at
+// init to the largest UDP payload and makes the §18.1.1 choice itself before
+// sending. The daemon's call UA shares the raised guard: a large response
+// over UDP leaves fragmented instead of silently not at all.
+//
+// A host name is resolved by the SRC itself (Config.Resolver): a numeric
+// host or an explicit port is used as it is; else SRV records _sip._tcp and
+// _sip._udp (only the forced transport's when one is forced) in priority and
+// weight order; else A/AAAA on port 5060. NAPTR is not looked up (neither
+// the Go resolver nor sipgo support it). Each resolved address is a hop; a
+// transport error, a timeout or a FailoverCodes answer tries the next hop.
+// The transport used is logged, shown in Status (Transport, Remote), in the
+// admin API's recordings and in the metric recfork_recordings_by_transport.
+//
+// # SRS lists and failover
+//
+// The uri field (and the daemon's --srs) may hold several SIP URIs separated
+// by commas: "sip:a@10.0.0.1, sip:b@srs.example.com". A request tries them in
+// order, SRSs currently marked down last. It moves to the next one on a
+// transport error, a timeout (Timeouts.Invite per attempt), or a final
+// answer in Profile.FailoverCodes (default 408, 480, 500, 503; add 6xx codes
+// to fail over on them). A 503 with Retry-After keeps that SRS at the end of
+// the order until it passes. Other answers (486, 488, 4xx) resolve the
+// request. The document receives one bvr.record.update naming the SRS that
+// took it (srs, transport), or one error.bvr.record with the last reason.
+//
+// Keepalive: the SRSs of Config.SRS are probed with OPTIONS every
+// Keepalive.Interval (the daemon's default 10 s), over TCP then UDP unless
+// the transport is forced; any final answer but 503 means alive. After
+// Keepalive.Failures probes in a row fail (default 2), the SRS is marked
+// down: new requests try it last, and SRSs that failed a request are probed
+// too until they answer again. Status and metrics show each SRS's state.
+//
+// Takeover: when the SRS in use sends BYE, stops answering a re-INVITE
+// (timeout, 408, 481), or is marked down by the keepalive, and the list has
+// another SRS, the session's forks and endpoints are removed at once (no
+// copy goes to the lost SRS from then on), and a new session opens to the
+// next usable SRS with the same metadata session id, in the modes in force.
+// The document gets an unsolicited bvr.record.update with operation
+// "failover", srs (the new SRS), previous and cause; a request in flight
+// resolves on the new session (its event carries previous and cause). An
+// SRS a session left is not tried again by that session's takeovers (no
+// ping-pong); with no SRS left the document gets error.bvr.record srs-ended,
+// as with a single SRS. Copies go to a dead SRS at most for the detection
+// time: Interval x Failures + 2 x the probe timeout (2 s), 24 s with the
+// daemon's defaults, or Timeouts.Invite when a re-INVITE finds it dead first.
 //
 // # Reason codes
 //
@@ -87,10 +148,12 @@
 //	srs-rejected      the SRS answered with a failure (e.g. "486 Busy Here"),
 //	                  refused streams, or kept answering 491
 //	srs-timeout       no final answer within Timeouts.Invite
-//	srs-unreachable   the request could not be sent (no route, refused TCP)
+//	srs-unreachable   the request could not be sent (no route, refused TCP
+//	                  with the transport forced, a name that does not resolve)
 //	srs-bad-answer    the answer's SDP does not fit the offer (m-line count,
 //	                  direction, address); the session is ended
-//	srs-ended         the SRS sent BYE mid-call
+//	srs-ended         the SRS ended the session mid-call (BYE, or lost to the
+//	                  keepalive) and no other SRS of the list took it over
 //	dataplane         the engine could not open an endpoint or fork
 //
 // # Metadata
