@@ -392,7 +392,7 @@ func (c *CallsScenario) Run(ctx context.Context, env *Env) error {
 		"--log-level", "warn",
 		// The suite measures capacity: recforkd's admission limits (one
 		// source, rates past the defaults) are lifted.
-		"--max-calls", "-1", "--max-invite-rate", "-1", "--max-invite-rate-source", "-1", "--media-timeout", "-1"),
+		"--max-calls", "-1", "--max-invite-rate", "-1", "--max-invite-rate-source", "-1", "--media-timeout", "0"),
 		filepath.Join(dir, "recforkd.log"))
 	if err != nil {
 		return err
