@@ -474,6 +474,51 @@ func TestSRSReinviteAndMetadataRequest(t *testing.T) {
 	}
 }
 
+// TestBadInDialogBodies: an SRS re-INVITE or UPDATE whose body we cannot
+// take is answered with a status and reason phrase naming the cause and a
+// Warning with the detail; the recording goes on (a good re-INVITE after
+// them is still answered 200).
+func TestBadInDialogBodies(t *testing.T) {
+	h := newHarness(t)
+	srs := newTestSRS(t, h.j)
+	h.record(t, srs.uri(), "active", "active")
+	srs.waitInvite(t)
+	h.wait(t)
+	oneStream, _ := sdpOffer{SessionID: 7, Version: 9, IP: lo, Codecs: []Codec{{PayloadType: 0, Name: "PCMU", ClockRate: 8000}},
+		Streams: []sdpStream{{Port: 40000, Dir: "recvonly"}}}.marshal()
+	for _, tc := range []struct {
+		name         string
+		method       sip.RequestMethod
+		ctype        string
+		body         string
+		code         int
+		phrase, warn string
+	}{
+		{"multipart without boundary", sip.INVITE, "multipart/mixed", "--x\r\n\r\nv=0\r\n--x--\r\n", 400, "Missing Multipart Boundary", "without boundary"},
+		{"boundary never seen", sip.UPDATE, "multipart/mixed;boundary=abc", "--other\r\nContent-Type: text/plain\r\n\r\nhi\r\n--other--\r\n", 400, "Multipart Boundary Not Found", `boundary 'abc'`},
+		{"bad content type", sip.UPDATE, "multipart/mixed;;;", "x", 400, "Malformed Content-Type", "content type"},
+		{"sdp garbage", sip.INVITE, "application/sdp", "this is not sdp", 400, "Malformed SDP", "parse sdp"},
+		{"bad connection address", sip.INVITE, "application/sdp", "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 not-an-address\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\nm=audio 4002 RTP/AVP 0\r\n", 400, "Malformed SDP", "connection address"},
+		{"m-line count changed", sip.INVITE, "application/sdp", string(oneStream), 488, "Not Acceptable Here", "1 m-lines for our 2"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			res := srs.request(t, tc.method, tc.ctype, []byte(tc.body))
+			if res.StatusCode != tc.code || res.Reason != tc.phrase {
+				t.Fatalf("answered %d %q, want %d %q", res.StatusCode, res.Reason, tc.code, tc.phrase)
+			}
+			w := res.GetHeader("Warning")
+			if w == nil || !strings.HasPrefix(w.Value(), `399 recfork "`) || !strings.Contains(w.Value(), tc.warn) {
+				t.Fatalf("Warning %v, want 399 with %q", w, tc.warn)
+			}
+		})
+	}
+	good, _ := sdpOffer{SessionID: 7, Version: 10, IP: lo, Codecs: []Codec{{PayloadType: 0, Name: "PCMU", ClockRate: 8000}},
+		Streams: []sdpStream{{Port: 40000, Dir: "recvonly"}, {Port: 40002, Dir: "recvonly"}}}.marshal()
+	if res := srs.request(t, sip.INVITE, "application/sdp", good); res.StatusCode != 200 {
+		t.Fatalf("good re-INVITE after bad ones answered %d %s", res.StatusCode, res.Reason)
+	}
+}
+
 func TestPartialMetadataProfile(t *testing.T) {
 	h := newHarness(t, func(c *Config) { c.DefaultProfile = Profile{Metadata: MetadataPartial} })
 	srs := newTestSRS(t, h.j)

@@ -34,6 +34,29 @@ func (p Part) MediaType() string {
 // maxBodySize bounds bodies we parse.
 const maxBodySize = 1 << 20
 
+// bodyFault is a body we cannot read, with the SIP status and reason phrase
+// it earns when it came in a request (RFC 3261 §21.4.1: 400 for a malformed
+// request, §21.4.11: 413 for one too large), so an SRS's engineer reads the
+// cause in the response rather than in our logs. It wraps ErrBadBody or
+// ErrBadSDP.
+type bodyFault struct {
+	code   int
+	phrase string
+	detail string
+	kind   error
+}
+
+func (f *bodyFault) Error() string { return f.detail + ": " + f.kind.Error() }
+func (f *bodyFault) Unwrap() error { return f.kind }
+
+func newFault(code int, phrase string, kind error, format string, args ...any) error {
+	return &bodyFault{code: code, phrase: phrase, detail: fmt.Sprintf(format, args...), kind: kind}
+}
+
+func badBody(phrase, format string, args ...any) error {
+	return newFault(400, phrase, ErrBadBody, "parse body: "+format, args...)
+}
+
 // writeMultipart builds a multipart/mixed body (RFC 2046 §5.1) and returns it
 // with its Content-Type value. Part headers are written "Name: value" with
 // the space: one SRS's parser broke without it.
@@ -74,24 +97,24 @@ func writeMultipart(boundary string, parts ...Part) (contentType string, body []
 // body gives its parts, anything else one part.
 func ParseBody(contentType string, body []byte) ([]Part, error) {
 	if len(body) > maxBodySize {
-		return nil, fmt.Errorf("parse body: %d bytes: %w", len(body), ErrBadBody)
+		return nil, newFault(413, "Request Entity Too Large", ErrBadBody, "parse body: %d bytes", len(body))
 	}
 	if contentType == "" {
 		if len(body) == 0 {
 			return nil, nil
 		}
-		return nil, fmt.Errorf("parse body: body without Content-Type: %w", ErrBadBody)
+		return nil, badBody("Missing Content-Type", "body without Content-Type")
 	}
 	mt, params, err := mime.ParseMediaType(contentType)
 	if err != nil {
-		return nil, fmt.Errorf("parse body: content type %q: %v: %w", contentType, err, ErrBadBody)
+		return nil, badBody("Malformed Content-Type", "content type %q: %v", contentType, err)
 	}
 	if !strings.HasPrefix(mt, "multipart/") {
 		return []Part{{ContentType: contentType, Body: body}}, nil
 	}
 	boundary := params["boundary"]
 	if boundary == "" {
-		return nil, fmt.Errorf("parse body: %s without boundary: %w", mt, ErrBadBody)
+		return nil, badBody("Missing Multipart Boundary", "%s without boundary", mt)
 	}
 	r := multipart.NewReader(bytes.NewReader(body), boundary)
 	var parts []Part
@@ -103,14 +126,14 @@ func ParseBody(contentType string, body []byte) ([]Part, error) {
 		if err != nil && len(parts) == 0 {
 			// mime/multipart says only "EOF" when the delimiter never
 			// appears; name the cause.
-			return nil, fmt.Errorf("parse body: no part delimited by boundary %q: %v: %w", boundary, err, ErrBadBody)
+			return nil, badBody("Multipart Boundary Not Found", "no part delimited by boundary %q: %v", boundary, err)
 		}
 		if err != nil {
-			return nil, fmt.Errorf("parse body: %v: %w", err, ErrBadBody)
+			return nil, badBody("Malformed Multipart Body", "%v", err)
 		}
 		b, err := io.ReadAll(p)
 		if err != nil {
-			return nil, fmt.Errorf("parse body: part %d: %v: %w", len(parts)+1, err, ErrBadBody)
+			return nil, badBody("Malformed Multipart Body", "part %d: %v", len(parts)+1, err)
 		}
 		ct := partHeader(p.Header, "Content-Type", "C")
 		if ct == "" {
@@ -118,11 +141,11 @@ func ParseBody(contentType string, body []byte) ([]Part, error) {
 		}
 		parts = append(parts, Part{ContentType: ct, Disposition: partHeader(p.Header, "Content-Disposition", ""), Body: b})
 		if len(parts) > 16 {
-			return nil, fmt.Errorf("parse body: more than 16 parts: %w", ErrBadBody)
+			return nil, badBody("Too Many Body Parts", "more than 16 parts")
 		}
 	}
 	if len(parts) == 0 {
-		return nil, fmt.Errorf("parse body: no part delimited by boundary %q: %w", boundary, ErrBadBody)
+		return nil, badBody("Multipart Boundary Not Found", "no part delimited by boundary %q", boundary)
 	}
 	return parts, nil
 }

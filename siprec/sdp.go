@@ -119,7 +119,7 @@ func normalizeSDP(b []byte) []byte {
 func parseStreams(body []byte) (uint64, []sdpStream, error) {
 	var sd sdp.SessionDescription
 	if err := sd.Unmarshal(normalizeSDP(body)); err != nil {
-		return 0, nil, fmt.Errorf("parse sdp: %v: %w", err, ErrBadSDP)
+		return 0, nil, newFault(400, "Malformed SDP", ErrBadSDP, "parse sdp: %v", err)
 	}
 	var sessAddr netip.Addr
 	if ci := sd.ConnectionInformation; ci != nil && ci.Address != nil {
@@ -186,7 +186,7 @@ func isDir(k string) bool {
 func parseConnAddr(s string) (netip.Addr, error) {
 	a, err := netip.ParseAddr(s)
 	if err != nil {
-		return netip.Addr{}, fmt.Errorf("parse sdp: connection address %q: %w", s, ErrBadSDP)
+		return netip.Addr{}, newFault(400, "Malformed SDP", ErrBadSDP, "parse sdp: connection address %q", s)
 	}
 	return a.Unmap(), nil
 }

@@ -3,7 +3,9 @@ package siprec
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -411,7 +413,7 @@ func (c *Client) onUpdate(req *sip.Request, tx sip.ServerTransaction) {
 	}
 	parts, err := ParseBody(contentType(req), req.Body())
 	if err != nil {
-		respond(tx, req, 400, "Bad Body", nil)
+		rejectBody(tx, req, err)
 		return
 	}
 	if _, ok := findPart(parts, "application/sdp"); ok {
@@ -439,6 +441,43 @@ func (c *Client) onNoRoute(req *sip.Request, tx sip.ServerTransaction) {
 		return
 	}
 	respond(tx, req, 405, "Method Not Allowed", nil, sip.NewHeader("Allow", "INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE"))
+}
+
+// rejectBody answers a request whose body we cannot take. The status and
+// phrase name the cause (400 for a malformed body or SDP, 413 for one too
+// large, 488 for an SDP we read but cannot answer, RFC 3261 §21.4), and a
+// Warning (§20.43, code 399) carries the detail for the SRS's engineer.
+func rejectBody(tx sip.ServerTransaction, req *sip.Request, err error) {
+	code, phrase := 488, "Not Acceptable Here"
+	var f *bodyFault
+	switch {
+	case errors.As(err, &f):
+		code, phrase = f.code, f.phrase
+	case errors.Is(err, ErrBadBody):
+		code, phrase = 400, "Bad Body"
+	}
+	respond(tx, req, code, phrase, nil, sip.NewHeader("Warning", warning(err)))
+}
+
+// warning is a Warning header value (RFC 3261 §20.43) with code 399: the
+// text is a quoted-string, so quotes, backslashes and control characters of
+// the detail (which may quote the peer's own bytes) are replaced, and it is
+// kept short.
+func warning(err error) string {
+	var b strings.Builder
+	b.WriteString(`399 recfork "`)
+	for i, r := range err.Error() {
+		if i >= 200 {
+			b.WriteString("...")
+			break
+		}
+		if r < 0x20 || r == 0x7f || r == '"' || r == '\\' {
+			r = '\''
+		}
+		b.WriteRune(r)
+	}
+	b.WriteByte('"')
+	return b.String()
 }
 
 func contentType(req *sip.Request) string {
@@ -479,7 +518,7 @@ func (s *session) answerReinvite(req *sip.Request, tx sip.ServerTransaction) {
 	}
 	parts, err := ParseBody(contentType(req), req.Body())
 	if err != nil {
-		respond(tx, req, 400, "Bad Body", nil)
+		rejectBody(tx, req, err)
 		return
 	}
 	_, wantSnapshot := findPart(parts, MetadataRequest)
@@ -488,7 +527,7 @@ func (s *session) answerReinvite(req *sip.Request, tx sip.ServerTransaction) {
 	if hasSDP {
 		_, offer, err = parseStreams(sdpPart.Body)
 		if err != nil {
-			respond(tx, req, 488, "Not Acceptable Here", nil)
+			rejectBody(tx, req, err)
 			return
 		}
 	}
@@ -499,7 +538,7 @@ func (s *session) answerReinvite(req *sip.Request, tx sip.ServerTransaction) {
 		s.mu.Unlock()
 		// RFC 3264 §8: m-lines are never removed; a different count is no
 		// offer we can answer.
-		respond(tx, req, 488, "Not Acceptable Here", nil)
+		rejectBody(tx, req, fmt.Errorf("re-INVITE has %d m-lines for our %d: %w", len(offer), len(streams), ErrBadSDP))
 		return
 	}
 	s.sdpVer++
