@@ -119,7 +119,10 @@
 //   - <send namelist> copies the variables' values when the send executes,
 //     also for a delayed send (send-namelist-snapshot); "name" and "eventid"
 //     in a namelist are the event's own and are ignored; the sendid is the
-//     delivered event's eventid for ccxml targets.
+//     delivered event's eventid for ccxml targets. The text is silent on
+//     answers from a connection's processor; recfork gives the
+//     bvr.record.update or error.bvr.record answering a <send> that send's
+//     sendid as eventid (simulator and recforkd alike).
 //   - <cancel> of a send that is not pending (unknown, or already
 //     delivered) raises error.notallowed (cancel-expired, cancel-notallowed).
 //   - <exit> ends the session at once: nothing after it runs, queued events

@@ -24,7 +24,8 @@ import (
 // raises error.semantic at the front while the transition goes on; a send's
 // send.successful comes before the connection processor's answer, whether
 // that answer is immediate (bad-mode) or needs the SRS (start); a send to
-// the session itself; the call's own events in between.
+// the session itself; the call's own events in between. Each answer's
+// eventid is the sendid of the <send> it answers.
 const orderApp = `<?xml version="1.0" encoding="UTF-8"?>
 <ccxml version="1.0" xmlns="http://www.w3.org/2002/09/ccxml">
 <var name="type" expr="'siprec'"/>
@@ -32,6 +33,7 @@ const orderApp = `<?xml version="1.0" encoding="UTF-8"?>
 <var name="inbound" expr="'loud'"/>
 <var name="outbound" expr="'active'"/>
 <var name="caller"/>
+<var name="sid"/>
 <var name="state" expr="'init'"/>
 <eventprocessor statevariable="state">
 <transition event="ccxml.loaded"><log expr="'loaded'"/><assign name="nosuch" expr="1"/><log expr="'FAIL: ran past the error'"/></transition>
@@ -45,18 +47,18 @@ const orderApp = `<?xml version="1.0" encoding="UTF-8"?>
 </transition>
 <transition state="answering" event="connection.connected">
   <log expr="'connected ' + event$.connection.state + ' ' + event$.eventsourcetype + ' ' + (event$.eventsource == caller)"/>
-  <send name="'bvr.record'" target="caller" targettype="'connection'" namelist="type uri inbound outbound"/>
+  <send name="'bvr.record'" target="caller" targettype="'connection'" namelist="type uri inbound outbound" sendid="sid"/>
   <assign name="state" expr="'badmode'"/>
 </transition>
 <transition event="send.successful"><log expr="'send.successful'"/></transition>
 <transition state="badmode" event="error.bvr.record">
-  <log expr="'error.bvr.record ' + event$.reason.split(':')[0] + ' ' + event$.inbound + ' ' + event$.outbound"/>
+  <log expr="'error.bvr.record ' + event$.reason.split(':')[0] + ' ' + event$.inbound + ' ' + event$.outbound + ' ' + (event$.eventid == sid)"/>
   <assign name="inbound" expr="'active'"/>
-  <send name="'bvr.record'" target="caller" targettype="'connection'" namelist="type uri inbound outbound"/>
+  <send name="'bvr.record'" target="caller" targettype="'connection'" namelist="type uri inbound outbound" sendid="sid"/>
   <assign name="state" expr="'recording'"/>
 </transition>
 <transition state="recording" event="bvr.record.update">
-  <log expr="'bvr.record.update ' + event$.operation + ' ' + event$.inbound + ' ' + event$.outbound"/>
+  <log expr="'bvr.record.update ' + event$.operation + ' ' + event$.inbound + ' ' + event$.outbound + ' ' + (event$.eventid == sid)"/>
   <send name="'user.next'" target="session.id"/>
   <assign name="state" expr="'next'"/>
 </transition>
@@ -75,9 +77,9 @@ var wantOrder = []string{
 	"error.semantic disconnect",
 	"connected CONNECTED connection true",
 	"send.successful",
-	"error.bvr.record bad-mode none none",
+	"error.bvr.record bad-mode none none true",
 	"send.successful",
-	"bvr.record.update start active active",
+	"bvr.record.update start active active true",
 	"send.successful",
 	"user.next",
 	"disconnected DISCONNECTED",

@@ -177,14 +177,14 @@ func (p *platform) Send(_ context.Context, s *ccxml.Session, r ccxml.SendRequest
 			return fmt.Sprint(v)
 		}
 	}
-	req := siprec.Request{Type: str("type"), URI: str("uri"), Inbound: str("inbound"), Outbound: str("outbound")}
+	req := siprec.Request{Type: str("type"), URI: str("uri"), Inbound: str("inbound"), Outbound: str("outbound"), Tag: r.SendID}
 	if _, err := p.d.Connection(r.Target); err != nil {
 		// No connection, no recording client to answer for it: the
 		// document still gets its one error.bvr.record.
 		_ = s.Post(ccxml.Event{Name: siprec.EventError, Fields: map[string]any{
 			"connectionid": r.Target, "type": req.Type, "uri": req.URI,
 			"inbound": string(siprec.ModeNone), "outbound": string(siprec.ModeNone),
-			"reason": siprec.ReasonNoConnection + ": " + r.Target}})
+			"reason": siprec.ReasonNoConnection + ": " + r.Target, "eventid": r.SendID}})
 		return nil
 	}
 	err := p.d.Record(r.Target, req)

@@ -89,6 +89,12 @@ func (d *Daemon) onRecordEvent(ev siprec.Event) {
 		"inbound":      string(ev.Inbound),
 		"outbound":     string(ev.Outbound),
 	}
+	if ev.Tag != "" {
+		// The <send>'s sendid, so the answer's eventid names the send it
+		// answers, as for sends to ccxml targets (ccxml/doc.go) and as the
+		// simulator does.
+		f["eventid"] = ev.Tag
+	}
 	if ev.Name == siprec.EventUpdate {
 		f["operation"] = ev.Operation
 	} else {

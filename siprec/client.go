@@ -223,7 +223,7 @@ func (c *Client) Record(leg Leg, req Request) error {
 	if reason != "" {
 		// Rejected before it could merge with anything: it resolves alone,
 		// reporting the state in force.
-		ev := Event{Name: EventError, ConnectionID: leg.ConnectionID, Type: req.Type, URI: req.URI,
+		ev := Event{Name: EventError, ConnectionID: leg.ConnectionID, Type: req.Type, URI: req.URI, Tag: req.Tag,
 			Inbound: ModeNone, Outbound: ModeNone, Reason: reason}
 		if s := c.sessions[leg.ConnectionID]; s != nil && leg.ConnectionID != "" {
 			s.fillInForce(&ev)

@@ -22,6 +22,7 @@ import (
 // intent is a validated request: concrete URI, modes possibly "" (nochange).
 type intent struct {
 	typ, uri string
+	tag      string
 	list     []sip.Uri
 	in, out  Mode
 }
@@ -42,6 +43,7 @@ type batch struct {
 	startURI string // "" when no session existed when the batch opened
 	lastType string
 	lastURI  string
+	lastTag  string
 	// previous and cause are set when the batch's session moved to another
 	// SRS of the list on the way (the one in use stopped answering).
 	previous, cause string
@@ -159,7 +161,7 @@ func validate(leg Leg, req Request) (intent, string) {
 			return intent{}, fmt.Sprintf("%s: %q: sips needs TLS, which is not configured", ReasonBadURI, u.String())
 		}
 	}
-	in := intent{typ: req.Type, uri: req.URI, list: list}
+	in := intent{typ: req.Type, uri: req.URI, tag: req.Tag, list: list}
 	for _, f := range []struct {
 		name string
 		v    string
@@ -208,7 +210,7 @@ func (s *session) submit(leg Leg, in intent) bool {
 		t.out = in.out
 	}
 	s.tgt = t
-	s.b.lastType, s.b.lastURI = in.typ, in.uri
+	s.b.lastType, s.b.lastURI, s.b.lastTag = in.typ, in.uri, in.tag
 	s.poke()
 	return true
 }
@@ -256,7 +258,7 @@ func (s *session) emitLocked(name, reason string) {
 	b := s.b
 	s.b = nil
 	cur := s.inForceLocked()
-	ev := Event{Name: name, ConnectionID: s.connID, Type: b.lastType, URI: b.lastURI,
+	ev := Event{Name: name, ConnectionID: s.connID, Type: b.lastType, URI: b.lastURI, Tag: b.lastTag,
 		Inbound: cur.in, Outbound: cur.out, Previous: b.previous, Cause: b.cause}
 	s.fillSRSLocked(&ev)
 	if name == EventUpdate {

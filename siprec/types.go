@@ -69,6 +69,10 @@ type Request struct {
 	// Inbound and Outbound are "active", "inactive", "none", "nochange" or
 	// empty (omitted, same as "nochange").
 	Inbound, Outbound string
+	// Tag is opaque to the client and comes back in the Event that resolves
+	// the request (for a coalesced batch, its last request's Tag): recforkd
+	// puts the CCXML sendid here so the answer's eventid names the <send>.
+	Tag string
 }
 
 // Event is the answer to a resolved request, or an unsolicited srs-ended error.
@@ -84,6 +88,9 @@ type Event struct {
 	// Inbound and Outbound are the state in force when the event is sent:
 	// "active", "inactive" or "none", never "nochange".
 	Inbound, Outbound Mode
+	// Tag is the Tag of the request the event resolves; empty on events no
+	// request asked for (failover, srs-ended).
+	Tag string
 	// Operation is set on EventUpdate only: OpStart, OpUpdate, OpRestart, OpStop.
 	Operation string
 	// Reason is set on EventError only: a reason code, then ": " and a
