@@ -150,8 +150,8 @@ sleep "$MUTE_FOR"
 "$CTL" record unmute "$conn" --direction inbound --admin "$admin" || fail "unmute $conn"
 "$CTL" recordings --admin "$admin" --json >"$work/recordings-during.json"
 
-# Which files belong to the muted connection: the SRS names a session's
-# directory after the recording's Call-ID, and each file after its label.
+# Which files belong to the muted connection: the recording's Call-ID and
+# each stream's label, looked up in the SRS's session.json files below.
 awk '
 	/"connection_id":/ { gsub(/[",]/, "", $2); conn = $2 }
 	/"call_id":/       { gsub(/[",]/, "", $2); cid = $2 }
@@ -193,6 +193,8 @@ done
 
 # The recordings.
 shopt -s nullglob
+summaries() { set -- "$work"/recordings/*/session.json; [ "$#" -ge "$CALLS" ]; }
+wait_for 10 "the SRS's session summaries" summaries
 wavs=("$work"/recordings/*/*.wav)
 [ "${#wavs[@]}" = $((2 * CALLS)) ] || fail "want $((2 * CALLS)) WAV files, found ${#wavs[@]}"
 "$CTL" wav --json "${wavs[@]}" >"$work/wav.json" || fail "unreadable WAV files"
@@ -202,8 +204,13 @@ printf "%-12s %-9s %-6s %8s %8s %8s %9s %8s  %s\n" CONNECTION DIRECTION LABEL "S
 problems=0
 srs_total=0
 while read -r c cid dir label; do
-	dirname=$(printf "%s" "$cid" | sed 's/[^A-Za-z0-9._-]/_/g')
-	f="$work/recordings/$dirname/$label.wav"
+	# The SRS names sessions and files itself; session.json maps the
+	# Call-ID and each stream label to its file.
+	f=$(awk -v cid="$cid" -v label="$label" '
+		/"CallID":/ { match($0, /"CallID": "[^"]*"/); mine = (substr($0, RSTART + 11, RLENGTH - 12) == cid) }
+		/"Label":/  { match($0, /"Label": "[^"]*"/); want = mine && (substr($0, RSTART + 10, RLENGTH - 11) == label) }
+		/"Path":/   { if (want) { match($0, /"Path": "[^"]*"/); print substr($0, RSTART + 9, RLENGTH - 10); exit } }
+	' "$work"/recordings/*/session.json)
 	line=$(awk -v f="$f" '
 		/"file":/           { gsub(/[",]/, "", $2); cur = $2 }
 		/"seconds":/        { gsub(/,/, "", $2); if (cur == f) s = $2 }

@@ -26,8 +26,9 @@ func init() {
 
 const srsUsage = `usage: recforkctl srs --listen ADDR --dir DIR [--media-ip IP] [--rtp-ports MIN-MAX] [--lenient] [--verbose]
 
-Accepts SIPREC sessions on ADDR (UDP and TCP) and writes DIR/<session>/<label>.wav
-and metadata.xml per session until SIGINT or SIGTERM. One line is printed when a
+Accepts SIPREC sessions on ADDR (UDP and TCP) and writes DIR/<session>/stream<N>.wav
+(N: the m-line position), metadata.xml and session.json per session, 0640 in 0750
+directories, until SIGINT or SIGTERM. One line is printed when a
 session starts and one when it ends.`
 
 func runSRS(args []string, stdout, stderr io.Writer) int {

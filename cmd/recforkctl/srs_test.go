@@ -130,18 +130,21 @@ func TestSRSCommandRecordsACall(t *testing.T) {
 	if _, err := conn.Write([]byte(head("ACK", "ack1", tag[1], "1 ACK") + "Content-Length: 0\r\n\r\n")); err != nil {
 		t.Fatal(err)
 	}
-	if l := next(); !strings.HasPrefix(l, "session start cli-call-1 ") || !strings.Contains(l, "[7 "+dir) {
-		t.Fatalf("start line %q", l)
+	// The session is named by the server, never after the Call-ID.
+	sl := next()
+	start := regexp.MustCompile(`^session start (\S+) call-id="cli-call-1" `).FindStringSubmatch(sl)
+	if start == nil || start[1] == "cli-call-1" || !strings.Contains(sl, "[7 "+dir) {
+		t.Fatalf("start line %q", sl)
 	}
 	res = rawSIP(t, conn, head("BYE", "bye1", tag[1], "2 BYE")+"Content-Length: 0\r\n\r\n", "2 BYE")
 	if !strings.HasPrefix(res, "SIP/2.0 200") {
 		t.Fatalf("bye answered:\n%s", res)
 	}
 	l := next()
-	if !strings.HasPrefix(l, "session end   cli-call-1 ") || !strings.Contains(l, `reason="bye from src"`) {
+	if !strings.HasPrefix(l, "session end   "+start[1]+" ") || !strings.Contains(l, `reason="bye from src"`) {
 		t.Fatalf("end line %q", l)
 	}
-	if _, err := os.Stat(dir + "/cli-call-1/7.wav"); err != nil {
+	if _, err := os.Stat(dir + "/" + start[1] + "/stream0.wav"); err != nil {
 		t.Fatal(err)
 	}
 	cancel()

@@ -73,16 +73,22 @@
 //
 // # Files
 //
-// Each session gets a directory under Config.Dir named after its Call-ID
-// (characters other than letters, digits, '-', '_', '.' become '_'; a
-// numeric suffix "-2", "-3"... keeps it unique); the directory name is the
-// session ID:
+// No caller-chosen text ever becomes a path: each session gets a directory
+// under Config.Dir named by the server, its start time in UTC and 64 random
+// bits ("20261204T173512Z-9f86d081884c7d65"), which is also the session ID,
+// and each stream file is named by its m-line position. The Call-ID and the
+// labels are in session.json and SessionInfo, which map them to the files:
 //
-//	DIR/<session-id>/<label>.wav      one per recorded stream; a stream
-//	                                  without label is stream<position>; a
-//	                                  name already taken gets "-2"...
+//	DIR/<session-id>/stream<N>.wav    one per recorded stream (N: the
+//	                                  m-line position; a stream replaced at
+//	                                  that position gets "-2"...)
 //	DIR/<session-id>/metadata.xml     the latest metadata, as received
 //	DIR/<session-id>/session.json     SessionInfo, written when it ends
+//
+// Files get Config.FileMode exactly (default 0640, whatever the umask) and
+// directories the same with search permission (0750); Config.Group, when
+// set, owns them. metadata.xml and session.json are replaced by rename, so
+// a reader never sees half a document.
 //
 // WAV files are 16-bit PCM, mono, 8 kHz. G.711 µ-law (PT 0) and A-law (PT 8,
 // or any payload type mapped to PCMU/8000 or PCMA/8000 by a=rtpmap) are

@@ -52,7 +52,7 @@ func TestMediaOverSocket(t *testing.T) {
 	if st.Packets != 7 || st.Duplicates != 1 || st.Lost != 0 || st.Undecoded != 1 || st.SSRC != 0xabc || st.FirstArrival.IsZero() || st.LastArrival.Before(st.FirstArrival) {
 		t.Fatalf("stream %+v", st)
 	}
-	samples := readWAV(t, filepath.Join(dir, si.ID, "x.wav"))
+	samples := readWAV(t, filepath.Join(dir, si.ID, "stream0.wav"))
 	if want := st.StartOffset + 6*160; int64(len(samples)) != want {
 		t.Fatalf("%d samples, want %d", len(samples), want)
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"math/rand/v2"
 	"net"
@@ -25,8 +26,18 @@ type Config struct {
 	// Listen is the SIP host:port served on both UDP and TCP. Port 0 picks a
 	// free port (see Server.Addr). Empty means "127.0.0.1:0".
 	Listen string
-	// Dir is where session directories are created. Required.
+	// Dir is where session directories are created. Required. It is made
+	// (with the directory mode below) when missing, else left as it is.
 	Dir string
+	// FileMode is the permission of every recording file; directories get
+	// it plus search permission wherever it gives read (0640 makes 0750).
+	// It is applied exactly, whatever the process umask. Zero means 0640:
+	// the owner and the recordings group read, nobody else.
+	FileMode fs.FileMode
+	// Group, a group name or numeric id, owns the session directories and
+	// files (the server must be a member, or root). Empty leaves the group
+	// the kernel gives (the process's, or the directory's when setgid).
+	Group string
 	// MediaIP is the address RTP is received on and advertised in SDP.
 	// Zero means the Listen host, which must then not be a wildcard.
 	MediaIP netip.Addr
@@ -53,6 +64,7 @@ type Server struct {
 	addr    netip.AddrPort
 	mediaIP netip.Addr
 	ports   *portAlloc
+	store   storage
 
 	ua     *sipgo.UserAgent
 	sip    *sipgo.Server
@@ -81,7 +93,11 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Dir == "" {
 		return nil, fmt.Errorf("new srs: dir is required: %w", ErrConfig)
 	}
-	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
+	store, err := newStorage(cfg.FileMode, cfg.Group)
+	if err != nil {
+		return nil, fmt.Errorf("new srs: %w", err)
+	}
+	if err := store.mkdirAll(cfg.Dir); err != nil {
 		return nil, fmt.Errorf("new srs: create dir: %w", err)
 	}
 	if cfg.Listen == "" {
@@ -118,7 +134,7 @@ func New(cfg Config) (*Server, error) {
 		log = discardLogger()
 	}
 	s := &Server{
-		cfg: cfg, log: log, mediaIP: media, ports: ports,
+		cfg: cfg, log: log, mediaIP: media, ports: ports, store: store,
 		live: map[string]*session{}, byDialog: map[string]*session{},
 		closing: make(chan struct{}), notify: make(chan struct{}),
 	}
@@ -353,19 +369,17 @@ func (s *Server) Bye(ctx context.Context, sessionID string) error {
 }
 
 // newSession registers a session and its directory. The caller fills the
-// dialog fields before the session is visible to in-dialog requests.
+// dialog fields before the session is visible to in-dialog requests. The
+// directory name is newSessionID's, never the Call-ID: a caller must not be
+// able to choose or predict where its data lands.
 func (s *Server) newSession(callID string) (*session, error) {
-	base := sanitize(callID)
-	if base == "" {
-		base = "session"
-	}
-	for n := 1; n < 1000; n++ {
-		id := base
-		if n > 1 {
-			id = base + "-" + strconv.Itoa(n)
+	for range 8 {
+		id, err := newSessionID(timeNow())
+		if err != nil {
+			return nil, fmt.Errorf("create session id: %w", err)
 		}
 		dir := filepath.Join(s.cfg.Dir, id)
-		err := os.Mkdir(dir, 0o755)
+		err = s.store.mkdir(dir)
 		if errors.Is(err, os.ErrExist) {
 			continue
 		}
@@ -380,7 +394,7 @@ func (s *Server) newSession(callID string) (*session, error) {
 		}
 		return ss, nil
 	}
-	return nil, fmt.Errorf("create session dir for call-id %q: too many sessions", callID)
+	return nil, fmt.Errorf("create session dir: %w", errTooManyCollisions)
 }
 
 // publish makes a set-up session reachable by ID and dialog.

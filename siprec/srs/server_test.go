@@ -184,8 +184,8 @@ func TestRecordCall(t *testing.T) {
 					t.Fatalf("stream %+v", st)
 				}
 			}
-			checkAudio(t, readWAV(t, filepath.Join(dir, si.ID, "10.wav")), si.Streams[0], a, a0)
-			checkAudio(t, readWAV(t, filepath.Join(dir, si.ID, "20.wav")), si.Streams[1], b, b0)
+			checkAudio(t, readWAV(t, filepath.Join(dir, si.ID, "stream0.wav")), si.Streams[0], a, a0)
+			checkAudio(t, readWAV(t, filepath.Join(dir, si.ID, "stream1.wav")), si.Streams[1], b, b0)
 			// The pause left silence, not missing time: the span of stream 10
 			// covers its 3200 skipped samples.
 			if got, want := si.Streams[0].Samples-si.Streams[0].StartOffset, int64(50*160+3200); got != want {

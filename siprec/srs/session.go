@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -182,11 +181,7 @@ func (s *session) setMetadata(b []byte) error {
 	}
 	s.metadata = bytes.Clone(b)
 	s.metaUpdates++
-	tmp := filepath.Join(s.dir, ".metadata.xml.tmp")
-	if err := os.WriteFile(tmp, b, 0o644); err != nil {
-		return fmt.Errorf("write metadata: %w", err)
-	}
-	if err := os.Rename(tmp, filepath.Join(s.dir, "metadata.xml")); err != nil {
+	if err := s.srv.store.writeFile(filepath.Join(s.dir, "metadata.xml"), b); err != nil {
 		return fmt.Errorf("write metadata: %w", err)
 	}
 	return nil
@@ -316,9 +311,9 @@ func (s *session) activate(st *stream, mode StreamMode) error {
 	if err != nil {
 		return err
 	}
-	name := s.fileName(st.label, st.position)
+	name := s.fileName(st.position)
 	path := filepath.Join(s.dir, name+".wav")
-	w, err := createWAV(path)
+	w, err := s.srv.store.createWAV(path)
 	if err != nil {
 		a.Close()
 		b.Close()
@@ -333,15 +328,14 @@ func (s *session) activate(st *stream, mode StreamMode) error {
 	return nil
 }
 
-// fileName picks a unique, safe base name for a stream's file: the label,
-// else "stream<position>", with a numeric suffix when taken.
-func (s *session) fileName(label string, position int) string {
-	base := sanitize(label)
-	if base == "" {
-		base = "stream" + strconv.Itoa(position)
-	}
+// fileName picks a unique base name for a stream's file from its position,
+// "stream<position>", with a numeric suffix when a re-INVITE replaced the
+// stream at that position. The label is the caller's and stays out of the
+// path; SessionInfo.Streams maps labels to files.
+func (s *session) fileName(position int) string {
+	base := "stream" + strconv.Itoa(position)
 	name := base
-	for n := 2; s.names[name] || name == "metadata" || name == "session"; n++ {
+	for n := 2; s.names[name]; n++ {
 		name = base + "-" + strconv.Itoa(n)
 	}
 	s.names[name] = true
@@ -376,34 +370,13 @@ func (s *session) end(reason string) {
 	}
 	info := s.info()
 	if b, err := json.MarshalIndent(info, "", "  "); err == nil {
-		if err := os.WriteFile(filepath.Join(s.dir, "session.json"), append(b, '\n'), 0o644); err != nil {
+		if err := s.srv.store.writeFile(filepath.Join(s.dir, "session.json"), append(b, '\n')); err != nil {
 			s.srv.log.Error("write session summary", "session_id", s.id, "error", err)
 		}
 	}
 	s.srv.sessionEnded(s, info)
 }
 
-// sanitize keeps letters, digits, '-', '_' and '.', maps the rest to '_',
-// never yields a dot-only name, and bounds the length.
-func sanitize(v string) string {
-	var b strings.Builder
-	for _, r := range v {
-		if b.Len() >= 64 {
-			break
-		}
-		switch {
-		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '-', r == '_', r == '.':
-			b.WriteRune(r)
-		default:
-			b.WriteByte('_')
-		}
-	}
-	out := b.String()
-	if strings.Trim(out, ".") == "" {
-		return strings.Repeat("_", len(out))
-	}
-	return out
-}
 
 // discard removes a session that was never answered: its streams, files
 // and directory.

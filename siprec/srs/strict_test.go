@@ -144,8 +144,8 @@ func TestReInviteStreams(t *testing.T) {
 	if si.Streams[0].Mode != ModeRecvOnly || si.MetadataUpdates != 2 || len(si.Violations) != 0 {
 		t.Fatalf("session %+v", si)
 	}
-	if got := readWAV(t, filepath.Join(dir, si.ID, "2.wav")); len(got) != 3*160+int(si.Streams[1].StartOffset) {
-		t.Fatalf("2.wav has %d samples", len(got))
+	if got := readWAV(t, filepath.Join(dir, si.ID, "stream1.wav")); len(got) != 3*160+int(si.Streams[1].StartOffset) {
+		t.Fatalf("stream1.wav has %d samples", len(got))
 	}
 	if !strings.Contains(string(si.Metadata), "<label>2</label>") {
 		t.Fatalf("metadata not updated: %s", si.Metadata)
@@ -196,7 +196,7 @@ func TestShutdownReleasesEverything(t *testing.T) {
 	if si.State != StateEnded || si.EndReason != EndShutdown {
 		t.Fatalf("after shutdown: %s %s", si.State, si.EndReason)
 	}
-	readWAV(t, filepath.Join(dir, si.ID, "a.wav"))
+	readWAV(t, filepath.Join(dir, si.ID, "stream0.wav"))
 	if _, err := srv.WaitFor(ctx, func([]SessionInfo) bool { return false }); !errors.Is(err, ErrClosed) {
 		t.Fatalf("WaitFor after close: %v", err)
 	}

@@ -28,8 +28,13 @@ type wavWriter struct {
 	buf        []byte
 }
 
+// createWAV creates a WAV file with the default recording mode.
 func createWAV(path string) (*wavWriter, error) {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
+	return storage{fileMode: defaultFileMode, dirMode: dirModeOf(defaultFileMode), gid: -1}.createWAV(path)
+}
+
+func (st storage) createWAV(path string) (*wavWriter, error) {
+	f, err := st.create(path)
 	if err != nil {
 		return nil, fmt.Errorf("create wav: %w", err)
 	}
