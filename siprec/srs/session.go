@@ -377,7 +377,6 @@ func (s *session) end(reason string) {
 	s.srv.sessionEnded(s, info)
 }
 
-
 // discard removes a session that was never answered: its streams, files
 // and directory.
 func (s *session) discard() {
