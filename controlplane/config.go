@@ -2,6 +2,7 @@ package controlplane
 
 import (
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -62,6 +63,12 @@ type Config struct {
 	SRSFailoverCodes []int
 	// RecordingsDir is where the built-in SRS writes; empty means ./recordings.
 	RecordingsDir string
+	// RecordingsMode is the built-in SRS's file permission (directories add
+	// search where it gives read); zero means 0640 (0750 directories).
+	RecordingsMode fs.FileMode
+	// RecordingsGroup, a name or numeric id, owns the built-in SRS's files;
+	// empty leaves the group the kernel gives.
+	RecordingsGroup string
 	// HTTP is an optional listener for /metrics and the CCXML basichttp and
 	// createsession processors; empty means none.
 	HTTP string

@@ -106,11 +106,13 @@ func NewService(ctx context.Context, cfg Config) (_ *Service, err error) {
 	svc.srsURI = cfg.SRS
 	if svc.srsURI == "" {
 		svc.srs, err = srs.New(srs.Config{
-			Listen:  netip.AddrPortFrom(cfg.MediaIP, 0).String(),
-			Dir:     cfg.RecordingsDir,
-			MediaIP: cfg.MediaIP,
-			Lenient: true,
-			Logger:  svc.log.With("component", "srs"),
+			Listen:   netip.AddrPortFrom(cfg.MediaIP, 0).String(),
+			Dir:      cfg.RecordingsDir,
+			FileMode: cfg.RecordingsMode,
+			Group:    cfg.RecordingsGroup,
+			MediaIP:  cfg.MediaIP,
+			Lenient:  true,
+			Logger:   svc.log.With("component", "srs"),
 		})
 		if err != nil {
 			return nil, fmt.Errorf("start built-in srs: %w", err)

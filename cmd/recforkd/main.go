@@ -36,6 +36,7 @@ type options struct {
 	dataplane, iface, admin, srs, recDir   string
 	http, destination, logLevel, logFormat string
 	srsTransport, srsFailover              string
+	recMode, recGroup                      string
 	srsKeepalive                           time.Duration
 	srsKeepaliveFailures                   int
 	dtmf                                   bool
@@ -142,6 +143,8 @@ func newOptions(stderr io.Writer) *options {
 	fs.StringVar(&o.srsTransport, "srs-transport", "", "force udp or tcp toward the SRS (default: TCP for large requests, UDP when TCP is refused)")
 	fs.StringVar(&o.srsFailover, "srs-failover-codes", "408,480,500,503", "INVITE answers after which the next SRS of the list is tried")
 	fs.StringVar(&o.recDir, "recordings", "recordings", "directory of the built-in SRS's files")
+	fs.StringVar(&o.recMode, "recordings-mode", "0640", "octal permission of the built-in SRS's files (directories add x where it gives r: 0750)")
+	fs.StringVar(&o.recGroup, "recordings-group", "", "group name or id owning the built-in SRS's files (default: the process's)")
 	fs.StringVar(&o.http, "http", "", "optional HTTP listener for /metrics and the CCXML basichttp processor")
 	fs.StringVar(&o.destination, "destination", "", "SIP URI the embedded app bridges callers to (default: echo)")
 	fs.BoolVar(&o.dtmf, "dtmf", true, "detect RFC 4733 DTMF in callers' RTP (connection.signal); costs a port pair per call")
@@ -252,6 +255,11 @@ func (o *options) config2() (controlplane.Config, error) {
 	cfg.Listen, cfg.App, cfg.Dataplane, cfg.Admin = o.listen, o.app, o.dataplane, o.admin
 	cfg.SRS, cfg.RecordingsDir, cfg.HTTP, cfg.Destination = o.srs, o.recDir, o.http, o.destination
 	cfg.DisableDTMF = !o.dtmf
+	mode, err := strconv.ParseUint(o.recMode, 8, 32)
+	if err != nil {
+		return cfg, fmt.Errorf("--recordings-mode %q: want an octal permission such as 0640", o.recMode)
+	}
+	cfg.RecordingsMode, cfg.RecordingsGroup = os.FileMode(mode), o.recGroup
 	cfg.SRSKeepalive, cfg.SRSKeepaliveFailures, cfg.SRSTransport = o.srsKeepalive, o.srsKeepaliveFailures, o.srsTransport
 	if o.srsKeepalive <= 0 {
 		cfg.SRSKeepalive = -1 // off; zero would mean the default
