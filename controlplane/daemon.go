@@ -199,8 +199,12 @@ func (d *Daemon) startSIP() error {
 		respond(tx, req, 405, "Method Not Allowed")
 	}))
 	d.wg.Add(2)
-	go func() { defer d.wg.Done(); _ = d.server.ServeUDP(udp) }()
-	go func() { defer d.wg.Done(); _ = d.server.ServeTCP(d.tcp) }()
+	refused := func(code int) { d.metrics.malformed.WithLabelValues(strconv.Itoa(code)).Inc() }
+	go func() {
+		defer d.wg.Done()
+		_ = d.server.ServeUDP(&checkedPacketConn{PacketConn: udp, refused: refused})
+	}()
+	go func() { defer d.wg.Done(); _ = d.server.ServeTCP(checkedListener{Listener: d.tcp, refused: refused}) }()
 	d.log.Info("sip listening", "addr", d.sipAddr.String(), "transports", "udp,tcp")
 	return nil
 }

@@ -13,8 +13,10 @@ import (
 //   - RFC 3261 §8.1.1 makes To, From, CSeq, Call-ID, Max-Forwards and Via
 //     mandatory; without To, From, CSeq or Call-ID no dialog or transaction
 //     can be matched, so the request is refused with 400 naming the header.
-//     A missing Max-Forwards is tolerated (RFC 2543 peers omit it). Without
-//     Via no response can be routed (§18.2.2) and the guard stays silent.
+//     A missing Max-Forwards is tolerated (RFC 2543 peers omit it). The raw
+//     checks of sipframe.go already answered what lacks a header or has a
+//     CSeq that does not parse, on the bytes, before the SIP stack; this
+//     is the second line, for what the stack builds or passes on.
 //   - The CSeq method must be the request's (§8.1.1.5, §8.2.2.3 spirit).
 //   - Max-Forwards 0 is refused with 483 Too Many Hops (§16.3 item 2; a
 //     looped or hop-exhausted request must not start a call), except
