@@ -20,3 +20,6 @@ func FitCalls(l Limits, r dataplane.PortRange, nofile uint64) int {
 	n, _ := l.withDefaults().fitCalls(r, nofile)
 	return n
 }
+
+// MaxReflected is the reflection bound of reflect.go, in datagrams.
+const MaxReflected = maxReflected

@@ -219,7 +219,8 @@ func (d *Daemon) carryOut(c *Connection, dlg *sipgo.DialogServerSession, tx sip.
 			c.end(StateFailed)
 			c.emit("connection.accept.failed", c.eventFields(map[string]any{"reason": err.Error()}))
 			c.emit("connection.failed", c.eventFields(map[string]any{"reason": "accept failed"}))
-			if dlg.LoadState() >= sip.DialogStateEstablished {
+			// No BYE to an unverified UDP source (reflect.go).
+			if dlg.LoadState() >= sip.DialogStateEstablished && byeWithoutAck(dlg.InviteRequest) {
 				ctx, cancel := context.WithTimeout(context.Background(), 4*time.Second)
 				_ = dlg.Bye(ctx)
 				cancel()
