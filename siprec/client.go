@@ -31,6 +31,13 @@ type Client struct {
 	sipAddr   netip.AddrPort
 	contact   sip.ContactHeader
 
+	// TLS (Config.TLS): the listener, and one user agent per SRS host name.
+	tlsLn      net.Listener
+	tlsAddr    netip.AddrPort
+	tlsMu      sync.Mutex
+	tlsUAs     []*sipgo.UserAgent
+	tlsClients map[string]*sipgo.Client
+
 	serveWG sync.WaitGroup
 
 	mu       sync.Mutex
@@ -63,6 +70,9 @@ func New(cfg Config) (*Client, error) {
 	}
 	if err := cfg.DefaultProfile.validate(); err != nil {
 		return nil, fmt.Errorf("new siprec client: default profile: %w", err)
+	}
+	if err := cfg.TLS.validate(); err != nil {
+		return nil, fmt.Errorf("new siprec client: %w", err)
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -108,12 +118,22 @@ func New(cfg Config) (*Client, error) {
 	if err := c.listen(listen); err != nil {
 		return nil, err
 	}
+	if cfg.TLS != nil {
+		if err := c.listenTLS(); err != nil {
+			c.udpConn.Close()
+			c.tcpLn.Close()
+			return nil, err
+		}
+	}
 	if err := c.startSIP(); err != nil {
 		if c.ua != nil {
 			c.ua.Close()
 		}
 		c.udpConn.Close()
 		c.tcpLn.Close()
+		if c.tlsLn != nil {
+			c.tlsLn.Close()
+		}
 		c.serveWG.Wait()
 		return nil, err
 	}
@@ -181,16 +201,15 @@ func (c *Client) startSIP() error {
 	c.contact.Params = sip.NewParams()
 	c.contact.Params.Add("+sip.src", "")
 
-	srv.OnBye(c.onBye)
-	srv.OnInvite(c.onInvite)
-	srv.OnAck(c.onAck)
-	srv.OnUpdate(c.onUpdate)
-	srv.OnOptions(c.onOptions)
-	srv.OnNoRoute(c.onNoRoute)
+	c.handle(srv)
 
 	c.serveWG.Add(2)
 	go func() { defer c.serveWG.Done(); _ = srv.ServeUDP(c.udpConn) }()
 	go func() { defer c.serveWG.Done(); _ = srv.ServeTCP(c.tcpLn) }()
+	if c.tlsLn != nil {
+		c.serveWG.Add(1)
+		go func() { defer c.serveWG.Done(); _ = srv.ServeTLS(c.tlsLn) }()
+	}
 	// Requests over UDP must leave from the listening socket, which sipgo
 	// knows only once ServeUDP has registered it.
 	for deadline := time.Now().Add(5 * time.Second); ; {
@@ -219,7 +238,7 @@ func (c *Client) Record(leg Leg, req Request) error {
 	if c.closed {
 		return ErrClosed
 	}
-	in, reason := validate(leg, req)
+	in, reason := validate(leg, req, c.cfg.TLS != nil)
 	if reason != "" {
 		// Rejected before it could merge with anything: it resolves alone,
 		// reporting the state in force.
@@ -323,9 +342,13 @@ func (c *Client) Close() error {
 	wg.Wait()
 	c.wg.Wait()
 	c.health.close()
+	c.closeTLS()
 	err := c.ua.Close()
 	c.udpConn.Close()
 	c.tcpLn.Close()
+	if c.tlsLn != nil {
+		c.tlsLn.Close()
+	}
 	c.serveWG.Wait()
 	c.events.close()
 	if err != nil {
@@ -388,7 +411,7 @@ func (p Profile) validate() error {
 		return fmt.Errorf("metadata mode %d: %w", p.Metadata, ErrInvalidConfig)
 	}
 	switch p.Transport {
-	case "", "udp", "tcp":
+	case "", "udp", "tcp", "tls":
 	default:
 		return fmt.Errorf("transport %q: %w", p.Transport, ErrInvalidConfig)
 	}

@@ -275,7 +275,7 @@ func (h *health) options(u sip.Uri) (int, time.Duration, error) {
 			case <-actx.Done():
 			}
 		}()
-		code, ra, aerr := h.c.options(actx, u, hop{tport: tp, addr: hp.addr})
+		code, ra, aerr := h.c.options(actx, u, hop{tport: tp, addr: hp.addr, name: hp.name})
 		acancel()
 		if aerr == nil {
 			return code, ra, nil
@@ -308,19 +308,15 @@ func (c *Client) options(ctx context.Context, u sip.Uri, h hop) (int, time.Durat
 	req.AppendHeader(sip.NewHeader("Accept", acceptValue))
 	ch := c.contactFor(h.tport)
 	req.AppendHeader(&ch)
-	res, err := c.clientFor(h.tport).Do(ctx, req, sipgo.ClientRequestBuild)
+	cl, err := c.clientFor(h)
+	if err != nil {
+		return 0, 0, err
+	}
+	res, err := cl.Do(ctx, req, sipgo.ClientRequestBuild)
 	if err != nil {
 		return 0, 0, err
 	}
 	return res.StatusCode, retryAfterOf(res), nil
-}
-
-// clientFor is the sipgo client of a transport.
-func (c *Client) clientFor(tport string) *sipgo.Client {
-	if tport == "TCP" {
-		return c.tcpClient
-	}
-	return c.udpClient
 }
 
 // retryAfterOf reads a Retry-After header's seconds (RFC 3261 §20.33).

@@ -73,8 +73,10 @@ type Resolver interface {
 
 // hop is one place an INVITE can be sent: a transport and an address.
 type hop struct {
-	tport string // "UDP" or "TCP"
+	tport string // "UDP", "TCP" or "TLS"
 	addr  netip.AddrPort
+	// name is the URI's host: the identity a TLS certificate must carry.
+	name string
 	// forced reports that the transport was chosen by the URI or the
 	// profile, so no other transport may be tried for it.
 	forced bool
@@ -82,9 +84,13 @@ type hop struct {
 
 func (h hop) String() string { return strings.ToLower(h.tport) + ":" + h.addr.String() }
 
-// uriTransport is the transport a URI or its profile forces: "udp", "tcp"
-// or "" (free choice).
+// uriTransport is the transport a URI or its profile forces: "udp", "tcp",
+// "tls" or "" (free choice). A sips: URI is TLS whatever else is said (RFC
+// 3261 §19.1: every hop to it must be secure).
 func (c *Client) uriTransport(u sip.Uri) string {
+	if u.Scheme == "sips" {
+		return "tls"
+	}
 	tp := c.profile(u).Transport
 	if v, ok := u.UriParams.Get("transport"); ok && v != "" {
 		tp = strings.ToLower(v)
@@ -113,12 +119,21 @@ func (c *Client) resolve(ctx context.Context, u sip.Uri, large bool) ([]hop, err
 		tports = []string{"UDP"}
 	case "tcp":
 		tports = []string{"TCP"}
+	case "tls":
+		tports = []string{"TLS"}
 	}
-	mk := func(tp string, ap netip.AddrPort) hop { return hop{tport: tp, addr: ap, forced: forced != ""} }
+	defPort := 5060
+	if forced == "tls" {
+		defPort = tlsPort
+	}
+	name := strings.Trim(u.Host, "[]")
+	mk := func(tp string, ap netip.AddrPort) hop {
+		return hop{tport: tp, addr: ap, forced: forced != "", name: name}
+	}
 	port := u.Port
-	if a, err := netip.ParseAddr(strings.Trim(u.Host, "[]")); err == nil {
+	if a, err := netip.ParseAddr(name); err == nil {
 		if port == 0 {
-			port = 5060
+			port = defPort
 		}
 		return []hop{mk(tports[0], netip.AddrPortFrom(a.Unmap(), uint16(port)))}, nil
 	}
@@ -126,7 +141,12 @@ func (c *Client) resolve(ctx context.Context, u sip.Uri, large bool) ([]hop, err
 	if port == 0 {
 		var hops []hop
 		for _, tp := range tports {
-			_, srvs, err := res.LookupSRV(ctx, "sip", strings.ToLower(tp), u.Host)
+			// RFC 3263 §4.1: TLS is looked up as _sips._tcp.
+			service, proto := "sip", strings.ToLower(tp)
+			if tp == "TLS" {
+				service, proto = "sips", "tcp"
+			}
+			_, srvs, err := res.LookupSRV(ctx, service, proto, u.Host)
 			if err != nil {
 				continue // no SRV for this transport: fall through to A/AAAA
 			}
@@ -137,14 +157,14 @@ func (c *Client) resolve(ctx context.Context, u sip.Uri, large bool) ([]hop, err
 				}
 				for _, a := range addrs {
 					// DNS named the transport: no other is tried for it.
-					hops = append(hops, hop{tport: tp, addr: netip.AddrPortFrom(a.Unmap(), r.Port), forced: true})
+					hops = append(hops, hop{tport: tp, addr: netip.AddrPortFrom(a.Unmap(), r.Port), forced: true, name: name})
 				}
 			}
 		}
 		if len(hops) > 0 {
 			return hops, nil
 		}
-		port = 5060
+		port = defPort
 	}
 	addrs, err := res.LookupNetIP(ctx, "ip", u.Host)
 	if err != nil {

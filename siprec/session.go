@@ -148,7 +148,7 @@ func newSession(c *Client, leg Leg) *session {
 }
 
 // validate checks a request's fields (BVR-RECORD.md: values are case-sensitive).
-func validate(leg Leg, req Request) (intent, string) {
+func validate(leg Leg, req Request, tlsOn bool) (intent, string) {
 	if req.Type != "siprec" {
 		return intent{}, fmt.Sprintf("%s: type %q is not siprec", ReasonBadType, req.Type)
 	}
@@ -157,8 +157,11 @@ func validate(leg Leg, req Request) (intent, string) {
 		return intent{}, fmt.Sprintf("%s: %v", ReasonBadURI, err)
 	}
 	for _, u := range list {
-		if u.Scheme == "sips" {
+		if u.Scheme == "sips" && !tlsOn {
 			return intent{}, fmt.Sprintf("%s: %q: sips needs TLS, which is not configured", ReasonBadURI, u.String())
+		}
+		if tp, _ := u.UriParams.Get("transport"); strings.EqualFold(tp, "tls") && !tlsOn {
+			return intent{}, fmt.Sprintf("%s: %q: transport=tls needs TLS, which is not configured", ReasonBadURI, u.String())
 		}
 	}
 	in := intent{typ: req.Type, uri: req.URI, tag: req.Tag, list: list}

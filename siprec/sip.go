@@ -124,7 +124,10 @@ func (c *Client) failoverCode(u sip.Uri, code int) bool {
 // inviteOnce sends the INVITE over one hop and waits for its final answer.
 // refused reports a TCP connection refused or reset.
 func (s *session) inviteOnce(ctx context.Context, dest sip.Uri, h hop, ct string, body []byte) (a attempt, oe *opError, redirect *sip.Uri, refused bool) {
-	cl := s.c.clientFor(h.tport)
+	cl, err := s.c.clientFor(h)
+	if err != nil {
+		return attempt{}, opErr(ReasonSRSUnreachable, "%s via %s: %v", dest.String(), h, err), nil, false
+	}
 	req := s.buildInvite(dest, h.tport, ct, body)
 	req.SetDestination(h.addr.String())
 	callID := req.CallID().Value()
@@ -149,7 +152,6 @@ func (s *session) inviteOnce(ctx context.Context, dest sip.Uri, h hop, ct string
 		wch <- written{d, err}
 	}()
 	var dlg *sipgo.DialogClientSession
-	var err error
 	select {
 	case w := <-wch:
 		dlg, err = w.dlg, w.err
@@ -167,6 +169,11 @@ func (s *session) inviteOnce(ctx context.Context, dest sip.Uri, h hop, ct string
 		return fail(opErr(ReasonConnectionState, "request abandoned: %v", ctx.Err()))
 	}
 	if err != nil {
+		if h.tport == "TLS" {
+			// The handshake's reason (an unknown authority, a name that
+			// does not match) is what an operator needs to fix it.
+			s.log.Warn("tls to srs failed", "srs", dest.String(), "addr", h.addr.String(), "reason", err.Error())
+		}
 		oe := opErr(ReasonSRSUnreachable, "%s via %s: %v", dest.String(), h, err)
 		oe.next = true
 		a, oe, r, _ := fail(oe)
@@ -345,6 +352,9 @@ func (s *session) reinviteOnce(ctx context.Context, ct string, body []byte) (*si
 
 // contactFor returns our Contact with the transport parameter when not UDP.
 func (c *Client) contactFor(tport string) sip.ContactHeader {
+	if tport == "TLS" {
+		return c.tlsContact()
+	}
 	h := sip.ContactHeader{Address: *c.contact.Address.Clone(), Params: c.contact.Params.Clone()}
 	if tport == "TCP" {
 		h.Address.UriParams = sip.NewParams()

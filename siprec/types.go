@@ -98,7 +98,7 @@ type Event struct {
 	Reason string
 	// SRS is the URI of the SRS that holds the recording after the event
 	// (one entry of a list, or where a 3xx led); empty without a session.
-	// Transport is the transport its INVITE went over: "udp" or "tcp".
+	// Transport is the transport its INVITE went over: "udp", "tcp" or "tls".
 	SRS, Transport string
 	// Previous and Cause are set when the recording moved to another SRS of
 	// the list because the one in use went away: which SRS it left and why
@@ -178,12 +178,13 @@ const (
 type Profile struct {
 	// Metadata picks complete (zero, default) or partial updates.
 	Metadata MetadataMode
-	// Transport is "udp" or "tcp" (a ;transport= parameter in the URI wins).
+	// Transport is "udp", "tcp" or "tls" (a ;transport= parameter in the URI
+	// wins; a sips: URI is always TLS).
 	// Empty means UDP when the request fits, else TCP, and UDP again when
 	// the TCP connection is refused or reset (RFC 3261 §18.1.1; an INVITE
 	// with complete metadata is ~3 kB). A forced "udp" sends large requests
-	// over UDP, fragmented by IP, as SBCs do. sips: URIs are refused: no TLS
-	// client is configured.
+	// over UDP, fragmented by IP, as SBCs do. TLS needs Config.TLS (else
+	// sips: URIs are refused with bad-uri).
 	Transport string
 	// FailoverCodes are the final answers to an INVITE after which the next
 	// SRS of the list is tried; nil means 408, 480, 500 and 503. Add 600-class
@@ -257,6 +258,9 @@ type Config struct {
 	SRS []string
 	// Keepalive configures the OPTIONS probes; the zero value probes nothing.
 	Keepalive Keepalive
+	// TLS turns on SIP over TLS toward SRSs (sips: URIs, ;transport=tls);
+	// nil means none: sips: URIs are refused with bad-uri.
+	TLS *TLSConfig
 	// Resolver resolves SRS host names (RFC 3263: SRV, then A/AAAA); nil
 	// means net.DefaultResolver.
 	Resolver Resolver

@@ -49,6 +49,9 @@ type Config struct {
 	// then neither recorded in SessionInfo.Violations nor logged. The zero
 	// value is strict.
 	Lenient bool
+	// TLS, when set, serves SIP over TLS too (sips: URIs); nil means UDP
+	// and TCP only.
+	TLS *TLS
 	// OnSession, when set, is called once when a session starts and once
 	// when it ends, from the goroutine that changed it; it must not block.
 	OnSession func(SessionInfo)
@@ -71,6 +74,9 @@ type Server struct {
 	client *sipgo.Client
 	udp    net.PacketConn
 	tcp    net.Listener
+	// tls is the TLS listener (Config.TLS), nil without.
+	tls     net.Listener
+	tlsAddr netip.AddrPort
 
 	mu         sync.Mutex
 	live       map[string]*session // by ID
@@ -141,9 +147,19 @@ func New(cfg Config) (*Server, error) {
 	if err := s.bind(ip, uint16(port)); err != nil {
 		return nil, err
 	}
+	if cfg.TLS != nil {
+		if err := s.bindTLS(); err != nil {
+			s.udp.Close()
+			s.tcp.Close()
+			return nil, err
+		}
+	}
 	if err := s.initSIP(); err != nil {
 		s.udp.Close()
 		s.tcp.Close()
+		if s.tls != nil {
+			s.tls.Close()
+		}
 		return nil, err
 	}
 	return s, nil
@@ -176,7 +192,11 @@ func (s *Server) bind(ip netip.Addr, port uint16) error {
 }
 
 func (s *Server) initSIP() error {
-	ua, err := sipgo.NewUA(sipgo.WithUserAgent("recfork-srs"), sipgo.WithUserAgentHostname(s.addr.Addr().String()))
+	opts := []sipgo.UserAgentOption{sipgo.WithUserAgent("recfork-srs"), sipgo.WithUserAgentHostname(s.addr.Addr().String())}
+	if dc := s.cfg.dialTLS(); dc != nil {
+		opts = append(opts, sipgo.WithUserAgenTLSConfig(dc))
+	}
+	ua, err := sipgo.NewUA(opts...)
 	if err != nil {
 		return fmt.Errorf("new sip user agent: %w", err)
 	}
@@ -241,6 +261,14 @@ func (s *Server) Run(ctx context.Context) error {
 		defer s.serveDone.Done()
 		_ = s.sip.ServeTCP(s.tcp)
 	}()
+	if s.tls != nil {
+		s.serveDone.Add(1)
+		go func() {
+			defer s.serveDone.Done()
+			_ = s.sip.ServeTLS(s.tls)
+		}()
+		s.log.Info("srs listening on tls", "addr", s.tlsAddr.String())
+	}
 	s.log.Info("srs listening", "addr", s.addr.String(), "media_ip", s.mediaIP.String(), "dir", s.cfg.Dir)
 	select {
 	case <-s.closing:
@@ -271,6 +299,9 @@ func (s *Server) Close() error {
 
 	s.udp.Close()
 	s.tcp.Close()
+	if s.tls != nil {
+		s.tls.Close()
+	}
 	for _, ss := range s.liveSessions() {
 		ss.end(EndShutdown)
 	}

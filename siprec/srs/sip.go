@@ -90,9 +90,18 @@ func (s *Server) reject(req *sip.Request, tx sip.ServerTransaction, err error) {
 // tag (RFC 7866 §6.1.2), over the transport the request came on.
 func (s *Server) contact(transport string) *sip.ContactHeader {
 	c := &sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: "srs", Host: s.addr.Addr().String(), Port: int(s.addr.Port())}}
-	if strings.EqualFold(transport, "tcp") {
+	switch {
+	case strings.EqualFold(transport, "tcp"):
 		c.Address.UriParams = sip.NewParams()
 		c.Address.UriParams.Add("transport", "tcp")
+	case strings.EqualFold(transport, "tls") && s.tls != nil:
+		// RFC 3261 §8.1.1.8: over TLS the Contact is a sips: URI, on the
+		// TLS port; ;transport=tls because sipgo peers pick the transport
+		// from the parameter, not the scheme.
+		c.Address.Scheme = "sips"
+		c.Address.Port = int(s.tlsAddr.Port())
+		c.Address.UriParams = sip.NewParams()
+		c.Address.UriParams.Add("transport", "tls")
 	}
 	c.Params = sip.NewParams()
 	c.Params.Add("+sip.srs", "")
