@@ -93,6 +93,13 @@ type Config struct {
 	// createsession may load documents from; empty means the directory of
 	// App, and none at all with the embedded app.
 	SessionRoots []string
+	// TLSCert and TLSKey are PEM files of the certificate recforkd serves
+	// SIP over TLS with (calls, the SRC's own listener, the built-in SRS);
+	// empty means no TLS at all (tls.go). TLSCA is a PEM file of the roots
+	// an SRS's certificate is verified with; empty means the system roots.
+	// TLSListen is the calls' TLS address; empty means Listen's host on
+	// port 5061.
+	TLSCert, TLSKey, TLSCA, TLSListen string
 	// Logger receives the daemon's structured logs; nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -160,9 +167,12 @@ func (cfg Config) withDefaults() (Config, error) {
 		}
 	}
 	switch cfg.SRSTransport {
-	case "", "udp", "tcp":
+	case "", "udp", "tcp", "tls":
 	default:
-		return cfg, fmt.Errorf("srs transport %q (want udp or tcp): %w", cfg.SRSTransport, ErrBadConfig)
+		return cfg, fmt.Errorf("srs transport %q (want udp, tcp or tls): %w", cfg.SRSTransport, ErrBadConfig)
+	}
+	if err := cfg.validateTLS(); err != nil {
+		return cfg, err
 	}
 	if cfg.SRSKeepalive == 0 {
 		cfg.SRSKeepalive = 10 * time.Second

@@ -48,6 +48,9 @@ type Daemon struct {
 	// maxCalls is Limits.MaxCalls fitted to the port range and fd limit.
 	maxCalls int
 	sipAddr  netip.AddrPort
+	// tlsLn and tlsAddr are the SIP over TLS listener (tls.go); nil without.
+	tlsLn   *limitedListener
+	tlsAddr netip.AddrPort
 
 	tap      *dtmfTap // nil when DTMF in RTP is disabled
 	app      atomic.Pointer[App]
@@ -206,6 +209,11 @@ func (d *Daemon) startSIP() error {
 	}()
 	go func() { defer d.wg.Done(); _ = d.server.ServeTCP(checkedListener{Listener: d.tcp, refused: refused}) }()
 	d.log.Info("sip listening", "addr", d.sipAddr.String(), "transports", "udp,tcp")
+	if err := d.startTLS(); err != nil {
+		d.closeSIP()
+		d.wg.Wait()
+		return err
+	}
 	return nil
 }
 
@@ -215,6 +223,9 @@ func (d *Daemon) closeSIP() {
 	}
 	if d.tcp != nil {
 		d.tcp.Close()
+	}
+	if d.tlsLn != nil {
+		d.tlsLn.Close()
 	}
 	if d.ua != nil {
 		d.ua.Close()

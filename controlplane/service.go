@@ -103,6 +103,10 @@ func NewService(ctx context.Context, cfg Config) (_ *Service, err error) {
 	}
 	svc.log.Info("data plane", "engine", svc.engine.Name(), "media_ip", cfg.MediaIP.String())
 
+	ts, err := loadTLS(cfg)
+	if err != nil {
+		return nil, err
+	}
 	svc.srsURI = cfg.SRS
 	if svc.srsURI == "" {
 		svc.srs, err = srs.New(srs.Config{
@@ -113,6 +117,7 @@ func NewService(ctx context.Context, cfg Config) (_ *Service, err error) {
 			MediaIP:  cfg.MediaIP,
 			Lenient:  true,
 			Logger:   svc.log.With("component", "srs"),
+			TLS:      ts.builtinSRS(cfg.MediaIP),
 		})
 		if err != nil {
 			return nil, fmt.Errorf("start built-in srs: %w", err)
@@ -120,6 +125,11 @@ func NewService(ctx context.Context, cfg Config) (_ *Service, err error) {
 		svc.srsDone = make(chan error, 1)
 		go func() { svc.srsDone <- svc.srs.Run(svc.ctx) }()
 		svc.srsURI = "sip:srs@" + svc.srs.Addr().String()
+		if ts != nil {
+			// With a certificate, recordings leave over TLS even to the
+			// built-in SRS.
+			svc.srsURI = "sips:srs@" + svc.srs.TLSAddr().String()
+		}
 		abs, _ := filepath.Abs(cfg.RecordingsDir)
 		svc.log.Info("built-in srs", "uri", svc.srsURI, "dir", abs)
 	}
@@ -131,6 +141,7 @@ func NewService(ctx context.Context, cfg Config) (_ *Service, err error) {
 		MediaIP:        cfg.MediaIP,
 		SRS:            []string{svc.srsURI},
 		Keepalive:      ka,
+		TLS:            ts.src(),
 		DefaultProfile: siprec.Profile{Transport: cfg.SRSTransport, FailoverCodes: cfg.SRSFailoverCodes},
 		Logger:         svc.log.With("component", "siprec"),
 		OnEvent: func(ev siprec.Event) {

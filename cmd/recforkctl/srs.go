@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -25,11 +27,13 @@ func init() {
 }
 
 const srsUsage = `usage: recforkctl srs --listen ADDR --dir DIR [--media-ip IP] [--rtp-ports MIN-MAX] [--lenient] [--verbose]
+                      [--tls-cert FILE --tls-key FILE [--tls-listen ADDR] [--tls-ca FILE]]
 
-Accepts SIPREC sessions on ADDR (UDP and TCP) and writes DIR/<session>/stream<N>.wav
-(N: the m-line position), metadata.xml and session.json per session, 0640 in 0750
-directories, until SIGINT or SIGTERM. One line is printed when a
-session starts and one when it ends.`
+Accepts SIPREC sessions on ADDR (UDP and TCP), and over TLS on --tls-listen when
+given a certificate, and writes DIR/<session>/stream<N>.wav (N: the m-line
+position), metadata.xml and session.json per session, 0640 in 0750 directories,
+until SIGINT or SIGTERM. One line is printed when a session starts and one when
+it ends.`
 
 func runSRS(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -55,6 +59,10 @@ func serveSRS(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	ports := fs.String("rtp-ports", "", "RTP port range `MIN-MAX` (default 40000-49999)")
 	lenient := fs.Bool("lenient", false, "do not record SIPREC rule violations")
 	verbose := fs.Bool("verbose", false, "log protocol events to stderr")
+	tlsCert := fs.String("tls-cert", "", "PEM certificate for SIP over TLS (with --tls-key)")
+	tlsKey := fs.String("tls-key", "", "PEM private key of --tls-cert")
+	tlsListen := fs.String("tls-listen", "", "SIP over TLS `host:port` (default: the --listen host, a free port)")
+	tlsCA := fs.String("tls-ca", "", "PEM roots the SRC's certificate is verified with when the SRS sends it BYE (default: the system roots)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -83,6 +91,14 @@ func serveSRS(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		}
 		cfg.PortRange = r
 	}
+	if *tlsCert != "" || *tlsKey != "" || *tlsListen != "" || *tlsCA != "" {
+		t, err := srsTLS(*tlsCert, *tlsKey, *tlsCA, *tlsListen)
+		if err != nil {
+			fmt.Fprintf(stderr, "recforkctl srs: %v\n", err)
+			return 2
+		}
+		cfg.TLS = t
+	}
 	level := slog.LevelWarn
 	if *verbose {
 		level = slog.LevelInfo
@@ -102,12 +118,38 @@ func serveSRS(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	}
 	outMu.Lock()
 	fmt.Fprintf(stdout, "srs listening on %s (udp+tcp), recordings in %s\n", server.Addr(), *dir)
+	if cfg.TLS != nil {
+		fmt.Fprintf(stdout, "srs listening on %s (tls)\n", server.TLSAddr())
+	}
 	outMu.Unlock()
 	if err := server.Run(ctx); err != nil {
 		fmt.Fprintf(stderr, "recforkctl srs: %v\n", err)
 		return 1
 	}
 	return 0
+}
+
+// srsTLS loads the --tls-* files.
+func srsTLS(certFile, keyFile, caFile, listen string) (*srs.TLS, error) {
+	if certFile == "" || keyFile == "" {
+		return nil, errors.New("--tls-cert and --tls-key go together")
+	}
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("--tls-cert: %w", err)
+	}
+	conf := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	if caFile != "" {
+		b, err := os.ReadFile(caFile)
+		if err != nil {
+			return nil, fmt.Errorf("--tls-ca: %w", err)
+		}
+		conf.RootCAs = x509.NewCertPool()
+		if !conf.RootCAs.AppendCertsFromPEM(b) {
+			return nil, fmt.Errorf("--tls-ca %s: no PEM certificate in it", caFile)
+		}
+	}
+	return &srs.TLS{Listen: listen, Config: conf}, nil
 }
 
 // sessionLine is the one line printed per session start or end.

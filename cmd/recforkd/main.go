@@ -41,6 +41,7 @@ type options struct {
 	srsKeepaliveFailures                   int
 	dtmf                                   bool
 	lim                                    limitFlags
+	tlsCert, tlsKey, tlsCA, tlsListen      string
 }
 
 // limitFlags are the Limits and the HTTP token settings (controlplane/limits.go
@@ -140,7 +141,11 @@ func newOptions(stderr io.Writer) *options {
 	fs.StringVar(&o.srs, "srs", "", "SRS URI the embedded app records to, or several separated by commas tried in order (default: a built-in SRS)")
 	fs.DurationVar(&o.srsKeepalive, "srs-keepalive", 10*time.Second, "interval of the OPTIONS probes to each SRS (0 turns them off)")
 	fs.IntVar(&o.srsKeepaliveFailures, "srs-keepalive-failures", 2, "failed probes in a row before an SRS is marked down and its recordings move")
-	fs.StringVar(&o.srsTransport, "srs-transport", "", "force udp or tcp toward the SRS (default: TCP for large requests, UDP when TCP is refused)")
+	fs.StringVar(&o.srsTransport, "srs-transport", "", "force udp, tcp or tls toward the SRS (default: TCP for large requests, UDP when TCP is refused)")
+	fs.StringVar(&o.tlsCert, "tls-cert", "", "PEM certificate for SIP over TLS (calls, the recording client, the built-in SRS); with --tls-key turns TLS on")
+	fs.StringVar(&o.tlsKey, "tls-key", "", "PEM private key of --tls-cert")
+	fs.StringVar(&o.tlsCA, "tls-ca", "", "PEM roots an SRS's TLS certificate is verified with (default: the system roots)")
+	fs.StringVar(&o.tlsListen, "tls-listen", "", "SIP over TLS address for calls (default: the --listen host, port 5061)")
 	fs.StringVar(&o.srsFailover, "srs-failover-codes", "408,480,500,503", "INVITE answers after which the next SRS of the list is tried")
 	fs.StringVar(&o.recDir, "recordings", "recordings", "directory of the built-in SRS's files")
 	fs.StringVar(&o.recMode, "recordings-mode", "0640", "octal permission of the built-in SRS's files (directories add x where it gives r: 0750)")
@@ -260,6 +265,7 @@ func (o *options) config2() (controlplane.Config, error) {
 		return cfg, fmt.Errorf("--recordings-mode %q: want an octal permission such as 0640", o.recMode)
 	}
 	cfg.RecordingsMode, cfg.RecordingsGroup = os.FileMode(mode), o.recGroup
+	cfg.TLSCert, cfg.TLSKey, cfg.TLSCA, cfg.TLSListen = o.tlsCert, o.tlsKey, o.tlsCA, o.tlsListen
 	cfg.SRSKeepalive, cfg.SRSKeepaliveFailures, cfg.SRSTransport = o.srsKeepalive, o.srsKeepaliveFailures, o.srsTransport
 	if o.srsKeepalive <= 0 {
 		cfg.SRSKeepalive = -1 // off; zero would mean the default

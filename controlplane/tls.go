@@ -1,0 +1,116 @@
+package controlplane
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"strconv"
+
+	"github.com/recfork/recfork/siprec"
+	"github.com/recfork/recfork/siprec/srs"
+)
+
+// tlsSetup is SIP over TLS as the Config's TLS fields ask: one certificate
+// for the call listener, the SRC's own listener and the built-in SRS, and
+// the roots SRS certificates are verified with.
+type tlsSetup struct {
+	cert  tls.Certificate
+	roots *x509.CertPool // nil: the system roots
+}
+
+// validateTLS checks the TLS fields and fills in TLSListen's default.
+func (cfg *Config) validateTLS() error {
+	if (cfg.TLSCert == "") != (cfg.TLSKey == "") {
+		return fmt.Errorf("tls: --tls-cert and --tls-key go together: %w", ErrBadConfig)
+	}
+	if cfg.TLSCert == "" {
+		if cfg.TLSCA != "" || cfg.TLSListen != "" {
+			return fmt.Errorf("tls: --tls-ca and --tls-listen need --tls-cert and --tls-key: %w", ErrBadConfig)
+		}
+		return nil
+	}
+	if cfg.TLSListen == "" {
+		host, _, _ := net.SplitHostPort(cfg.Listen)
+		cfg.TLSListen = net.JoinHostPort(host, strconv.Itoa(siprecTLSPort))
+	}
+	if _, _, err := net.SplitHostPort(cfg.TLSListen); err != nil {
+		return fmt.Errorf("tls listen %q: %v: %w", cfg.TLSListen, err, ErrBadConfig)
+	}
+	return nil
+}
+
+// siprecTLSPort is the default SIP over TLS port (RFC 3261 §19.1.2).
+const siprecTLSPort = 5061
+
+// loadTLS reads the certificate, key and CA files; nil without TLS.
+func loadTLS(cfg Config) (*tlsSetup, error) {
+	if cfg.TLSCert == "" {
+		return nil, nil
+	}
+	cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
+	if err != nil {
+		return nil, fmt.Errorf("load tls certificate %s: %w", cfg.TLSCert, err)
+	}
+	ts := &tlsSetup{cert: cert}
+	if cfg.TLSCA != "" {
+		pem, err := os.ReadFile(cfg.TLSCA)
+		if err != nil {
+			return nil, fmt.Errorf("read tls ca: %w", err)
+		}
+		ts.roots = x509.NewCertPool()
+		if !ts.roots.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("tls ca %s: no PEM certificate in it: %w", cfg.TLSCA, ErrBadConfig)
+		}
+	}
+	return ts, nil
+}
+
+func (ts *tlsSetup) serverConfig() *tls.Config {
+	return &tls.Config{Certificates: []tls.Certificate{ts.cert}, RootCAs: ts.roots, MinVersion: tls.VersionTLS12}
+}
+
+// src is the SRC's TLS configuration; nil without TLS.
+func (ts *tlsSetup) src() *siprec.TLSConfig {
+	if ts == nil {
+		return nil
+	}
+	return &siprec.TLSConfig{Certificates: []tls.Certificate{ts.cert}, RootCAs: ts.roots}
+}
+
+// builtinSRS is the built-in SRS's TLS listener on ip; nil without TLS.
+func (ts *tlsSetup) builtinSRS(ip netip.Addr) *srs.TLS {
+	if ts == nil {
+		return nil
+	}
+	return &srs.TLS{Listen: netip.AddrPortFrom(ip, 0).String(), Config: ts.serverConfig()}
+}
+
+// startTLS opens the call listener for SIP over TLS when configured. The
+// TLS code is sipgo's (ServeTLS) and crypto/tls's; connections are capped
+// like TCP's.
+func (d *Daemon) startTLS() error {
+	ts, err := loadTLS(d.cfg)
+	if err != nil || ts == nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", d.cfg.TLSListen)
+	if err != nil {
+		return fmt.Errorf("listen sip tls %s: %w", d.cfg.TLSListen, err)
+	}
+	lim := d.cfg.Limits
+	d.tlsLn = newLimitedListener(ln, lim.MaxTCPConns, lim.MaxTCPConnsPerSource, lim.TCPFirstReadTimeout, lim.TCPIdleTimeout,
+		func(limit string) { d.metrics.limited.WithLabelValues("sip_tls_" + limit).Inc() })
+	ap := ln.Addr().(*net.TCPAddr).AddrPort()
+	d.tlsAddr = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	tl := tls.NewListener(d.tlsLn, ts.serverConfig())
+	d.wg.Add(1)
+	go func() { defer d.wg.Done(); _ = d.server.ServeTLS(tl) }()
+	d.log.Info("sip listening", "addr", d.tlsAddr.String(), "transports", "tls")
+	return nil
+}
+
+// TLSAddr is the SIP over TLS call listener's address; zero without TLS.
+func (d *Daemon) TLSAddr() netip.AddrPort { return d.tlsAddr }
