@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/recfork/recfork/internal/testcert"
+	"github.com/recfork/recfork/internal/testenv"
 	"github.com/recfork/recfork/siprec/srs"
 )
 
@@ -134,7 +135,7 @@ func TestTLSRefused(t *testing.T) {
 // server's certificate against the test CA and answers an OPTIONS with 200.
 func TestTLSOpenSSLPeer(t *testing.T) {
 	if _, err := exec.LookPath("openssl"); err != nil {
-		t.Skip("openssl not installed")
+		testenv.Unavailable(t, "openssl is not installed (.ci/run installs it)")
 	}
 	ca := testcert.NewCA(t)
 	dir := t.TempDir()

@@ -1,0 +1,170 @@
+package controlplane_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/recfork/recfork/controlplane"
+	"github.com/recfork/recfork/internal/testcert"
+	"github.com/recfork/recfork/internal/testenv"
+	"github.com/recfork/recfork/siprec/srs"
+)
+
+// TestTLSInNamespaces runs recforkd with a certificate made by the test: a
+// sipp call (sipp here has no TLS) is recorded to `recforkctl srs` over SIP
+// over TLS. tshark on the SRS host proves no SIP crossed in clear and that
+// TLS did; the SRS's WAVs hold the caller's tone. openssl s_client, a TLS
+// client nobody here wrote, verifies recforkd's call listener certificate
+// and gets a 200 to an OPTIONS over it.
+func TestTLSInNamespaces(t *testing.T) {
+	testenv.Privileged(t)
+	for _, bin := range []string{"sipp", "tshark", "openssl"} {
+		if _, err := exec.LookPath(bin); err != nil {
+			testenv.Unavailable(t, bin+" is not installed (.ci/run installs it)")
+		}
+	}
+	recforkd, recforkctl := buildBinaries(t)
+	n := newInteropNet(t)
+	ca := testcert.NewCA(t)
+	caFile := ca.File(t, n.dir)
+	platCert, platKey := ca.Issue(t, "10.201.1.2", "10.201.2.2").Files(t, n.dir, "platform")
+	srsCert, srsKey := ca.Issue(t, "10.201.2.1").Files(t, n.dir, "srs")
+
+	capFile := filepath.Join(n.dir, "srs.pcap")
+	tshark := n.srs.Exec("tshark", "-i", n.srsIf, "-f", "udp or tcp", "-w", capFile)
+	tlog := filepath.Join(n.dir, "tshark.log")
+	tf := startProc(t, tshark, tlog)
+	waitFor(t, "tshark to capture", func() bool {
+		b, _ := os.ReadFile(tlog)
+		return strings.Contains(string(b), "Capturing on")
+	})
+
+	dir := filepath.Join(n.dir, "srs")
+	startProc(t, n.srs.Exec(recforkctl, "srs", "--listen", "10.201.2.1:5080", "--dir", dir, "--rtp-ports", "40000-40999",
+		"--tls-cert", srsCert, "--tls-key", srsKey, "--tls-ca", caFile, "--tls-listen", "10.201.2.1:5081"),
+		filepath.Join(n.dir, "srs.log"))
+	waitFor(t, "the SRS's TLS listener", func() bool {
+		out, _ := n.srs.Exec("ss", "-ltn", "sport", "= :5081").Output()
+		return strings.Contains(string(out), "5081")
+	})
+	admin := n.startRecforkd(t, recforkd, "userspace", "sips:srs@10.201.2.1:5081", "--srs-keepalive", "0",
+		"--tls-cert", platCert, "--tls-key", platKey, "--tls-ca", caFile)
+	waitFor(t, "recforkd's TLS listener", func() bool {
+		out, _ := n.plat.Exec("ss", "-ltn", "sport", "= :5061").Output()
+		return strings.Contains(string(out), "5061")
+	})
+
+	// An independent TLS client on the call listener.
+	if status := opensslOptions(t, n.caller, "10.201.1.2:5061", "10.201.1.2", caFile); !strings.HasPrefix(status, "SIP/2.0 200") {
+		t.Fatalf("OPTIONS over TLS to recforkd: %q", status)
+	}
+
+	callDone := n.call(t, 3000)
+	rec := recording(t, admin, "an active recording over TLS", func(r controlplane.RecordingInfo) bool {
+		return r.Inbound == "active" && r.Outbound == "active" && len(r.Streams) == 2 && r.Streams[0].CopiedPackets > 10
+	})
+	if rec.Transport != "tls" || rec.Remote != "10.201.2.1:5081" {
+		t.Fatalf("recording %+v", rec)
+	}
+	n.waitCall(t, callDone)
+	var info srs.SessionInfo
+	waitFor(t, "the SRS's session summary", func() bool {
+		m, _ := filepath.Glob(filepath.Join(dir, "*", "session.json"))
+		if len(m) != 1 {
+			return false
+		}
+		b, err := os.ReadFile(m[0])
+		return err == nil && json.Unmarshal(b, &info) == nil && info.State == srs.StateEnded
+	})
+	_ = tshark.Process.Signal(os.Interrupt)
+	_ = tshark.Wait()
+	tf.Close()
+	if info.Transport != "TLS" || info.EndReason != srs.EndByeFromSRC || len(info.Streams) != 2 {
+		t.Fatalf("srs session %+v", info)
+	}
+	out, err := exec.Command(recforkctl, "wav", "--json", info.Streams[0].Path, info.Streams[1].Path).Output()
+	if err != nil {
+		t.Fatalf("recforkctl wav: %v", err)
+	}
+	var wavs []struct {
+		Active float64 `json:"active_seconds"`
+		ToneHz float64 `json:"tone_hz"`
+	}
+	if err := json.Unmarshal(out, &wavs); err != nil || len(wavs) != 2 {
+		t.Fatalf("wav report %s: %v", out, err)
+	}
+	for i, w := range wavs {
+		if math.Abs(w.ToneHz-440) > 15 || w.Active < 2 {
+			t.Errorf("stream %d: %+v", i, w)
+		}
+	}
+
+	// tshark, not our parser: TLS handshakes toward the SRS's TLS port, and
+	// not one SIP message in clear on the SRS host's wire (the keepalive is
+	// off; the recording's INVITE, re-INVITEs and BYE all went over TLS).
+	out, err = exec.Command("tshark", "-r", capFile, "-d", "tcp.port==5081,tls", "-Y", "tls.handshake.type == 1 && tcp.dstport == 5081",
+		"-T", "fields", "-e", "tcp.dstport").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "5081") {
+		t.Fatalf("no TLS ClientHello toward the SRS in the capture: %v\n%s", err, out)
+	}
+	out, err = exec.Command("tshark", "-r", capFile, "-Y", "sip", "-T", "fields", "-e", "frame.number", "-e", "sip.Request-Line", "-e", "sip.Status-Line").Output()
+	if err != nil {
+		t.Fatalf("tshark: %v\n%s", err, out)
+	}
+	if s := strings.TrimSpace(string(out)); s != "" {
+		t.Fatalf("SIP crossed in clear:\n%s", s)
+	}
+	b, _ := os.ReadFile(filepath.Join(n.dir, "recforkd.log"))
+	if !strings.Contains(string(b), "transport=tls") {
+		t.Fatalf("recforkd's log does not say the recording went over tls")
+	}
+}
+
+// opensslOptions sends one OPTIONS over openssl s_client from ns, verifying
+// the server's certificate against caFile and ip, and returns the status
+// line of the answer.
+func opensslOptions(t *testing.T, ns *testenv.Netns, addr, ip, caFile string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	cmd := ns.Exec("openssl", "s_client", "-connect", addr, "-CAfile", caFile, "-verify_return_error", "-verify_ip", ip, "-quiet", "-ign_eof")
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	outp, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Wait() }()
+	defer cmd.Process.Kill()
+	go func() {
+		<-ctx.Done()
+		_ = cmd.Process.Kill()
+	}()
+	req := "OPTIONS sips:" + addr + " SIP/2.0\r\n" +
+		"Via: SIP/2.0/TLS 10.201.1.1:5099;branch=z9hG4bK-openssl-1\r\n" +
+		"Max-Forwards: 70\r\nFrom: <sips:probe@10.201.1.1>;tag=o1\r\nTo: <sips:" + addr + ">\r\n" +
+		"Call-ID: openssl-probe-1\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+	if _, err := in.Write([]byte(req)); err != nil {
+		t.Fatal(err)
+	}
+	status, err := bufio.NewReader(outp).ReadString('\n')
+	if err != nil {
+		t.Fatalf("no answer over TLS from %s: %v; openssl: %s", addr, err, stderr.String())
+	}
+	return status
+}
