@@ -213,6 +213,9 @@ func (d *Daemon) carryOut(c *Connection, dlg *sipgo.DialogServerSession, tx sip.
 			}
 		}
 		res.AppendHeader(sip.NewHeader("Supported", "timer"))
+		if ch := d.tlsContact(dlg.InviteRequest); ch != nil {
+			res.AppendHeader(ch)
+		}
 		if err := dlg.WriteResponse(res); err != nil {
 			// CANCEL raced our 200, or no ACK came: the call is gone.
 			c.log.Info("answer failed", "err", err)
@@ -383,7 +386,11 @@ func (d *Daemon) onReInvite(req *sip.Request, tx sip.ServerTransaction) {
 	}
 	body := c.localSDP(dir, off)
 	res := sip.NewSDPResponseFromRequest(req, body)
-	res.AppendHeader(sip.HeaderClone(&d.contact))
+	if ch := d.tlsContact(req); ch != nil {
+		res.AppendHeader(ch)
+	} else {
+		res.AppendHeader(sip.HeaderClone(&d.contact))
+	}
 	if n := c.refreshSessionTimer(req); n > 0 {
 		res.AppendHeader(sip.NewHeader("Session-Expires", strconv.Itoa(n)+";refresher=uac"))
 		res.AppendHeader(sip.NewHeader("Require", "timer"))

@@ -8,6 +8,9 @@ import (
 	"net/netip"
 	"os"
 	"strconv"
+	"strings"
+
+	"github.com/emiago/sipgo/sip"
 
 	"github.com/recfork/recfork/siprec"
 	"github.com/recfork/recfork/siprec/srs"
@@ -110,6 +113,23 @@ func (d *Daemon) startTLS() error {
 	go func() { defer d.wg.Done(); _ = d.server.ServeTLS(tl) }()
 	d.log.Info("sip listening", "addr", d.tlsAddr.String(), "transports", "tls")
 	return nil
+}
+
+// tlsContact is our Contact for a dialog whose INVITE came over TLS: a
+// sips: URI on the TLS port, so the caller's ACK, re-INVITEs and BYE stay on
+// TLS (RFC 3261 §8.1.1.8, §26.2); nil for any other transport (the default
+// Contact).
+func (d *Daemon) tlsContact(req *sip.Request) *sip.ContactHeader {
+	if d.tlsLn == nil || !strings.EqualFold(req.Transport(), "TLS") {
+		return nil
+	}
+	h := sip.HeaderClone(&d.contact).(*sip.ContactHeader)
+	h.Address.Scheme = "sips"
+	h.Address.Port = int(d.tlsAddr.Port())
+	h.Address.UriParams = sip.NewParams()
+	// sipgo peers pick the transport from the parameter, not the scheme.
+	h.Address.UriParams.Add("transport", "tls")
+	return h
 }
 
 // TLSAddr is the SIP over TLS call listener's address; zero without TLS.
