@@ -43,7 +43,8 @@
 // These rows are recfork's own choices where the BVR page's tables were lost:
 //
 //   - type must be exactly "siprec" (bad-type). uri must be a sip: URI with a
-//     host; sips: is refused as no TLS client is configured (bad-uri). Modes
+//     host, or a sips: URI; sips: (and ;transport=tls) is refused with
+//     bad-uri unless Config.TLS is set. Modes
 //     are exactly active, inactive, none, nochange or omitted (empty); other
 //     values, upper case included, are bad-mode.
 //   - An invalid request (bad-type, bad-uri, bad-mode, no-connection,
@@ -87,6 +88,16 @@
 // refused or reset; smaller requests go over UDP. The retry is part of the
 // same attempt: the document hears one answer. In-dialog requests keep the
 // dialog's transport.
+//
+// TLS (RFC 3261 §26, Config.TLS): a sips: URI, ;transport=tls or a "tls"
+// Profile.Transport sends the session over TLS only (no fallback), to port
+// 5061 by default and by SRV _sips._tcp. sipgo does the TLS; it checks a
+// certificate against the destination it is given, which is an address the
+// SRC resolved, so each SRS host name gets its own user agent whose TLS
+// configuration names the URI's host (RFC 5922 §7). A failed handshake is
+// srs-unreachable with the TLS reason. Our Contact is then a sips: URI on the
+// SRC's own TLS listener (Client.TLSAddr), where the SRS's BYE and re-INVITEs
+// arrive.
 //
 // sipgo guards every UDP write with one process-wide limit
 // (sip.UDPMTUSize); it is a guard, not a policy, so this package raises it at
