@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/pion/sdp/v3"
+	"github.com/recfork/recfork/dataplane/srtp"
 )
 
 // Directions of an m-line (RFC 3264 §5.1, RFC 4566 §6).
@@ -34,6 +35,9 @@ type mline struct {
 	label   string
 	rtpmap  map[uint8]codec
 	attrs   []string // a=rtpmap and a=fmtp lines to echo for kept formats
+	// crypto is the first a=crypto (RFC 4568) of an RTP/SAVP m-line whose
+	// suite the SRS supports; nil otherwise.
+	crypto *srtp.Crypto
 }
 
 // offer is a parsed SDP offer.
@@ -82,6 +86,12 @@ func parseOffer(b []byte) (*offer, error) {
 				m.rtpmap[uint8(n)] = codec{strings.ToUpper(name), rate}
 			case "fmtp":
 				m.attrs = append(m.attrs, "a=fmtp:"+a.Value)
+			case "crypto":
+				// Liberal: unusable lines (other suites, MKIs) are skipped;
+				// the m-line is refused only if none is usable.
+				if c, err := srtp.ParseCrypto(a.Value); err == nil && m.crypto == nil {
+					m.crypto = &c
+				}
 			}
 		}
 		o.mlines = append(o.mlines, m)
@@ -113,10 +123,13 @@ func canonicalSDP(b []byte) []byte {
 	return out.Bytes()
 }
 
-// recordable tells whether the SRS can receive this m-line: plain RTP audio
-// (no SRTP, RFC 7866 leaves media security to the deployment).
+// recordable tells whether the SRS can receive this m-line: RTP audio, or
+// SRTP audio (RTP/SAVP) keyed by an a=crypto it supports (RFC 4568).
 func (m *mline) recordable() bool {
-	return m.port != 0 && m.media == "audio" && m.proto == "RTP/AVP"
+	if m.port == 0 || m.media != "audio" {
+		return false
+	}
+	return m.proto == "RTP/AVP" || (m.proto == "RTP/SAVP" && m.crypto != nil)
 }
 
 // answerLine is the SRS's answer for one m-line position.
@@ -124,6 +137,9 @@ type answerLine struct {
 	m    mline
 	port int    // 0 rejects the stream (RFC 3264 §6)
 	dir  string // recvonly or inactive
+	// crypto is the a=crypto value answering an SRTP m-line (RFC 4568
+	// §7.1.2: same tag and suite, the SRS's own key); "" for RTP.
+	crypto string
 }
 
 // buildAnswer writes the SDP answer; m-lines are answered by position
@@ -159,6 +175,9 @@ func buildAnswer(sessID, version uint64, ip netip.Addr, lines []answerLine) []by
 		}
 		if l.m.label != "" {
 			fmt.Fprintf(&b, "a=label:%s\r\n", l.m.label)
+		}
+		if l.port != 0 && l.crypto != "" {
+			fmt.Fprintf(&b, "a=crypto:%s\r\n", l.crypto)
 		}
 		if l.port != 0 {
 			fmt.Fprintf(&b, "a=%s\r\n", l.dir)

@@ -196,7 +196,7 @@ func (s *session) applyOffer(o *offer, initial bool) ([]byte, error) {
 			ok = ok || o.mlines[i].recordable()
 		}
 		if !ok {
-			return nil, bodyErr(488, "Not Acceptable Here", "no RTP/AVP audio m-line with a port")
+			return nil, bodyErr(488, "Not Acceptable Here", "no RTP/AVP audio m-line (or RTP/SAVP with a supported a=crypto) with a port")
 		}
 	} else {
 		if len(o.mlines) < len(s.streams) {
@@ -237,6 +237,7 @@ func (s *session) applyOffer(o *offer, initial bool) ([]byte, error) {
 		lines[i] = answerLine{m: m, dir: string(ModeRecvOnly)}
 		st.mu.Lock()
 		mode := st.mode
+		lines[i].crypto = st.answerCrypto
 		st.mu.Unlock()
 		switch mode {
 		case ModeRecvOnly:
@@ -285,13 +286,21 @@ func (s *session) reconcile(i int, st *stream, m mline, want StreamMode) *stream
 			st.mu.Lock()
 			st.mode = want
 			st.codecs = m.rtpmap
+			err := st.keyStream(m)
 			st.mu.Unlock()
+			if err != nil {
+				s.srv.log.Error("srtp key", "session_id", s.id, "position", i, "error", err)
+			}
 			return st
 		}
 		// A refused or ended position offered again: a new stream with its
 		// own file (RFC 3264 §8.3 reuse of a port-0 m-line).
 	}
 	nst := &stream{sess: s, position: i, label: m.label, media: m.media, mode: ModeRejected, codecs: m.rtpmap}
+	if err := nst.keyStream(m); err != nil {
+		s.srv.log.Error("srtp key", "session_id", s.id, "position", i, "error", err)
+		want = ModeRejected
+	}
 	if want != ModeRejected {
 		if err := s.activate(nst, want); err != nil {
 			s.srv.log.Error("start stream", "session_id", s.id, "position", i, "label", m.label, "error", err)

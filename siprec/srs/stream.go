@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/pion/rtp"
+	"github.com/recfork/recfork/dataplane/srtp"
 )
 
 // StreamMode is what the SRS currently does with a stream.
@@ -48,6 +49,12 @@ type stream struct {
 	rtcpPackets uint64
 	writeErrs   uint64
 	pcm         []int16
+	// srtp decrypts an SRTP stream (RTP/SAVP, srtp.go); nil for RTP.
+	srtp         *srtp.Context
+	srtpKey      []byte // the offered key srtp was made from
+	answerCrypto string // our a=crypto answer, kept across re-INVITEs
+	authFailures uint64
+	plain        []byte
 }
 
 // StreamInfo is a snapshot of one stream.
@@ -60,16 +67,19 @@ type StreamInfo struct {
 	Path     string // WAV file, "" when the stream was never recorded
 	SSRC     uint32 // current SSRC, 0 before the first packet
 
-	Packets      uint64 // RTP packets received, all included
-	Bytes        uint64 // RTP payload bytes
-	Lost         uint64 // RFC 3550 §A.3 expected minus received, per SSRC, summed
-	Duplicates   uint64 // packets whose sequence number was already seen
-	Late         uint64 // packets too far behind to place (dropped)
-	Undecoded    uint64 // packets of payload types other than G.711 (counted, no audio)
-	Malformed    uint64 // datagrams that are not RTP version 2
-	SSRCChanges  uint64
-	Reanchors    uint64 // timestamp or sequence jumps re-anchored on arrival time
-	RTCPPackets  uint64
+	Packets     uint64 // RTP packets received, all included
+	Bytes       uint64 // RTP payload bytes
+	Lost        uint64 // RFC 3550 §A.3 expected minus received, per SSRC, summed
+	Duplicates  uint64 // packets whose sequence number was already seen
+	Late        uint64 // packets too far behind to place (dropped)
+	Undecoded   uint64 // packets of payload types other than G.711 (counted, no audio)
+	Malformed   uint64 // datagrams that are not RTP version 2
+	SSRCChanges uint64
+	Reanchors   uint64 // timestamp or sequence jumps re-anchored on arrival time
+	RTCPPackets uint64
+	// AuthFailures counts SRTP packets that failed authentication (wrong
+	// keys, tampering): dropped, so they leave silence.
+	AuthFailures uint64
 	FirstArrival time.Time
 	LastArrival  time.Time
 	// StartOffset is where the first packet landed on the session timeline,
@@ -100,6 +110,7 @@ func (st *stream) info() StreamInfo {
 		SSRCChanges:  st.trk.ssrcChanges,
 		Reanchors:    st.trk.reanchors,
 		RTCPPackets:  st.rtcpPackets,
+		AuthFailures: st.authFailures,
 		FirstArrival: st.trk.firstArrival,
 		LastArrival:  st.trk.lastArrival,
 		StartOffset:  st.trk.startPos,
@@ -159,9 +170,15 @@ func (st *stream) readRTCP() {
 // ingest records one datagram received at arrival. Bad input is counted,
 // never fatal.
 func (st *stream) ingest(pkt *rtp.Packet, b []byte, arrival time.Time) {
-	err := pkt.Unmarshal(b)
 	st.mu.Lock()
 	defer st.mu.Unlock()
+	if st.srtp != nil {
+		var ok bool
+		if b, ok = st.decrypt(b); !ok {
+			return
+		}
+	}
+	err := pkt.Unmarshal(b)
 	if err != nil || pkt.Version != 2 {
 		st.malformed++
 		return
