@@ -100,6 +100,9 @@ type Config struct {
 	// TLSListen is the calls' TLS address; empty means Listen's host on
 	// port 5061.
 	TLSCert, TLSKey, TLSCA, TLSListen string
+	// SRSSRTP sends every recording as SRTP (SDES); false means SRTP only
+	// toward sips: SRSs.
+	SRSSRTP bool
 	// Logger receives the daemon's structured logs; nil means slog.Default().
 	Logger *slog.Logger
 }

@@ -142,7 +142,7 @@ func NewService(ctx context.Context, cfg Config) (_ *Service, err error) {
 		SRS:            []string{svc.srsURI},
 		Keepalive:      ka,
 		TLS:            ts.src(),
-		DefaultProfile: siprec.Profile{Transport: cfg.SRSTransport, FailoverCodes: cfg.SRSFailoverCodes},
+		DefaultProfile: siprec.Profile{Transport: cfg.SRSTransport, FailoverCodes: cfg.SRSFailoverCodes, SRTP: cfg.SRSSRTP},
 		Logger:         svc.log.With("component", "siprec"),
 		OnEvent: func(ev siprec.Event) {
 			if d := dp.Load(); d != nil {

@@ -23,7 +23,7 @@ import (
 // over TLS. tshark on the SRS host proves no SIP crossed in clear and that
 // TLS did; the SRS's WAVs hold the caller's tone. openssl s_client, a TLS
 // client nobody here wrote, verifies recforkd's call listener certificate
-// and gets a 200 to an OPTIONS over it.
+// and gets a 200 to an OPTIONS over it. The media to the sips: SRS is SRTP.
 func TestTLSInNamespaces(t *testing.T) {
 	testenv.Privileged(t)
 	for _, bin := range []string{"sipp", "tshark", "openssl"} {
@@ -125,6 +125,16 @@ func TestTLSInNamespaces(t *testing.T) {
 	b, _ := os.ReadFile(filepath.Join(n.dir, "recforkd.log"))
 	if !strings.Contains(string(b), "transport=tls") {
 		t.Fatalf("recforkd's log does not say the recording went over tls")
+	}
+	// A sips: SRS gets SRTP: both copies went through the SRTP relay, and
+	// the SRS authenticated every packet (the tone above was decrypted).
+	if c := strings.Count(string(b), "recording stream uses srtp"); c != 2 {
+		t.Fatalf("recforkd logged %d srtp streams, want 2", c)
+	}
+	for i, st := range info.Streams {
+		if st.AuthFailures != 0 || st.Packets == 0 {
+			t.Errorf("srs stream %d: %d packets, %d auth failures", i, st.Packets, st.AuthFailures)
+		}
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/emiago/sipgo"
@@ -45,6 +46,7 @@ type Client struct {
 	sessions map[string]*session // by connection id
 	byCallID map[string]*session // by the recording dialog's Call-ID
 
+	srtpForks     atomic.Uint64
 	health        *health
 	events        *dispatcher
 	fixedBoundary string

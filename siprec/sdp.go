@@ -23,6 +23,9 @@ type sdpStream struct {
 	// Addr is the connection address (m-line c=, else session c=); in offers
 	// we build it is the session's.
 	Addr netip.Addr
+	// Crypto, in offers we build, is the a=crypto value (RFC 4568) of an
+	// SRTP stream, whose m-line is then RTP/SAVP; "" for RTP.
+	Crypto string
 }
 
 // sdpOffer holds what stays the same across the session's offers.
@@ -65,8 +68,12 @@ func (o sdpOffer) marshal() ([]byte, error) {
 		formats = append(formats, strconv.Itoa(int(c.PayloadType)))
 	}
 	for _, st := range o.Streams {
+		protos := []string{"RTP", "AVP"}
+		if st.Crypto != "" {
+			protos = []string{"RTP", "SAVP"}
+		}
 		md := &sdp.MediaDescription{MediaName: sdp.MediaName{Media: "audio", Port: sdp.RangedPort{Value: st.Port},
-			Protos: []string{"RTP", "AVP"}, Formats: formats}}
+			Protos: protos, Formats: formats}}
 		for _, c := range o.Codecs {
 			if c.Name == "" || c.ClockRate == 0 {
 				continue // a static payload type needs no rtpmap
@@ -79,6 +86,9 @@ func (o sdpOffer) marshal() ([]byte, error) {
 			if c.Fmtp != "" {
 				md.Attributes = append(md.Attributes, sdp.Attribute{Key: "fmtp", Value: fmt.Sprintf("%d %s", c.PayloadType, c.Fmtp)})
 			}
+		}
+		if st.Crypto != "" && st.Port != 0 {
+			md.Attributes = append(md.Attributes, sdp.Attribute{Key: "crypto", Value: st.Crypto})
 		}
 		md.Attributes = append(md.Attributes, sdp.Attribute{Key: "label", Value: st.Label})
 		dir := st.Dir

@@ -17,6 +17,7 @@ import (
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
 	"github.com/recfork/recfork/dataplane"
+	"github.com/recfork/recfork/dataplane/srtp"
 )
 
 // intent is a validated request: concrete URI, modes possibly "" (nochange).
@@ -130,6 +131,11 @@ type session struct {
 	// remoteCSeq is the CSeq of the SRS's last in-dialog request.
 	remoteCSeq uint32
 	md         mdIDs
+	// srtp is set when the session records with SRTP (srtp.go); relays and
+	// cryptos are then each recording leg's relay and a=crypto value.
+	srtp    bool
+	relays  map[dataplane.EndpointID]*srtp.Relay
+	cryptos map[dataplane.EndpointID]string
 }
 
 type mdIDs struct {
@@ -285,6 +291,7 @@ func (s *session) emitLocked(name, reason string) {
 // run is the session's worker.
 func (s *session) run() {
 	defer close(s.done)
+	defer s.closeRelays()
 	for {
 		<-s.kick
 		for {
@@ -603,6 +610,7 @@ func (s *session) dropStream(st *stream) {
 		if err := eng.CloseEndpoint(ep); err != nil && !errors.Is(err, dataplane.ErrNotFound) {
 			s.log.Warn("close recording endpoint", "err", err)
 		}
+		s.closeRelay(ep)
 	}
 }
 
@@ -647,6 +655,7 @@ func (s *session) start(ctx context.Context, t target, avoid map[string]bool) er
 	s.sdpVer = 1
 	s.started = s.c.cfg.Now()
 	s.state = StateStarting
+	s.srtp = s.c.wantsSRTP(t.list)
 	leg := s.leg
 	offer := s.offerLocked(streams)
 	meta := s.metadataLocked(streams, DataComplete, nil)
@@ -750,6 +759,12 @@ func (s *session) applyStream(st *stream, want Mode, ans sdpStream, legEP datapl
 	}
 	s.mu.Lock()
 	forked, oldRec, oldMode, src := st.forked, st.recorder, st.forkMode, st.ep.ID
+	if r := s.relays[src]; r != nil {
+		// SRTP: the data plane forks the clear copies to the relay,
+		// which sends them on, encrypted, to the SRS.
+		r.SetDestination(rec)
+		rec = r.In()
+	}
 	s.mu.Unlock()
 	switch {
 	case forked && oldRec != rec:
@@ -982,6 +997,15 @@ func (s *session) offerLocked(streams []*stream) sdpOffer {
 		ss := sdpStream{Label: st.label, Dir: st.offered}
 		if st.ep.ID != 0 && st.offered != "" {
 			ss.Port = int(st.ep.Local.Port())
+			if s.srtp {
+				// Never in clear: a stream without its relay is refused.
+				ss.Port = 0
+				if r, err := s.relayLocked(st); err != nil {
+					s.log.Error("srtp relay", "err", err, "direction", st.dir.String())
+				} else {
+					ss.Port, ss.Crypto = int(r.Out().Port()), s.cryptos[st.ep.ID]
+				}
+			}
 		}
 		o.Streams = append(o.Streams, ss)
 	}

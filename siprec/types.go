@@ -186,6 +186,10 @@ type Profile struct {
 	// over UDP, fragmented by IP, as SBCs do. TLS needs Config.TLS (else
 	// sips: URIs are refused with bad-uri).
 	Transport string
+	// SRTP sends the recording streams as SRTP (SDES, RFC 4568,
+	// AES_CM_128_HMAC_SHA1_80, own keys per stream); false means RTP unless
+	// the SRS URI is sips:, which always gets SRTP.
+	SRTP bool
 	// FailoverCodes are the final answers to an INVITE after which the next
 	// SRS of the list is tried; nil means 408, 480, 500 and 503. Add 600-class
 	// codes (600, 603, 604, 606) to fail over on them too. Transport errors

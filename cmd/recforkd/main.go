@@ -42,6 +42,7 @@ type options struct {
 	dtmf                                   bool
 	lim                                    limitFlags
 	tlsCert, tlsKey, tlsCA, tlsListen      string
+	srsSRTP                                bool
 }
 
 // limitFlags are the Limits and the HTTP token settings (controlplane/limits.go
@@ -145,6 +146,7 @@ func newOptions(stderr io.Writer) *options {
 	fs.StringVar(&o.tlsCert, "tls-cert", "", "PEM certificate for SIP over TLS (calls, the recording client, the built-in SRS); with --tls-key turns TLS on")
 	fs.StringVar(&o.tlsKey, "tls-key", "", "PEM private key of --tls-cert")
 	fs.StringVar(&o.tlsCA, "tls-ca", "", "PEM roots an SRS's TLS certificate is verified with (default: the system roots)")
+	fs.BoolVar(&o.srsSRTP, "srs-srtp", false, "send recordings as SRTP (SDES a=crypto) to every SRS (default: only to sips: SRSs)")
 	fs.StringVar(&o.tlsListen, "tls-listen", "", "SIP over TLS address for calls (default: the --listen host, port 5061)")
 	fs.StringVar(&o.srsFailover, "srs-failover-codes", "408,480,500,503", "INVITE answers after which the next SRS of the list is tried")
 	fs.StringVar(&o.recDir, "recordings", "recordings", "directory of the built-in SRS's files")
@@ -266,6 +268,7 @@ func (o *options) config2() (controlplane.Config, error) {
 	}
 	cfg.RecordingsMode, cfg.RecordingsGroup = os.FileMode(mode), o.recGroup
 	cfg.TLSCert, cfg.TLSKey, cfg.TLSCA, cfg.TLSListen = o.tlsCert, o.tlsKey, o.tlsCA, o.tlsListen
+	cfg.SRSSRTP = o.srsSRTP
 	cfg.SRSKeepalive, cfg.SRSKeepaliveFailures, cfg.SRSTransport = o.srsKeepalive, o.srsKeepaliveFailures, o.srsTransport
 	if o.srsKeepalive <= 0 {
 		cfg.SRSKeepalive = -1 // off; zero would mean the default
