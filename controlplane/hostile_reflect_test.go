@@ -1,6 +1,7 @@
 package controlplane_test
 
 import (
+	"fmt"
 	"net"
 	"strings"
 	"testing"
@@ -106,4 +107,28 @@ func waitForRead(t *testing.T, r *rawSIP, got *[]string, n *int, cond func() boo
 		*got = append(*got, first)
 		*n += m
 	}
+}
+
+// TestHostileLargeUDPResponse: an INVITE over UDP whose answer is larger
+// than a 1500-byte MTU (a long Record-Route, copied into the response by
+// RFC 3261 §12.1.1) is answered over UDP all the same (§18.2.2: a response
+// goes back over its request's transport; the kernel fragments it).
+func TestHostileLargeUDPResponse(t *testing.T) {
+	svc := startLimited(t, controlplane.Limits{}, nil)
+	r := newRawSIP(t, svc.Daemon().SIPAddr().String())
+	var rr []string
+	for i := range 30 {
+		rr = append(rr, fmt.Sprintf("<sip:proxy%02d.example.com;lr;padding=%s>", i, strings.Repeat("p", 20)))
+	}
+	const cid = "large-answer"
+	r.send(withHeaders(r.request("INVITE", cid, "", "application/sdp", sdpOffer(4000, "0"), 1), "Record-Route: "+strings.Join(rr, ",")))
+	ok := r.expect(200)
+	if len(ok) <= 1500 || !strings.Contains(ok, "proxy29.example.com") {
+		t.Fatalf("a %d-byte answer; want one over 1500 bytes carrying the Record-Route", len(ok))
+	}
+	_, tag, _ := strings.Cut(headerLine(ok, "To"), "tag=")
+	r.send(r.request("ACK", cid, tag, "", "", 1))
+	r.send(r.request("BYE", cid, tag, "", "", 2))
+	r.expect(200)
+	waitFor(t, "the call to end", func() bool { return len(svc.Daemon().Connections()) == 0 })
 }

@@ -218,7 +218,11 @@ func (d *Daemon) carryOut(c *Connection, dlg *sipgo.DialogServerSession, tx sip.
 		}
 		if err := dlg.WriteResponse(res); err != nil {
 			// CANCEL raced our 200, or no ACK came: the call is gone.
-			c.log.Info("answer failed", "err", err)
+			if cause := answerCause(err); cause != "" {
+				c.log.Warn("call refused: answer not sent", "cause", cause, "err", err)
+			} else {
+				c.log.Info("answer failed", "err", err)
+			}
 			c.end(StateFailed)
 			c.emit("connection.accept.failed", c.eventFields(map[string]any{"reason": err.Error()}))
 			c.emit("connection.failed", c.eventFields(map[string]any{"reason": "accept failed"}))

@@ -1,7 +1,9 @@
 package controlplane
 
 import (
+	"errors"
 	"strings"
+	"syscall"
 
 	"github.com/emiago/sipgo/sip"
 )
@@ -37,4 +39,18 @@ const maxReflected = 12
 // address is proven by the handshake.
 func byeWithoutAck(req *sip.Request) bool {
 	return !strings.EqualFold(req.Transport(), "udp")
+}
+
+// answerCause names why a final response could not be sent at all, for the
+// log line that says why a call was refused; "" when it was sent and the
+// call ended for another reason. RFC 3261 §18.2.2 sends a response back
+// over the transport of its request, with no fallback to TCP, so an answer
+// over UDP larger than a datagram can hold (the stack's guard is raised to
+// 65507 bytes, siprec/route.go; the kernel fragments anything larger than
+// the path MTU) is undeliverable.
+func answerCause(err error) string {
+	if errors.Is(err, sip.ErrUDPMTUCongestion) || errors.Is(err, syscall.EMSGSIZE) {
+		return "sip response too large for udp; the caller must use tcp"
+	}
+	return ""
 }
