@@ -6,7 +6,7 @@ STATICCHECK_VERSION := v0.8.2
 # Generated BPF objects live here; check-generated compares them after a rebuild.
 GENERATED := dataplane/ebpf perf/xdpgen
 
-.PHONY: help build test test-short generate check-generated bench bench-quick gobench demo run lint fmt clean
+.PHONY: help build test test-short generate check-generated bench bench-quick soak soak-quick gobench demo run lint fmt clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t20
@@ -33,6 +33,12 @@ bench: ## the perf suite, full (minutes; root): writes perf/results/latest.json 
 
 bench-quick: ## the perf suite's scenarios with fewer samples (under a minute)
 	$(GO) run ./perf/cmd/recforkperf -quick -out perf/results/latest.json -readme perf/README.md
+
+soak: ## 10 minutes of recorded calls under abuse (root): fails on a failed call, lost copies or resources not returned
+	$(GO) run ./perf/cmd/recforksoak -out perf/results/soak.json
+
+soak-quick: ## the soak's CI variant (90 s of calls, under 3 minutes in all)
+	$(GO) run ./perf/cmd/recforksoak -quick -out perf/results/soak-quick.json
 
 gobench: ## Go benchmarks of the data plane, interpreter and SIPREC client
 	$(GO) test -run '^$$' -bench . -benchmem -count 3 ./dataplane/... ./ccxml/... ./siprec/...
