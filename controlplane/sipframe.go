@@ -214,6 +214,7 @@ type checkedConn struct {
 	skip    int    // body bytes of a refused request still to drop
 	readErr error
 	closing bool
+	buf     []byte // read buffer, kept between reads
 }
 
 var errFrameLost = errors.New("sip stream framing lost")
@@ -221,7 +222,9 @@ var errFrameLost = errors.New("sip stream framing lost")
 func (c *checkedConn) Read(b []byte) (int, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	buf := make([]byte, 16<<10)
+	if c.buf == nil {
+		c.buf = make([]byte, 16<<10)
+	}
 	for len(c.out) == 0 {
 		if c.closing {
 			return 0, errFrameLost
@@ -238,8 +241,8 @@ func (c *checkedConn) Read(b []byte) (int, error) {
 				}
 				break
 			}
-			n, err := c.Conn.Read(buf)
-			c.in = append(c.in, buf[:n]...)
+			n, err := c.Conn.Read(c.buf)
+			c.in = append(c.in, c.buf[:n]...)
 			c.readErr = err
 		}
 	}
