@@ -17,6 +17,15 @@
 // (RFC 4028) are honoured with the caller as refresher, 422 below 90 s, and a
 // BYE when no refresh comes in time.
 //
+// # Hostile input
+//
+// Limits (limits.go) bound calls, INVITE rates, connections and sessions.
+// Before the SIP stack sees a request, sipframe.go checks the raw bytes for
+// the RFC 3261 §8.1.1 headers and a CSeq that parses, answering one 400
+// naming the fault over UDP and TCP; sipcheck.go is the second line in the
+// handlers (483 for Max-Forwards 0). reflect.go states how many datagrams
+// one INVITE from an unverified UDP source can draw (12) and why.
+//
 // # Decided behaviour (CCXML platform)
 //
 //   - <reject reason>: a SIP status ("486", "486 Busy Here") or busy,
