@@ -24,7 +24,7 @@ import (
 )
 
 // The soak: recorded calls with RTP at a steady rate through recforkd (its
-// defaults, the built-in SRS) while a hostile generator from a second
+// defaults) to the built-in SRS while a hostile generator from a second
 // address sends malformed SIP, INVITE bursts over the per-source rate,
 // slowloris TCP connections and RTP from wrong sources. At the end the
 // daemon must have lost (almost) no recorded copies, failed no call, and
@@ -66,6 +66,7 @@ type SoakResult struct {
 	Started      time.Time      `json:"started"`
 	Seconds      float64        `json:"seconds"`
 	Engine       string         `json:"engine"`
+	EngineNote   string         `json:"engine_note,omitempty"`
 	NOFILE       uint64         `json:"nofile"`
 	CPS          float64        `json:"cps"`
 	HoldSeconds  float64        `json:"hold_seconds"`
@@ -171,9 +172,7 @@ func muLaw(s int16) byte {
 	return ^byte(sign | exp<<4 | (x>>(exp+3))&0x0f)
 }
 
-// soakRTPPorts is recforkd's media range, apart from the built-in SRS's
-// (40000-49999): the wrong-source RTP aims at recforkd's calls only, and
-// every packet the SRS counts is a copy.
+// soakRTPPorts is recforkd's media range; the wrong-source RTP aims at it.
 const soakRTPPorts = "20000-39999"
 
 // hostileAddr is the generator's second address on G's side of the pair:
@@ -204,7 +203,7 @@ func RunSoak(ctx context.Context, cfg SoakConfig) (*SoakResult, error) {
 		return nil, err
 	}
 	defer os.RemoveAll(dir)
-	recforkd, _, err := buildBinaries(ctx, filepath.Join(os.TempDir(), "recforkperf-bin"))
+	recforkd, recforkctl, err := buildBinaries(ctx, filepath.Join(os.TempDir(), "recforkperf-bin"))
 	if err != nil {
 		return nil, err
 	}
@@ -221,10 +220,21 @@ func RunSoak(ctx context.Context, cfg SoakConfig) (*SoakResult, error) {
 	recDir := filepath.Join(dir, "recordings")
 	httpAddr := p.MAddr.String() + ":9090"
 	const token = "soak-token"
+	// The built-in SRS runs as its own process (recforkctl srs) beside the
+	// callers: recforkd's --dataplane auto then picks the eBPF engine, which
+	// cannot copy to an SRS inside its own process, and the soak covers
+	// its map entries.
+	srs, err := startProc(p.G.Command(recforkctl, "srs", "--listen", p.GAddr.String()+":5080", "--dir", recDir,
+		"--media-ip", p.GAddr.String(), "--rtp-ports", "40000-49999"), filepath.Join(dir, "srs.log"))
+	if err != nil {
+		return nil, err
+	}
+	defer srs.Stop()
 	// recforkd with its defaults: every limit and timeout as shipped.
 	rfd, err := startProc(p.M.Command(recforkd, "--listen", target, "--media-ip", p.MAddr.String(),
+		"--srs", "sip:srs@"+p.GAddr.String()+":5080",
 		"--dataplane", "auto", "--iface", p.MIf, "--admin", sock, "--rtp-ports", soakRTPPorts,
-		"--recordings", recDir, "--http", httpAddr, "--http-token", token, "--log-level", "warn"),
+		"--http", httpAddr, "--http-token", token, "--log-level", "warn"),
 		filepath.Join(dir, "recforkd.log"))
 	if err != nil {
 		return nil, err
@@ -235,6 +245,15 @@ func RunSoak(ctx context.Context, cfg SoakConfig) (*SoakResult, error) {
 		return nil, fmt.Errorf("recforkd did not come up: %s", tail(readFile(filepath.Join(dir, "recforkd.log")), 300))
 	}
 	res.Engine = adminEngine(admin)
+	if res.Engine != "ebpf" {
+		// Say why --dataplane auto fell back (recforkd logs it).
+		for _, l := range strings.Split(readFile(filepath.Join(dir, "recforkd.log")), "\n") {
+			if strings.Contains(strings.ToLower(l), "ebpf") || strings.Contains(l, "data plane") {
+				res.EngineNote = tail(l, 300)
+				break
+			}
+		}
+	}
 	sample := func() (SoakResources, error) { return soakSample(p, rfd.Pid(), httpAddr, admin) }
 	if res.Start, err = sample(); err != nil {
 		return nil, err

@@ -229,7 +229,7 @@ while read -r c cid dir label; do
 	pkts=$(awk -v l="$label" '
 		/"Label":/   { gsub(/[",]/, "", $2); cur = $2 }
 		/"Packets":/ { gsub(/,/, "", $2); if (cur == l) { print $2; exit } }
-	' "$work/recordings/$dirname/session.json" 2>/dev/null)
+	' "${f%/*}/session.json" 2>/dev/null)
 	srs_total=$((srs_total + ${pkts:-0}))
 	printf "%-12s %-9s %-6s %8s %8.2f %8.2f %9.2f %6.0fHz  %s\n" "$c" "$dir" "$label" "${pkts:--}" "$secs" "$audio" "$gap" "$tone" "$f" >>"$summary"
 	want=880
