@@ -202,12 +202,14 @@ func (d *Daemon) startSIP() error {
 		respond(tx, req, 405, "Method Not Allowed")
 	}))
 	d.wg.Add(2)
-	refused := func(code int) { d.metrics.malformed.WithLabelValues(strconv.Itoa(code)).Inc() }
 	go func() {
 		defer d.wg.Done()
-		_ = d.server.ServeUDP(&checkedPacketConn{PacketConn: udp, refused: refused})
+		_ = d.server.ServeUDP(&checkedPacketConn{PacketConn: udp, refused: d.rawRefused})
 	}()
-	go func() { defer d.wg.Done(); _ = d.server.ServeTCP(checkedListener{Listener: d.tcp, refused: refused}) }()
+	go func() {
+		defer d.wg.Done()
+		_ = d.server.ServeTCP(checkedListener{Listener: d.tcp, refused: d.rawRefused})
+	}()
 	d.log.Info("sip listening", "addr", d.sipAddr.String(), "transports", "udp,tcp")
 	if err := d.startTLS(); err != nil {
 		d.closeSIP()

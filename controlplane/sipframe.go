@@ -317,3 +317,8 @@ func (l checkedListener) Accept() (net.Conn, error) {
 	}
 	return &checkedConn{Conn: c, refused: l.refused}, nil
 }
+
+// rawRefused counts a request the raw checks refused.
+func (d *Daemon) rawRefused(code int) {
+	d.metrics.malformed.WithLabelValues(strconv.Itoa(code)).Inc()
+}

@@ -110,7 +110,7 @@ func (d *Daemon) startTLS() error {
 	d.tlsAddr = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 	tl := tls.NewListener(d.tlsLn, ts.serverConfig())
 	d.wg.Add(1)
-	go func() { defer d.wg.Done(); _ = d.server.ServeTLS(tl) }()
+	go func() { defer d.wg.Done(); _ = d.server.ServeTLS(checkedListener{Listener: tl, refused: d.rawRefused}) }()
 	d.log.Info("sip listening", "addr", d.tlsAddr.String(), "transports", "tls")
 	return nil
 }
