@@ -28,6 +28,8 @@ import (
 //	                                       query direction=inbound|outbound (default both)
 //	GET  /v1/stats                         dataplane.EngineStats
 //	GET  /v1/sessions                      []SessionInfo
+//	GET  /v1/drain                         DrainInfo
+//	POST /v1/drain, POST /v1/undrain       DrainInfo (drain.go)
 //
 // Errors are {"error": "..."} with a 4xx/5xx status.
 
@@ -44,6 +46,12 @@ type StatusInfo struct {
 	Connections int       `json:"connections"`
 	Recordings  int       `json:"recordings"`
 	Sessions    int       `json:"sessions"`
+	// Draining is set while new calls are refused (drain.go); Calls and
+	// Recordings are then what is left to end.
+	Draining   bool      `json:"draining"`
+	DrainSince time.Time `json:"drain_since,omitzero"`
+	// State is the shared recording state (standby.go), absent when off.
+	State *StateInfo `json:"state,omitempty"`
 	// SRSs is the health of every SRS the SIPREC client knows.
 	SRSs []SRSInfo `json:"srs_health"`
 	dataplane.EngineStats
@@ -252,6 +260,9 @@ func (d *Daemon) adminHandler(info adminInfo) http.Handler {
 			MediaIP: d.cfg.MediaIP.String(), Engine: d.engine.Name(), SRS: info.srs, App: info.app,
 			Calls: len(d.Calls()), Connections: len(d.Connections()), Recordings: len(d.Recordings()),
 			Sessions: len(sessions()), SRSs: d.SRSHealth(), EngineStats: d.engine.Stats()}
+		di := d.DrainInfo()
+		st.Draining, st.DrainSince = di.Draining, di.Since
+		st.State = d.StateInfo()
 		writeJSON(w, 200, st)
 	})
 	mux.HandleFunc("GET /v1/calls", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, 200, d.Calls()) })
@@ -259,6 +270,9 @@ func (d *Daemon) adminHandler(info adminInfo) http.Handler {
 	mux.HandleFunc("GET /v1/recordings", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, 200, d.Recordings()) })
 	mux.HandleFunc("GET /v1/stats", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, 200, d.engine.Stats()) })
 	mux.HandleFunc("GET /v1/sessions", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, 200, sessions()) })
+	mux.HandleFunc("GET /v1/drain", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, 200, d.DrainInfo()) })
+	mux.HandleFunc("POST /v1/drain", func(w http.ResponseWriter, r *http.Request) { d.Drain(); writeJSON(w, 200, d.DrainInfo()) })
+	mux.HandleFunc("POST /v1/undrain", func(w http.ResponseWriter, r *http.Request) { d.Undrain(); writeJSON(w, 200, d.DrainInfo()) })
 	mux.HandleFunc("POST /v1/recordings/{conn}/{action}", func(w http.ResponseWriter, r *http.Request) {
 		var dir dataplane.Direction
 		switch r.URL.Query().Get("direction") {

@@ -103,6 +103,19 @@ type Config struct {
 	// SRSSRTP sends every recording as SRTP (SDES); false means SRTP only
 	// toward sips: SRSs.
 	SRSSRTP bool
+	// StateRedis is the Redis server ("host:port" or a unix socket path)
+	// that recording state is shared through (controlplane/state); empty
+	// means none.
+	StateRedis string
+	// NodeID names this node in the shared state; empty means the host
+	// name and the SIP port (DefaultNodeID).
+	NodeID string
+	// StateHeartbeat is how often the node's heartbeat is refreshed; a node
+	// silent for 3 of them is dead. Zero means 1 s.
+	StateHeartbeat time.Duration
+	// Standby makes the node take over dead nodes' recordings (end them at
+	// the SRS); it needs StateRedis.
+	Standby bool
 	// Logger receives the daemon's structured logs; nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -192,6 +205,9 @@ func (cfg Config) withDefaults() (Config, error) {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
+	}
+	if cfg.Standby && cfg.StateRedis == "" {
+		return cfg, fmt.Errorf("standby needs the shared state (StateRedis): %w", ErrBadConfig)
 	}
 	return cfg, nil
 }

@@ -71,6 +71,9 @@ type Daemon struct {
 	// recWaiters are admin requests waiting for a connection's next
 	// bvr.record outcome.
 	recWaiters map[string][]chan siprec.Event
+
+	drain drainState // drain.go
+	state *stateSync // standby.go; nil unless Config.StateRedis
 }
 
 // New builds a daemon: it opens the SIP listeners (UDP and TCP on one port) and
@@ -103,6 +106,15 @@ func New(cfg Config) (*Daemon, error) {
 	}
 	if err := d.startSIP(); err != nil {
 		d.cancel()
+		if d.tap != nil {
+			d.tap.close()
+		}
+		return nil, err
+	}
+	if err := d.startState(); err != nil {
+		d.cancel()
+		d.closeSIP()
+		d.wg.Wait()
 		if d.tap != nil {
 			d.tap.close()
 		}
@@ -189,12 +201,7 @@ func (d *Daemon) startSIP() error {
 		// reaches us matched nothing (RFC 3261 §9.2).
 		respond(tx, req, 481, "Call/Transaction Does Not Exist")
 	}))
-	d.server.OnOptions(d.guard(func(req *sip.Request, tx sip.ServerTransaction) {
-		res := sip.NewResponseFromRequest(req, 200, "OK", nil)
-		res.AppendHeader(sip.NewHeader("Allow", "INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE, INFO, NOTIFY"))
-		res.AppendHeader(sip.NewHeader("Accept", "application/sdp"))
-		_ = tx.Respond(res)
-	}))
+	d.server.OnOptions(d.guard(d.onOptions))
 	d.server.OnUpdate(d.guard(d.onUpdate))
 	d.server.OnInfo(d.guard(d.onInfo))
 	d.server.OnNotify(d.guard(d.onNotify))
@@ -407,6 +414,9 @@ func (c *Connection) end(state ConnState) {
 		}
 		d.mu.Unlock()
 		close(c.ended)
+		if hadRec {
+			d.stateChanged(c.ID) // removes its shared state
+		}
 		c.log.Info("connection ended", "state", string(state))
 	})
 }
@@ -440,6 +450,9 @@ func (d *Daemon) Close() error {
 		}()
 	}
 	wg.Wait()
+	if err := d.stopState(); err != nil {
+		d.log.Warn("shared state at shutdown", "err", err)
+	}
 	d.cancel()
 	d.closeSIP()
 	d.wg.Wait()

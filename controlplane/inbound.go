@@ -58,6 +58,9 @@ func (d *Daemon) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		respond(tx, req, 503, "Service Unavailable")
 		return
 	}
+	if d.refuseDraining(req, tx) {
+		return
+	}
 	if limit := d.admitInvite(req); limit != "" {
 		// RFC 3261 §21.5.4: 503 with Retry-After tells a well-behaved
 		// client when to try again; the cause is logged at debug only, so

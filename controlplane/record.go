@@ -79,6 +79,7 @@ func (d *Daemon) onRecordEvent(ev siprec.Event) {
 	for _, w := range waiters {
 		w <- ev
 	}
+	d.stateChanged(ev.ConnectionID)
 	if c == nil {
 		return
 	}

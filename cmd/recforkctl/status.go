@@ -40,6 +40,15 @@ func runStatus(args []string, stdout, stderr io.Writer) int {
 	t.row("engine", st.Engine)
 	t.row("srs", st.SRS)
 	t.row("app", st.App)
+	if st.Draining {
+		t.row("draining", "yes, since "+st.DrainSince.Format(time.RFC3339)+" ("+strconv.Itoa(st.Calls)+" calls left)")
+	} else {
+		t.row("draining", "no")
+	}
+	if st.State != nil {
+		t.row("shared state", "node "+st.State.Node+map[bool]string{true: ", standby", false: ""}[st.State.Standby]+
+			", "+strconv.Itoa(st.State.TakenOver)+" recordings of dead nodes ended")
+	}
 	t.row("calls", strconv.Itoa(st.Calls))
 	t.row("connections", strconv.Itoa(st.Connections))
 	t.row("recordings", strconv.Itoa(st.Recordings))

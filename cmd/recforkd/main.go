@@ -37,7 +37,10 @@ type options struct {
 	http, destination, logLevel, logFormat string
 	srsTransport, srsFailover              string
 	recMode, recGroup                      string
-	srsKeepalive                           time.Duration
+	stateRedis, nodeID                     string
+	standby                                bool
+	stateHeartbeat                         time.Duration
+	srsKeepalive, drainGrace               time.Duration
 	srsKeepaliveFailures                   int
 	dtmf                                   bool
 	lim                                    limitFlags
@@ -155,6 +158,11 @@ func newOptions(stderr io.Writer) *options {
 	fs.StringVar(&o.http, "http", "", "optional HTTP listener for /metrics and the CCXML basichttp processor")
 	fs.StringVar(&o.destination, "destination", "", "SIP URI the embedded app bridges callers to (default: echo)")
 	fs.BoolVar(&o.dtmf, "dtmf", true, "detect RFC 4733 DTMF in callers' RTP (connection.signal); costs a port pair per call")
+	fs.DurationVar(&o.drainGrace, "drain-grace", 0, "on SIGTERM, refuse new calls (503) and let calls in progress run up to this long before ending them (0: end them at once); a second SIGTERM cuts it short")
+	fs.StringVar(&o.stateRedis, "state-redis", "", "Redis (host:port or unix socket path) to share recording state through, so a --standby node can end a dead node's recordings (off by default)")
+	fs.StringVar(&o.nodeID, "node-id", "", "this node's name in the shared state (default: host name and SIP port)")
+	fs.BoolVar(&o.standby, "standby", false, "watch the other nodes' heartbeats in --state-redis and end a dead node's recordings at the SRS")
+	fs.DurationVar(&o.stateHeartbeat, "state-heartbeat", time.Second, "heartbeat interval in --state-redis; a node silent for 3 of them is dead")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&o.logFormat, "log-format", "text", "text or json")
 	o.limitFlagSet()
@@ -269,6 +277,7 @@ func (o *options) config2() (controlplane.Config, error) {
 	cfg.RecordingsMode, cfg.RecordingsGroup = os.FileMode(mode), o.recGroup
 	cfg.TLSCert, cfg.TLSKey, cfg.TLSCA, cfg.TLSListen = o.tlsCert, o.tlsKey, o.tlsCA, o.tlsListen
 	cfg.SRSSRTP = o.srsSRTP
+	cfg.StateRedis, cfg.NodeID, cfg.Standby, cfg.StateHeartbeat = o.stateRedis, o.nodeID, o.standby, o.stateHeartbeat
 	cfg.SRSKeepalive, cfg.SRSKeepaliveFailures, cfg.SRSTransport = o.srsKeepalive, o.srsKeepaliveFailures, o.srsTransport
 	if o.srsKeepalive <= 0 {
 		cfg.SRSKeepalive = -1 // off; zero would mean the default
@@ -321,7 +330,10 @@ func run(args []string, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "recforkd:", err)
 		return 2
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGTERM, os.Interrupt)
+	defer signal.Stop(sigs)
+	ctx, stop := context.WithCancel(context.Background())
 	defer stop()
 	svc, err := controlplane.NewService(ctx, cfg)
 	if err != nil {
@@ -340,6 +352,23 @@ func run(args []string, stderr io.Writer) int {
 				cfg.Logger.Error("reload app", "err", err)
 			}
 		}
+	}()
+	go func() {
+		<-sigs
+		if o.drainGrace > 0 {
+			// A second signal ends the grace at once.
+			gctx, cancel := context.WithCancel(context.Background())
+			go func() {
+				select {
+				case <-sigs:
+					cancel()
+				case <-gctx.Done():
+				}
+			}()
+			svc.Drain(gctx, o.drainGrace)
+			cancel()
+		}
+		stop()
 	}()
 	if err := svc.Run(ctx); err != nil {
 		cfg.Logger.Error("run", "err", err)

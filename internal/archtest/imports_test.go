@@ -24,11 +24,14 @@ var rules = map[string][]string{
 	"siprec/...":          {"siprec", "dataplane", "github.com/emiago/sipgo", "github.com/pion/sdp/v3", "github.com/beevik/etree", "github.com/pion/rtp"},
 	"ccxml/...":           {"ccxml", "github.com/beevik/etree", "github.com/dop251/goja"},
 	"ccxml":               {"github.com/beevik/etree", "github.com/dop251/goja"},
-	"controlplane/...":    {"controlplane/...", "dataplane/...", "siprec/...", "ccxml/...", "github.com/", "golang.org/x/"},
-	"cmd/...":             {"controlplane/...", "dataplane/...", "siprec/...", "ccxml/...", "github.com/", "golang.org/x/"},
-	"perf/...":            {""},
-	"internal/testenv":    {"golang.org/x/sys"},
-	"internal/archtest":   {},
+	// The shared recording state knows SIPREC snapshots and Redis only:
+	// never the SIP core, CCXML or the data plane.
+	"controlplane/state": {"siprec", "github.com/redis/go-redis/v9"},
+	"controlplane/...":   {"controlplane/...", "dataplane/...", "siprec/...", "ccxml/...", "github.com/", "golang.org/x/"},
+	"cmd/...":            {"controlplane/...", "dataplane/...", "siprec/...", "ccxml/...", "github.com/", "golang.org/x/"},
+	"perf/...":           {""},
+	"internal/testenv":   {"golang.org/x/sys"},
+	"internal/archtest":  {},
 }
 
 type pkg struct {
