@@ -232,7 +232,12 @@ func (r *sippRun) wait(t *testing.T) (ok, failed int, exit error) {
 
 func (r *sippRun) tail() string {
 	b, _ := os.ReadFile(r.log)
-	return tail(string(b), 30)
+	errs, _ := filepath.Glob(filepath.Join(filepath.Dir(r.log), "*errors.log"))
+	for _, e := range errs {
+		eb, _ := os.ReadFile(e)
+		b = append(b, eb...)
+	}
+	return tail(string(b), 60)
 }
 
 // lines returns a log file's lines.
@@ -267,6 +272,17 @@ func indexOf(ls []string, sub string) int {
 		}
 	}
 	return -1
+}
+
+// downAt is the index of the first kamailio log line that takes node uri
+// out of the dispatcher's set: its probe failed (dst-down) or an INVITE to
+// it failed and the failure route marked it down; -1 if none.
+func downAt(ls []string, uri string) int {
+	a, b := indexOf(ls, "dispatcher: node down "+uri), indexOf(ls, "node "+uri+" failed")
+	if a < 0 || (b >= 0 && b < a) {
+		return b
+	}
+	return a
 }
 
 // srsSessions reads the SRS's finished sessions by their end reason.
@@ -340,7 +356,7 @@ func TestClusterBehindKamailioDispatcher(t *testing.T) {
 		t.Fatalf("recforkctl drain: %v: %s", err, out)
 	}
 	waitFor(t, "the dispatcher to take the drained node out", func() bool {
-		return indexOf(lines(t, klog), "dispatcher: node down "+nodeURI(drained)) >= 0
+		return downAt(lines(t, klog), nodeURI(drained)) >= 0
 	})
 	acceptedAtDown := countLines(lines(t, drained.log), "call alerting")
 	waitFor(t, "the drained node's calls to end", func() bool { return drained.status(t).Calls == 0 })
@@ -352,7 +368,7 @@ func TestClusterBehindKamailioDispatcher(t *testing.T) {
 		t.Fatalf("drained node status: %+v", st)
 	}
 	kl := lines(t, klog)
-	down := indexOf(kl, "dispatcher: node down "+nodeURI(drained))
+	down := downAt(kl, nodeURI(drained))
 	if got := countLines(kl[down:], "INVITE", "to "+nodeURI(drained)); got != 0 {
 		t.Fatalf("%d INVITEs went to the drained node after the dispatcher took it out", got)
 	}
@@ -377,7 +393,7 @@ func TestClusterBehindKamailioDispatcher(t *testing.T) {
 	// Calls sent to the node between the count and the kill may fail too.
 	racing := countLines(lines(t, klog)[before:], "INVITE", "to "+nodeURI(killed))
 	waitFor(t, "the dispatcher to mark the killed node down", func() bool {
-		return indexOf(lines(t, klog), "node down "+nodeURI(killed)) >= 0
+		return downAt(lines(t, klog), nodeURI(killed)) >= 0
 	})
 	ok2, failed2, _ := run2.wait(t)
 	if ok2+failed2 != perRun || failed2 > live+racing {
@@ -386,7 +402,7 @@ func TestClusterBehindKamailioDispatcher(t *testing.T) {
 	}
 	t.Logf("kill run: %d ok, %d failed (the killed node held %d calls, %d more racing the kill)", ok2, failed2, live, racing)
 	kl = lines(t, klog)
-	down = indexOf(kl, "node down "+nodeURI(killed))
+	down = downAt(kl, nodeURI(killed))
 	if got := countLines(kl[down:], "INVITE", "to "+nodeURI(killed)); got != 0 {
 		t.Fatalf("%d INVITEs went to the killed node after the dispatcher marked it down", got)
 	}
