@@ -7,7 +7,9 @@
  * to the recorder's egress interface, restores the headers and the mark and
  * passes the original on with TCX_NEXT, so other TCX programs still run.
  * An inbound packet of an endpoint in the relay table is instead rewritten
- * to the other leg's remote and redirected (relay_stream).
+ * to the other leg's remote and redirected (relay_stream). Inbound RTP and
+ * RTCP from a source an endpoint does not accept is dropped first (guard),
+ * and latching is learnt there.
  * Everything it cannot handle is passed on untouched and counted.
  */
 #include <linux/bpf.h>
@@ -23,6 +25,7 @@
 
 /* The 6.1 UAPI headers predate TCX; these are the kernel's values. */
 #define TCX_NEXT -1
+#define TCX_DROP 2
 
 #define L3_OFF ETH_HLEN
 #define IP4_CSUM_OFF (L3_OFF + 10)
@@ -72,6 +75,24 @@ struct {
 	__type(key, __u32);
 	__type(value, struct inflight_count);
 } inflight SEC(".maps");
+
+/* Two entries (RTP, RTCP) per endpoint. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 131072);
+	__type(key, struct stream_key);
+	__type(value, struct latch_value);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+} latches SEC(".maps");
+
+/* Latch reports to Go; one per socket and SetRemote, so small. */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 256 * 1024);
+} latch_events SEC(".maps");
+
+/* Puts struct latch_event in the BTF, for bpf2go's Go mirror. */
+const struct latch_event *unused_latch_event __attribute__((unused));
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -166,10 +187,32 @@ static __always_inline int is_media(struct __sk_buff *skb, __u32 off, __u32 plen
 	return hl <= plen;
 }
 
+/* same_source reports whether the packet's source (the old header holds it
+ * first) is addr:port. */
+static __always_inline int same_source(struct fork_hdr *old, int v6, const __u8 *addr, __u16 port)
+{
+	int n = v6 ? 16 : 4, i, same = old->ports[0] == bpf_htons(port);
+
+	for (i = 0; i < 16; i++)
+		if (i < n && old->addrs[i] != addr[i])
+			same = 0;
+	return same;
+}
+
+static __always_inline int same_addr(struct fork_hdr *old, int v6, const __u8 *addr)
+{
+	int n = v6 ? 16 : 4, i, same = 1;
+
+	for (i = 0; i < 16; i++)
+		if (i < n && old->addrs[i] != addr[i])
+			same = 0;
+	return same;
+}
+
 /* fork_stream looks the packet's stream up and copies or counts it. */
 static __always_inline void fork_stream(struct __sk_buff *skb, struct stream_key *key,
 					struct fork_hdr *old, int v6, int hdr_len, __u32 payload,
-					__u32 segs)
+					__u32 segs, int guarded)
 {
 	struct fork_hdr new = {};
 	struct stream_value *v;
@@ -196,17 +239,11 @@ static __always_inline void fork_stream(struct __sk_buff *skb, struct stream_key
 		rtcp = 1;
 	}
 	/* The media socket drops what does not come from its remote; so do
-	 * the copies (the old header holds the source first). */
-	if (v->flags & STREAM_F_REMOTE) {
-		int n = v6 ? 16 : 4, i, same = old->ports[0] == bpf_htons(v->rem_port + rtcp);
-
-		for (i = 0; i < 16; i++)
-			if (i < n && old->addrs[i] != v->rem_addr[i])
-				same = 0;
-		if (!same) {
-			count(STAT_FOREIGN);
-			return;
-		}
+	 * the copies. The guard, where there is one, has decided already. */
+	if (!guarded && (v->flags & STREAM_F_REMOTE) &&
+	    !same_source(old, v6, v->rem_addr, v->rem_port + rtcp)) {
+		count(STAT_FOREIGN);
+		return;
 	}
 	if (!is_media(skb, hdr_len, payload, rtcp)) {
 		count(STAT_NOT_RTP);
@@ -259,6 +296,119 @@ static __always_inline void fork_stream(struct __sk_buff *skb, struct stream_key
 	c->copied_bytes += payload;
 }
 
+/* Outcomes of guard. */
+#define GUARD_NONE 0   /* no entry: the port is not an endpoint's */
+#define GUARD_ACCEPT 1 /* the socket's source */
+#define GUARD_DROP 2   /* foreign: dropped and counted */
+
+/* guard applies an endpoint socket's source rule to a media packet, with the
+ * userspace engine's rules (dataplane.LatchPolicy.MayLatch): a latched
+ * socket accepts its latched source only; a pending one latches to the first
+ * source its mode allows and refuses the others; LATCH_FIXED accepts the
+ * signalled remote only. The first packet to latch wins the state with a
+ * compare-and-swap; a packet racing it on another CPU while the learnt
+ * fields are written is dropped. */
+static __always_inline int guard(struct __sk_buff *skb, struct stream_key *key,
+				 struct fork_hdr *old, int v6, int hdr_len, __u32 payload)
+{
+	struct latch_event *ev;
+	struct latch_value *v;
+	__u32 n, state;
+	int may = 0;
+
+	v = bpf_map_lookup_elem(&latches, key);
+	if (!v)
+		return GUARD_NONE;
+	/* Only RTP and RTCP are the guard's; the socket drops the rest. */
+	if (!is_media(skb, hdr_len, payload, bpf_ntohs(key->port) & 1))
+		return GUARD_NONE;
+	state = v->state;
+	if (state == LATCH_LEARNT) {
+		if (same_source(old, v6, v->lat_addr, v->lat_port))
+			return GUARD_ACCEPT;
+		goto drop;
+	}
+	if (state != LATCH_PENDING)
+		goto drop;
+	switch (v->mode) {
+	case LATCH_FIXED:
+		if (same_source(old, v6, v->rem_addr, v->rem_port))
+			return GUARD_ACCEPT;
+		goto drop;
+	case LATCH_ANY:
+		may = 1;
+		break;
+	case LATCH_NAT:
+	case LATCH_ADDR:
+		/* Saturating, as the userspace engine counts. */
+		n = v->seen;
+		if (n != ~0U)
+			n = __sync_fetch_and_add(&v->seen, 1) + 1;
+		may = same_addr(old, v6, v->rem_addr) || (v->mode == LATCH_NAT && n <= v->limit);
+		break;
+	}
+	if (!may)
+		goto drop;
+	if (__sync_val_compare_and_swap(&v->state, LATCH_PENDING, LATCH_BUSY) != LATCH_PENDING)
+		goto drop;
+	__builtin_memcpy(v->lat_addr, old->addrs, 16);
+	if (!v6)
+		__builtin_memset(v->lat_addr + 4, 0, 12);
+	v->lat_port = bpf_ntohs(old->ports[0]);
+	__builtin_memcpy(v->lat_mac, old->macs + 6, 6);
+	__builtin_memcpy(v->own_mac, old->macs, 6);
+	v->ifindex = skb->ifindex;
+	/* Release: the fields above are visible before the state says so. */
+	__sync_val_compare_and_swap(&v->state, LATCH_BUSY, LATCH_LEARNT);
+	count(STAT_LATCHED);
+	ev = bpf_ringbuf_reserve(&latch_events, sizeof(*ev), 0);
+	if (ev) {
+		ev->key = *key;
+		__builtin_memcpy(ev->addr, v->lat_addr, 16);
+		ev->port = v->lat_port;
+		ev->pad = 0;
+		bpf_ringbuf_submit(ev, 0);
+	}
+	return GUARD_ACCEPT;
+drop:
+	__sync_fetch_and_add(&v->dropped, 1);
+	count(STAT_GUARD);
+	return GUARD_DROP;
+}
+
+/* follow points a relay at the other leg's latched source, if it has one:
+ * the socket's own entry, else (RTCP not seen yet) next to its latched RTP
+ * (RFC 3550 section 11), as the userspace engine sends. */
+static __always_inline int follow(struct relay_value *v, struct stream_key *key, __u16 rtcp,
+				  struct fork_hdr *new, __u32 *ifindex)
+{
+	struct stream_key k = {};
+	struct latch_value *l;
+	__u16 add = 0;
+
+	__builtin_memcpy(k.addr, v->src_addr, 16);
+	k.port = bpf_htons(v->src_port + rtcp);
+	k.dir = DIR_INBOUND;
+	k.family = key->family;
+	l = bpf_map_lookup_elem(&latches, &k);
+	if ((!l || l->state != LATCH_LEARNT) && rtcp) {
+		k.port = bpf_htons(v->src_port);
+		l = bpf_map_lookup_elem(&latches, &k);
+		add = 1;
+	}
+	if (!l || l->state != LATCH_LEARNT)
+		return 0;
+	__builtin_memcpy(new->macs, l->lat_mac, 6);
+	__builtin_memcpy(new->macs + 6, l->own_mac, 6);
+	if (key->family == 6)
+		__builtin_memcpy(new->addrs + 16, l->lat_addr, 16);
+	else
+		__builtin_memcpy(new->addrs + 4, l->lat_addr, 4);
+	new->ports[1] = bpf_htons(l->lat_port + add);
+	*ifindex = l->ifindex;
+	return 1;
+}
+
 /* relay_stream relays an inbound packet of a joined endpoint in the kernel:
  * it rewrites L2-L4 to leave from the other leg's local address towards the
  * other leg's remote, makes the other leg's outbound fork from the rewritten
@@ -267,13 +417,15 @@ static __always_inline void fork_stream(struct __sk_buff *skb, struct stream_key
  * and redirects it. It returns TCX_NEXT when the packet goes on to the
  * socket instead (no relay, not media, or no way to send it). */
 static __always_inline int relay_stream(struct __sk_buff *skb, struct stream_key *key,
-					struct fork_hdr *old, int v6, int hdr_len, __u32 payload)
+					struct fork_hdr *old, int v6, int hdr_len, __u32 payload,
+					int guarded)
 {
 	struct fork_hdr new = {};
 	struct stream_key out = {};
 	struct relay_value *v;
 	struct relay_counters *c;
 	__u16 rtcp = 0, port;
+	__u32 ifindex;
 	int ret;
 
 	v = bpf_map_lookup_elem(&relays, key);
@@ -288,17 +440,12 @@ static __always_inline int relay_stream(struct __sk_buff *skb, struct stream_key
 			return TCX_NEXT;
 		rtcp = 1;
 	}
-	/* Injected media is never relayed: a source other than the accepted
-	 * remote goes on to the socket, which drops it and counts it. */
-	if (v->flags & RELAY_F_REMOTE) {
-		int n = v6 ? 16 : 4, i, same = old->ports[0] == bpf_htons(v->rem_port + rtcp);
-
-		for (i = 0; i < 16; i++)
-			if (i < n && old->addrs[i] != v->rem_addr[i])
-				same = 0;
-		if (!same)
-			return TCX_NEXT;
-	}
+	/* Injected media is never relayed: the guard dropped it already, or
+	 * (no guard entry) a source other than the accepted remote goes on to
+	 * the socket, which drops it and counts it. */
+	if (!guarded && (v->flags & RELAY_F_REMOTE) &&
+	    !same_source(old, v6, v->rem_addr, v->rem_port + rtcp))
+		return TCX_NEXT;
 	/* What the socket would drop (STUN, DTLS, garbage) is left to it. */
 	if (!is_media(skb, hdr_len, payload, rtcp))
 		return TCX_NEXT;
@@ -323,6 +470,9 @@ static __always_inline int relay_stream(struct __sk_buff *skb, struct stream_key
 	}
 	new.ports[0] = bpf_htons(v->src_port + rtcp);
 	new.ports[1] = bpf_htons(v->dst_port + rtcp);
+	ifindex = v->ifindex;
+	if (v->flags & RELAY_F_FOLLOW)
+		follow(v, key, rtcp, &new, &ifindex);
 
 	ret = write_hdr(skb, v6, old, &new);
 	if (ret) {
@@ -336,13 +486,13 @@ static __always_inline int relay_stream(struct __sk_buff *skb, struct stream_key
 	out.port = new.ports[0];
 	out.dir = DIR_OUTBOUND;
 	out.family = key->family;
-	fork_stream(skb, &out, &new, v6, hdr_len, payload, 1);
+	fork_stream(skb, &out, &new, v6, hdr_len, payload, 1, 1);
 
 	c->relayed_packets += 1;
 	c->relayed_bytes += payload;
 	count(STAT_RELAYED);
 	skb->mark = FORK_MARK;
-	return bpf_redirect(v->ifindex, 0);
+	return bpf_redirect(ifindex, 0);
 }
 
 static __always_inline int fork_packet(struct __sk_buff *skb, __u8 dir)
@@ -354,7 +504,7 @@ static __always_inline int fork_packet(struct __sk_buff *skb, __u8 dir)
 	struct udphdr *udp;
 	void *data, *end;
 	__u32 payload, segs, zero = 0;
-	int v6, hdr_len;
+	int v6, hdr_len, guarded = GUARD_NONE;
 
 	if (skb->mark == FORK_MARK) {
 		count(STAT_LOOPED);
@@ -461,9 +611,17 @@ static __always_inline int fork_packet(struct __sk_buff *skb, __u8 dir)
 	if (__sync_fetch_and_add(&q->enter, 1) == ~0ULL)
 		return TCX_NEXT;
 	rkey = key;
-	fork_stream(skb, &key, &old, v6, hdr_len, payload, segs);
+	if (dir == DIR_INBOUND) {
+		guarded = guard(skb, &key, &old, v6, hdr_len, payload);
+		if (guarded == GUARD_DROP) {
+			ret = TCX_DROP;
+			goto out;
+		}
+	}
+	fork_stream(skb, &key, &old, v6, hdr_len, payload, segs, guarded);
 	if (dir == DIR_INBOUND)
-		ret = relay_stream(skb, &rkey, &old, v6, hdr_len, payload);
+		ret = relay_stream(skb, &rkey, &old, v6, hdr_len, payload, guarded);
+out:
 	if (__sync_fetch_and_add(&q->leave, 1) == ~0ULL)
 		count(STAT_MISS); /* never: keeps the fetch (ordered) form */
 	return ret;

@@ -58,9 +58,8 @@ struct stream_value {
  * a joined endpoint's inbound stream is rewritten to leave from the other
  * leg's local address towards the other leg's remote and redirected to
  * ifindex in the kernel. One map update joins, unjoins or moves a relay.
- * Written by the Go engine only once it relays in the kernel (issue 11);
- * until then the table stays empty and every join is relayed by the
- * userspace engine. */
+ * With RELAY_F_FOLLOW the destination is the other leg's latched source
+ * once its latch_value has one. */
 struct relay_value {
 	__u32 slot;    /* index into the relay_stats map */
 	__u32 ifindex; /* egress interface towards the other leg's remote */
@@ -84,6 +83,54 @@ struct relay_value {
 /* relay_value.flags */
 #define RELAY_F_RESOLVED 1 /* ifindex and both MACs are valid */
 #define RELAY_F_REMOTE 2   /* relay only what comes from rem_addr/rem_port */
+#define RELAY_F_FOLLOW 4   /* send to the other leg's latched source once it has one */
+
+/* Guard and latch table, keyed like the stream table with DIR_INBOUND but by
+ * the exact local port (RTP or RTCP, one entry each): which sources an
+ * endpoint's socket accepts. The ingress program drops (TCX_DROP) RTP and
+ * RTCP from any other source and counts it, so it reaches no socket, relay
+ * or copy; it learns the latched source itself (symmetric RTP, RFC 4961
+ * section 3) and reports it on the latch_events ring buffer. Go writes an
+ * entry when an endpoint opens and rewrites it on SetRemote (which resets
+ * latching); the program writes only state, seen, dropped and the learnt
+ * fields. */
+struct latch_value {
+	__u32 state;   /* LATCH_PENDING, LATCH_BUSY or LATCH_LEARNT */
+	__u32 seen;    /* media packets offered to the policy while pending */
+	__u64 dropped; /* packets dropped by the guard */
+	__u8 mode;     /* LATCH_FIXED, LATCH_ADDR, LATCH_NAT or LATCH_ANY */
+	__u8 family;   /* 4 or 6, equal to the key's */
+	__u16 rem_port; /* signalled source port of this socket, host byte order */
+	__u32 limit;    /* LATCH_NAT: packets during which any source may latch */
+	__u8 rem_addr[16]; /* signalled remote address */
+	/* Learnt (LATCH_LEARNT): the source, and how to send back to it: the
+	 * interface it came in on and the frame's MACs swapped. */
+	__u8 lat_addr[16];
+	__u16 lat_port; /* host byte order */
+	__u8 lat_mac[6]; /* the frame's source MAC: the next hop back */
+	__u8 own_mac[6]; /* the frame's destination MAC: ours */
+	__u16 pad;
+	__u32 ifindex;
+};
+
+/* latch_value.mode */
+#define LATCH_FIXED 1 /* accept the signalled remote only (no Latch, or LatchOff) */
+#define LATCH_ADDR 2  /* latch to a source with the signalled address */
+#define LATCH_NAT 3   /* also to any source among the first limit packets */
+#define LATCH_ANY 4   /* nothing signalled: the first source is the remote */
+
+/* latch_value.state */
+#define LATCH_PENDING 0
+#define LATCH_BUSY 1 /* one CPU is writing the learnt fields */
+#define LATCH_LEARNT 2
+
+/* Record of the latch_events ring buffer: a socket latched. */
+struct latch_event {
+	struct stream_key key;
+	__u8 addr[16];
+	__u16 port; /* host byte order */
+	__u16 pad;
+};
 
 /* Per-CPU counters of one relay, indexed by relay_value.slot; bytes are UDP
  * payload bytes. */
@@ -129,6 +176,8 @@ enum stat_reason {
 	STAT_FOREIGN,        /* from a source the endpoint does not accept */
 	STAT_GSO_EGRESS,     /* not passed over: UDP GSO skbs from the local stack, looked up as several datagrams */
 	STAT_RELAYED,        /* not passed on: relayed in the kernel (TCX_REDIRECT) */
+	STAT_GUARD,          /* not passed on: dropped by the guard (foreign source) */
+	STAT_LATCHED,        /* a socket latched in the kernel */
 	STAT_MAX,
 };
 

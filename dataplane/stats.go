@@ -1,5 +1,7 @@
 package dataplane
 
+import "net/netip"
+
 // EndpointStats are the counters of one endpoint. Packets and bytes count RTP and
 // RTCP together; bytes are UDP payload bytes.
 type EndpointStats struct {
@@ -10,9 +12,17 @@ type EndpointStats struct {
 	// Relayed counts received packets that were relayed to at least one joined
 	// endpoint.
 	Relayed uint64
-	// Dropped counts packets that were not accepted: from an unexpected source
-	// after latching, too short, or not RTP/RTCP.
+	// Dropped counts packets that were not accepted: from a source the
+	// endpoint does not accept (not its signalled or latched remote, or one
+	// the latch policy refused), too short, or not RTP/RTCP. The eBPF engine
+	// drops foreign RTP and RTCP in the kernel and counts them here too.
 	Dropped uint64
+	// Remote is where the endpoint's RTP goes now: the latched or learnt
+	// source, else the signalled remote; zero while unknown.
+	Remote netip.AddrPort
+	// Latched reports that Remote was learnt from a received RTP packet
+	// (latching, or a remote not signalled) rather than signalled.
+	Latched bool
 }
 
 // ForkStats are the counters of one fork.

@@ -72,6 +72,12 @@ type KernelStats struct {
 	// (redirected to a joined endpoint's other leg) instead of passing them
 	// to the socket.
 	Relayed uint64
+	// Guard counts inbound RTP and RTCP dropped in the kernel because it
+	// came from a source its endpoint does not accept (neither the
+	// signalled nor the latched remote, or one the latch policy refuses).
+	Guard uint64
+	// Latched counts sockets that latched to a source in the kernel.
+	Latched uint64
 	// Failed counts packets of active forks that could not be copied (next
 	// hop unresolved, clone failed), summed over live forks.
 	Failed uint64

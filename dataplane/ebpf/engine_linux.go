@@ -17,6 +17,7 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
+	"github.com/cilium/ebpf/ringbuf"
 	"golang.org/x/sys/unix"
 
 	"github.com/recfork/recfork/dataplane"
@@ -27,7 +28,7 @@ const (
 	modeActive   = 1
 	flagResolved = 1
 	flagRemote   = 2
-	statMax      = 13
+	statMax      = 15
 	maxForks     = 65536
 	familyV4     = 4
 	familyV6     = 6
@@ -82,6 +83,10 @@ type Engine struct {
 	// changed is closed and replaced whenever the kernel reports a change of
 	// routes, neighbours or links; AddFork waits on it for a resolution.
 	changed chan struct{}
+	// latchIndex maps latch-table keys to their endpoint's socket; latches
+	// reads the programs' latch reports.
+	latchIndex map[rtpforkStreamKey]latchRef
+	latches    *ringbuf.Reader
 }
 
 // endpoint is what the engine knows of one of Media's endpoints.
@@ -91,6 +96,11 @@ type endpoint struct {
 	// source Media accepts, and the copies follow the same rule.
 	remote netip.AddrPort
 	latch  bool
+	// guarded endpoints have latch-table entries under latchKeys (RTP,
+	// RTCP); guardGone totals what replaced entries had dropped.
+	guarded   bool
+	latchKeys [2]rtpforkStreamKey
+	guardGone uint64
 }
 
 // attachment is one interface and its two TCX links.
@@ -154,6 +164,7 @@ func New(cfg Config) (*Engine, error) {
 		relayWhy:    make(map[relayID]string),
 		relayLogged: make(map[relayID]bool),
 		changed:     make(chan struct{}),
+		latchIndex:  make(map[rtpforkStreamKey]latchRef),
 	}
 	ns, err := os.Open(fmt.Sprintf("/proc/%d/task/%d/ns/net", os.Getpid(), unix.Gettid()))
 	if err != nil {
@@ -176,7 +187,12 @@ func New(cfg Config) (*Engine, error) {
 		e.release()
 		return nil, err
 	}
-	e.wg.Add(2)
+	if e.latches, err = ringbuf.NewReader(e.objs.LatchEvents); err != nil {
+		e.release()
+		return nil, unsupported("read latch events", err)
+	}
+	e.wg.Add(3)
+	go func() { defer e.wg.Done(); e.readLatches(e.latches) }()
 	go func() { defer e.wg.Done(); e.watch.run(e.onChange) }()
 	go func() { defer e.wg.Done(); e.resolver() }()
 	return e, nil
@@ -328,6 +344,9 @@ func (e *Engine) release() error {
 	if e.watch != nil {
 		errs = append(errs, e.watch.Close())
 	}
+	if e.latches != nil {
+		errs = append(errs, e.latches.Close())
+	}
 	close(e.stop)
 	e.wg.Wait()
 	for _, a := range e.attached {
@@ -363,7 +382,15 @@ func (e *Engine) OpenEndpoint(cfg dataplane.EndpointConfig) (dataplane.EndpointI
 	if err != nil {
 		return info, err
 	}
-	e.endpoints[info.ID] = &endpoint{local: info.Local, remote: unmap(cfg.Remote), latch: cfg.Latch}
+	ep := &endpoint{local: info.Local, remote: unmap(cfg.Remote), latch: cfg.Latch}
+	e.endpoints[info.ID] = ep
+	if err := e.openLatchLocked(info.ID, ep); err != nil {
+		// Unguarded, the kernel would relay what Media refuses.
+		_ = e.closeLatchLocked(ep)
+		delete(e.endpoints, info.ID)
+		_ = e.media.CloseEndpoint(info.ID)
+		return dataplane.EndpointInfo{}, fmt.Errorf("open endpoint: %w", err)
+	}
 	return info, nil
 }
 
@@ -383,6 +410,9 @@ func (e *Engine) SetRemote(id dataplane.EndpointID, remote netip.AddrPort) error
 		return nil
 	}
 	ep.remote = unmap(remote)
+	if err := e.writeLatchLocked(id, ep); err != nil {
+		return fmt.Errorf("set remote %d: %w", id, err)
+	}
 	if f, ok := e.forks[forkID{id, dataplane.Inbound}]; ok && !f.media {
 		nv := f.val
 		ep.applyRemote(&nv)
@@ -432,6 +462,11 @@ func (e *Engine) CloseEndpoint(id dataplane.EndpointID) error {
 		errs = append(errs, err)
 	}
 	delete(e.relayGone, id)
+	if ep := e.endpoints[id]; ep != nil {
+		if err := e.closeLatchLocked(ep); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	// Forget the endpoint first, so no AddFork can use it meanwhile.
 	delete(e.endpoints, id)
 	var gone []*fork
@@ -520,6 +555,13 @@ func (e *Engine) EndpointStats(id dataplane.EndpointID) (dataplane.EndpointStats
 		return s, err
 	}
 	e.addRelayStatsLocked(id, &s)
+	if ep := e.endpoints[id]; ep != nil {
+		dropped, latched := e.latchStateLocked(ep)
+		s.Dropped += dropped
+		if latched.IsValid() {
+			s.Remote, s.Latched = latched, true
+		}
+	}
 	return s, nil
 }
 
@@ -910,7 +952,8 @@ func (e *Engine) KernelStats() (KernelStats, error) {
 		}
 	}
 	ks := KernelStats{Miss: r[0], NotIP: r[1], NotUDP: r[2], Short: r[3], Fragment: r[4],
-		IPOptions: r[5], GSO: r[6], Looped: r[7], NotRTP: r[8], VLAN: r[9], Foreign: r[10], GSOEgress: r[11], Relayed: r[12]}
+		IPOptions: r[5], GSO: r[6], Looped: r[7], NotRTP: r[8], VLAN: r[9], Foreign: r[10], GSOEgress: r[11], Relayed: r[12],
+		Guard: r[statGuard], Latched: r[statLatched]}
 	for _, f := range e.forks {
 		if f.media {
 			continue

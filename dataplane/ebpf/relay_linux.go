@@ -100,10 +100,8 @@ func (e *Engine) relayValueLocked(id relayID) (rtpforkStreamKey, rtpforkRelayVal
 		return rtpforkStreamKey{}, v, fmt.Errorf("endpoint %d relays to %d endpoints: %w", id.from, len(e.out[id.from]), errKernelCannot)
 	case al.Addr().IsLoopback() || bl.Addr().IsLoopback():
 		return rtpforkStreamKey{}, v, fmt.Errorf("endpoint on loopback: %w", errKernelCannot)
-	case a.latch || b.latch:
-		// Latching is learnt by Media's sockets; the kernel does not
-		// see the latched source yet.
-		return rtpforkStreamKey{}, v, fmt.Errorf("latching endpoint: %w", errKernelCannot)
+	case !a.guarded || !b.guarded:
+		return rtpforkStreamKey{}, v, fmt.Errorf("endpoint without a kernel guard: %w", errKernelCannot)
 	case !a.remote.IsValid() || !b.remote.IsValid():
 		return rtpforkStreamKey{}, v, fmt.Errorf("remote not known yet: %w", errKernelCannot)
 	case al.Addr().Is4() != bl.Addr().Is4() || b.remote.Addr().Is4() != bl.Addr().Is4() || a.remote.Addr().Is4() != al.Addr().Is4():
@@ -129,6 +127,11 @@ func (e *Engine) relayValueLocked(id relayID) (rtpforkStreamKey, rtpforkRelayVal
 	copy(v.SrcAddr[:], bl.Addr().AsSlice())
 	copy(v.DstAddr[:], b.remote.Addr().AsSlice())
 	copy(v.RemAddr[:], a.remote.Addr().AsSlice())
+	if b.latch && e.latchPolicy() != dataplane.LatchOff {
+		// Until b latches, to its signalled remote; then where the
+		// kernel learnt it, with no map write in between.
+		v.Flags |= relayFollow
+	}
 	return k, v, nil
 }
 
@@ -257,7 +260,7 @@ func (e *Engine) warmRelays(from, to dataplane.EndpointID, d dataplane.Duplex) {
 	var legs []leg
 	e.mu.Lock()
 	for _, id := range []dataplane.EndpointID{to, from} {
-		if ep := e.endpoints[id]; ep != nil && ep.remote.IsValid() && !ep.latch {
+		if ep := e.endpoints[id]; ep != nil && ep.remote.IsValid() {
 			legs = append(legs, leg{ep.remote, unmap(ep.local)})
 		}
 		if d != dataplane.Full {

@@ -28,6 +28,33 @@ type rtpforkInflightCount struct {
 	Leave uint64
 }
 
+type rtpforkLatchEvent struct {
+	_    structs.HostLayout
+	Key  rtpforkStreamKey
+	Addr [16]uint8
+	Port uint16
+	Pad  uint16
+}
+
+type rtpforkLatchValue struct {
+	_       structs.HostLayout
+	State   uint32
+	Seen    uint32
+	Dropped uint64
+	Mode    uint8
+	Family  uint8
+	RemPort uint16
+	Limit   uint32
+	RemAddr [16]uint8
+	LatAddr [16]uint8
+	LatPort uint16
+	LatMac  [6]uint8
+	OwnMac  [6]uint8
+	Pad     uint16
+	Ifindex uint32
+	_       [4]byte
+}
+
 type rtpforkRelayCounters struct {
 	_              structs.HostLayout
 	RelayedPackets uint64
@@ -84,14 +111,17 @@ type rtpforkStreamValue struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	rtpforkMapCounters        = "counters"
-	rtpforkMapInflight        = "inflight"
-	rtpforkMapRelayStats      = "relay_stats"
-	rtpforkMapRelays          = "relays"
-	rtpforkMapStats           = "stats"
-	rtpforkMapStreams         = "streams"
-	rtpforkProgRtpforkEgress  = "rtpfork_egress"
-	rtpforkProgRtpforkIngress = "rtpfork_ingress"
+	rtpforkMapCounters         = "counters"
+	rtpforkMapInflight         = "inflight"
+	rtpforkMapLatchEvents      = "latch_events"
+	rtpforkMapLatches          = "latches"
+	rtpforkMapRelayStats       = "relay_stats"
+	rtpforkMapRelays           = "relays"
+	rtpforkMapStats            = "stats"
+	rtpforkMapStreams          = "streams"
+	rtpforkProgRtpforkEgress   = "rtpfork_egress"
+	rtpforkProgRtpforkIngress  = "rtpfork_ingress"
+	rtpforkVarUnusedLatchEvent = "unused_latch_event"
 )
 
 // loadRtpfork returns the embedded CollectionSpec for rtpfork.
@@ -144,18 +174,21 @@ type rtpforkProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type rtpforkMapSpecs struct {
-	Counters   *ebpf.MapSpec `ebpf:"counters"`
-	Inflight   *ebpf.MapSpec `ebpf:"inflight"`
-	RelayStats *ebpf.MapSpec `ebpf:"relay_stats"`
-	Relays     *ebpf.MapSpec `ebpf:"relays"`
-	Stats      *ebpf.MapSpec `ebpf:"stats"`
-	Streams    *ebpf.MapSpec `ebpf:"streams"`
+	Counters    *ebpf.MapSpec `ebpf:"counters"`
+	Inflight    *ebpf.MapSpec `ebpf:"inflight"`
+	LatchEvents *ebpf.MapSpec `ebpf:"latch_events"`
+	Latches     *ebpf.MapSpec `ebpf:"latches"`
+	RelayStats  *ebpf.MapSpec `ebpf:"relay_stats"`
+	Relays      *ebpf.MapSpec `ebpf:"relays"`
+	Stats       *ebpf.MapSpec `ebpf:"stats"`
+	Streams     *ebpf.MapSpec `ebpf:"streams"`
 }
 
 // rtpforkVariableSpecs contains global variables before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type rtpforkVariableSpecs struct {
+	UnusedLatchEvent *ebpf.VariableSpec `ebpf:"unused_latch_event"`
 }
 
 // rtpforkObjects contains all objects after they have been loaded into the kernel.
@@ -178,18 +211,22 @@ func (o *rtpforkObjects) Close() error {
 //
 // It can be passed to loadRtpforkObjects or ebpf.CollectionSpec.LoadAndAssign.
 type rtpforkMaps struct {
-	Counters   *ebpf.Map `ebpf:"counters"`
-	Inflight   *ebpf.Map `ebpf:"inflight"`
-	RelayStats *ebpf.Map `ebpf:"relay_stats"`
-	Relays     *ebpf.Map `ebpf:"relays"`
-	Stats      *ebpf.Map `ebpf:"stats"`
-	Streams    *ebpf.Map `ebpf:"streams"`
+	Counters    *ebpf.Map `ebpf:"counters"`
+	Inflight    *ebpf.Map `ebpf:"inflight"`
+	LatchEvents *ebpf.Map `ebpf:"latch_events"`
+	Latches     *ebpf.Map `ebpf:"latches"`
+	RelayStats  *ebpf.Map `ebpf:"relay_stats"`
+	Relays      *ebpf.Map `ebpf:"relays"`
+	Stats       *ebpf.Map `ebpf:"stats"`
+	Streams     *ebpf.Map `ebpf:"streams"`
 }
 
 func (m *rtpforkMaps) Close() error {
 	return _RtpforkClose(
 		m.Counters,
 		m.Inflight,
+		m.LatchEvents,
+		m.Latches,
 		m.RelayStats,
 		m.Relays,
 		m.Stats,
@@ -201,6 +238,7 @@ func (m *rtpforkMaps) Close() error {
 //
 // It can be passed to loadRtpforkObjects or ebpf.CollectionSpec.LoadAndAssign.
 type rtpforkVariables struct {
+	UnusedLatchEvent *ebpf.Variable `ebpf:"unused_latch_event"`
 }
 
 // rtpforkPrograms contains all programs after they have been loaded into the kernel.

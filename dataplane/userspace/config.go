@@ -35,6 +35,9 @@ type Config struct {
 	// copies the datagrams of a GSO packet one by one, so both engines run
 	// with it set (controlplane.NewEngine sets it in every mode).
 	GSORelays bool
+	// LatchPolicy is which sources endpoints opened with Latch may latch to;
+	// zero is dataplane.LatchAddress.
+	LatchPolicy dataplane.LatchPolicy
 }
 
 // maxDatagram is the largest datagram relayed; longer ones are counted as
@@ -53,6 +56,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.Workers < 0 || c.Batch < 0 || c.SocketBuffer < 0 {
 		return c, fmt.Errorf("userspace config: negative workers, batch or socket buffer: %w", dataplane.ErrInvalid)
+	}
+	if !c.LatchPolicy.Valid() {
+		return c, fmt.Errorf("userspace config: %s: %w", c.LatchPolicy, dataplane.ErrInvalid)
 	}
 	if c.Workers == 0 {
 		c.Workers = runtime.GOMAXPROCS(0)

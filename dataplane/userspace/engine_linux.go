@@ -79,6 +79,12 @@ type endpoint struct {
 	remote [2]atomic.Pointer[peer]
 	// latched is owned by the endpoint's worker (and "all workers" writers).
 	latched [2]bool
+	// signalled is the address of the remote given by SetRemote or
+	// OpenEndpoint (invalid: none), which the latch policy compares sources
+	// with; seen counts each socket's packets offered to the policy since
+	// (owned like latched).
+	signalled netip.Addr
+	seen      [2]uint32
 
 	// all workers:
 	targets []*endpoint        // where what this endpoint receives is relayed
@@ -257,7 +263,38 @@ func (ep *endpoint) setRemote(ap netip.AddrPort) {
 	ep.remote[rtpIdx].Store(newPeer(ap, ep.v6))
 	ep.remote[rtcpIdx].Store(newPeer(netip.AddrPortFrom(ap.Addr(), ap.Port()+1), ep.v6))
 	ep.latched = [2]bool{}
+	ep.signalled = ap.Addr()
+	ep.seen = [2]uint32{}
 }
+
+// SetLatched makes the endpoint latched to src on its RTP (rtcp false) or
+// RTCP socket, as if that socket had latched to it. The eBPF engine calls it
+// when its programs latch in the kernel, where the packet may never reach
+// the socket, so that what this engine still sends to the endpoint (echo, a
+// join relayed here) goes where the kernel's relays go.
+func (e *Engine) SetLatched(id dataplane.EndpointID, rtcp bool, src netip.AddrPort) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	ep, err := e.endpoint(id)
+	if err != nil {
+		return fmt.Errorf("set latched: %w", err)
+	}
+	src = netip.AddrPortFrom(src.Addr().Unmap(), src.Port())
+	if err := checkRemote(src, ep.v6); err != nil {
+		return fmt.Errorf("set latched of endpoint %d: %w", id, err)
+	}
+	idx := rtpIdx
+	if rtcp {
+		idx = rtcpIdx
+	}
+	e.lockWorkers()
+	ep.latchTo(idx, src)
+	e.unlockWorkers()
+	return nil
+}
+
+// LatchPolicy is the policy the engine latches endpoints by.
+func (e *Engine) LatchPolicy() dataplane.LatchPolicy { return e.cfg.LatchPolicy }
 
 // SetRemote sets the remote RTP address and resets latching.
 func (e *Engine) SetRemote(id dataplane.EndpointID, remote netip.AddrPort) error {
@@ -510,12 +547,18 @@ func (e *Engine) EndpointStats(id dataplane.EndpointID) (dataplane.EndpointStats
 	if err != nil {
 		return dataplane.EndpointStats{}, fmt.Errorf("endpoint stats: %w", err)
 	}
-	e.barrier()
-	return dataplane.EndpointStats{
+	e.lockWorkers()
+	s := dataplane.EndpointStats{
 		RxPackets: ep.rx.packets.Load(), RxBytes: ep.rx.bytes.Load(),
 		TxPackets: ep.tx.packets.Load(), TxBytes: ep.tx.bytes.Load(),
 		Relayed: ep.relayed.Load(), Dropped: ep.dropped.Load(),
-	}, nil
+		Latched: ep.latched[rtpIdx],
+	}
+	if r := ep.remote[rtpIdx].Load(); r != nil {
+		s.Remote = r.ap
+	}
+	e.unlockWorkers()
+	return s, nil
 }
 
 // ForkStats returns the counters of one fork.

@@ -326,27 +326,45 @@ func (w *worker) process(s *sock, n int) {
 	}
 }
 
-// accept applies the endpoint's source rule to a valid packet on socket idx:
-// the known remote is accepted; an unknown remote is learnt from the first
-// packet; with Latch, the first packet after SetRemote (or opening) moves the
-// remote to its source (symmetric RTP, RFC 4961 §3). After that, other
-// sources are refused.
+// accept applies the endpoint's source rule to a valid packet on socket idx.
+// A latched socket accepts its latched source only. A remote not signalled
+// yet is learnt from the first packet. Without Latch (or with LatchOff) only
+// the signalled remote is accepted. With Latch, a source the policy allows
+// (dataplane.LatchPolicy.MayLatch, given how many packets this socket was
+// offered since SetRemote) becomes the remote (symmetric RTP, RFC 4961 §3)
+// and others are refused; the eBPF engine's programs apply the same rule.
 func (w *worker) accept(ep *endpoint, idx int, src addrKey) bool {
 	r := ep.remote[idx].Load()
-	if r != nil && r.key == src {
+	if ep.latched[idx] {
+		return r.key == src
+	}
+	if !ep.signalled.IsValid() {
+		ep.latchTo(idx, src.addrPort())
 		return true
 	}
-	if r != nil && (!ep.latch || ep.latched[idx]) {
-		return false
+	if !ep.latch || w.e.cfg.LatchPolicy == dataplane.LatchOff {
+		return r.key == src
+	}
+	if ep.seen[idx] < ^uint32(0) {
+		ep.seen[idx]++
 	}
 	ap := src.addrPort()
+	if !w.e.cfg.LatchPolicy.MayLatch(ep.signalled, ap.Addr(), ep.seen[idx]) {
+		return false
+	}
+	ep.latchTo(idx, ap)
+	return true
+}
+
+// latchTo makes ap the remote of socket idx for good (until SetRemote). Its
+// caller owns ep.latched.
+func (ep *endpoint) latchTo(idx int, ap netip.AddrPort) {
 	ep.remote[idx].Store(newPeer(ap, ep.v6))
 	ep.latched[idx] = true
 	if idx == rtpIdx && !ep.latched[rtcpIdx] && ap.Port() < 65535 {
 		// Until RTCP is seen, send it next to the latched RTP (RFC 3550 §11).
 		ep.remote[rtcpIdx].Store(newPeer(netip.AddrPortFrom(ap.Addr(), ap.Port()+1), ep.v6))
 	}
-	return true
 }
 
 // copy queues a fork's copy of b, or counts it as muted. The mode is loaded
