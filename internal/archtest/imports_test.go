@@ -18,12 +18,17 @@ var rules = map[string][]string{
 	"dataplane":           {},
 	"dataplane/ebpf":      {"dataplane", "github.com/cilium/ebpf", "golang.org/x/sys"},
 	"dataplane/userspace": {"dataplane", "golang.org/x/net", "golang.org/x/sys", "github.com/pion/rtp"},
-	"dataplane/...":       {"dataplane"},
-	"siprec":              {"dataplane", "github.com/emiago/sipgo", "github.com/pion/sdp/v3", "github.com/beevik/etree"},
-	"siprec/srs":          {"github.com/emiago/sipgo", "github.com/pion/rtp", "github.com/pion/sdp/v3", "golang.org/x/sys"},
-	"siprec/...":          {"siprec", "dataplane", "github.com/emiago/sipgo", "github.com/pion/sdp/v3", "github.com/beevik/etree", "github.com/pion/rtp"},
-	"ccxml/...":           {"ccxml", "github.com/beevik/etree", "github.com/dop251/goja"},
-	"ccxml":               {"github.com/beevik/etree", "github.com/dop251/goja"},
+	// SRTP toward the SRS: the cipher is pion's, the package is a
+	// userspace relay beside the engines (the kernel cannot encrypt).
+	"dataplane/srtp": {"dataplane", "github.com/pion/srtp/v3"},
+	"dataplane/...":  {"dataplane"},
+	// The SRC offers and the SRS answers a=crypto keys, so both use the
+	// SDES key types and relay of dataplane/srtp; never an engine.
+	"siprec":     {"dataplane", "dataplane/srtp", "github.com/emiago/sipgo", "github.com/pion/sdp/v3", "github.com/beevik/etree"},
+	"siprec/srs": {"dataplane/srtp", "github.com/emiago/sipgo", "github.com/pion/rtp", "github.com/pion/sdp/v3", "golang.org/x/sys"},
+	"siprec/...": {"siprec", "dataplane", "github.com/emiago/sipgo", "github.com/pion/sdp/v3", "github.com/beevik/etree", "github.com/pion/rtp"},
+	"ccxml/...":  {"ccxml", "github.com/beevik/etree", "github.com/dop251/goja"},
+	"ccxml":      {"github.com/beevik/etree", "github.com/dop251/goja"},
 	// The shared recording state knows SIPREC snapshots and Redis only:
 	// never the SIP core, CCXML or the data plane.
 	"controlplane/state": {"siprec", "github.com/redis/go-redis/v9"},
@@ -31,6 +36,7 @@ var rules = map[string][]string{
 	"cmd/...":            {"controlplane/...", "dataplane/...", "siprec/...", "ccxml/...", "github.com/", "golang.org/x/"},
 	"perf/...":           {""},
 	"internal/testenv":   {"golang.org/x/sys"},
+	"internal/testcert":  {},
 	"internal/archtest":  {},
 }
 
@@ -138,7 +144,7 @@ func TestImportRules(t *testing.T) {
 				continue
 			}
 			inPerf := rel == "perf" || strings.HasPrefix(rel, "perf/")
-			if strings.HasPrefix(imp, module+"/internal/testenv") || (!inPerf && strings.HasPrefix(imp, module+"/perf")) {
+			if strings.HasPrefix(imp, module+"/internal/testenv") || strings.HasPrefix(imp, module+"/internal/testcert") || (!inPerf && strings.HasPrefix(imp, module+"/perf")) {
 				t.Errorf("%s imports %s: production code must not import test or perf packages", rel, imp)
 				continue
 			}
@@ -161,6 +167,10 @@ func TestRulesCatchViolations(t *testing.T) {
 		{"siprec", module + "/ccxml", false},
 		{"siprec", module + "/dataplane", true},
 		{"siprec", module + "/dataplane/ebpf", false},
+		{"siprec", module + "/dataplane/srtp", true},
+		{"siprec/srs", module + "/dataplane/userspace", false},
+		{"dataplane/srtp", "github.com/pion/srtp/v3", true},
+		{"dataplane/userspace", "github.com/pion/srtp/v3", false},
 		{"dataplane/userspace", "github.com/cilium/ebpf", false},
 		{"dataplane/ebpf", "github.com/cilium/ebpf/link", true},
 		{"dataplane", "golang.org/x/sys/unix", false},
