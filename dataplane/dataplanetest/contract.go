@@ -38,6 +38,17 @@ func Run(t *testing.T, h Harness) {
 		{"Errors", testErrors},
 		{"Close", testClose},
 	}
+	if h.ForeignIP.IsValid() {
+		tests = append(tests, []struct {
+			name string
+			fn   func(*testing.T, *env)
+		}{
+			{"GuardForeignSource", testGuardForeign},
+			{"LatchAddressRefusesForeign", testLatchAddress},
+		}...)
+	} else {
+		t.Log("dataplanetest: no Harness.ForeignIP: guard and latch policy cases not run")
+	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			e := h.NewEngine(t)
@@ -50,6 +61,43 @@ func Run(t *testing.T, h Harness) {
 				}
 			})
 			tc.fn(t, &env{h: h, e: e, timeout: h.timeout()})
+		})
+	}
+	runPolicies(t, h)
+}
+
+// runPolicies runs the cases of the latch policies other than the default,
+// each with an engine built for its policy.
+func runPolicies(t *testing.T, h Harness) {
+	if h.NewPolicyEngine == nil {
+		t.Log("dataplanetest: no Harness.NewPolicyEngine: latch policies nat and off not tested")
+		return
+	}
+	cases := []struct {
+		name    string
+		policy  dataplane.LatchPolicy
+		foreign bool
+		fn      func(*testing.T, *env)
+	}{
+		{"LatchOffSignalledOnly", dataplane.LatchOff, false, testLatchOff},
+		{"LatchNATPrivateSignalled", dataplane.LatchNAT, true, testLatchNATPrivate},
+		{"LatchNATPublicSignalled", dataplane.LatchNAT, true, testLatchNATPublic},
+	}
+	for _, c := range cases {
+		if c.foreign && !h.ForeignIP.IsValid() {
+			continue
+		}
+		t.Run(c.name, func(t *testing.T) {
+			e := h.NewPolicyEngine(t, c.policy)
+			if e == nil {
+				t.Fatal("Harness.NewPolicyEngine returned nil")
+			}
+			t.Cleanup(func() {
+				if err := e.Close(); err != nil && !errors.Is(err, dataplane.ErrClosed) {
+					t.Errorf("close engine: %v", err)
+				}
+			})
+			c.fn(t, &env{h: h, e: e, timeout: h.timeout()})
 		})
 	}
 }

@@ -47,6 +47,18 @@ type Harness struct {
 	// (for example the port is taken) makes the suite try another port.
 	// Nil means net.ListenUDP on PeerIP in the test's own network namespace.
 	ListenPeer func(t *testing.T, port int) (*net.UDPConn, error)
+	// ForeignIP is a second address on the peers' side, of the same family,
+	// that the engine must treat as another host's: the guard and latch
+	// policy cases send from it. Optional; without it those cases are not
+	// run (Run logs which), so a harness that can give one should.
+	ForeignIP netip.Addr
+	// ListenForeign is ListenPeer for ForeignIP. Nil means net.ListenUDP on
+	// ForeignIP in the test's own network namespace.
+	ListenForeign func(t *testing.T, port int) (*net.UDPConn, error)
+	// NewPolicyEngine returns a fresh engine whose Latch endpoints follow
+	// policy p (dataplane.LatchPolicy). Optional; without it only the
+	// default policy (LatchAddress, what NewEngine builds) is tested.
+	NewPolicyEngine func(t *testing.T, p dataplane.LatchPolicy) dataplane.Engine
 	// Timeout bounds every wait for a packet or a counter; exceeding it fails
 	// the test. Zero means 10 seconds.
 	Timeout time.Duration
@@ -60,6 +72,8 @@ func (h *Harness) check() error {
 		return errors.New("dataplanetest: Harness.LocalIP and PeerIP are required")
 	case h.LocalIP.Unmap().Is4() != h.PeerIP.Unmap().Is4():
 		return errors.New("dataplanetest: LocalIP and PeerIP must be the same family")
+	case h.ForeignIP.IsValid() && (h.ForeignIP.Unmap().Is4() != h.PeerIP.Unmap().Is4() || h.ForeignIP == h.PeerIP):
+		return errors.New("dataplanetest: ForeignIP must be another address of PeerIP's family")
 	}
 	return nil
 }
@@ -73,6 +87,12 @@ func (h *Harness) listen(t *testing.T, port int) (*net.UDPConn, error) {
 		network = "udp6"
 	}
 	return net.ListenUDP(network, net.UDPAddrFromAddrPort(netip.AddrPortFrom(h.PeerIP, uint16(port))))
+}
+
+// foreign is the harness whose peers live on ForeignIP.
+func (h Harness) foreign() Harness {
+	h.PeerIP, h.ListenPeer = h.ForeignIP, h.ListenForeign
+	return h
 }
 
 func (h *Harness) timeout() time.Duration {

@@ -58,20 +58,29 @@ func TestContract(t *testing.T) {
 			}
 			t.Run(name, func(t *testing.T) {
 				tp := newTopology(t, f, viaSame)
-				dataplanetest.Run(t, dataplanetest.Harness{
-					NewEngine: func(t *testing.T) dataplane.Engine {
-						mcfg := userspace.Config{PortRange: testRange, GSORelays: gso}
-						return nsEngine{newEngineCfg(t, tp.eng, tp.ifaces, mcfg, gso), tp.eng}
-					},
-					LocalIP: tp.engIP,
-					PeerIP:  tp.remoteIP,
-					ListenPeer: func(t *testing.T, port int) (c *net.UDPConn, err error) {
+				listen := func(ip netip.Addr) func(*testing.T, int) (*net.UDPConn, error) {
+					return func(t *testing.T, port int) (c *net.UDPConn, err error) {
 						_ = tp.remote.Do(func() error {
-							c, err = net.ListenUDP(f.udp, net.UDPAddrFromAddrPort(netip.AddrPortFrom(tp.remoteIP, uint16(port))))
+							c, err = net.ListenUDP(f.udp, net.UDPAddrFromAddrPort(netip.AddrPortFrom(ip, uint16(port))))
 							return nil
 						})
 						return c, err
+					}
+				}
+				newPolicyEngine := func(t *testing.T, p dataplane.LatchPolicy) dataplane.Engine {
+					mcfg := userspace.Config{PortRange: testRange, GSORelays: gso, LatchPolicy: p}
+					return nsEngine{newEngineCfg(t, tp.eng, tp.ifaces, mcfg, gso), tp.eng}
+				}
+				dataplanetest.Run(t, dataplanetest.Harness{
+					NewEngine: func(t *testing.T) dataplane.Engine {
+						return newPolicyEngine(t, dataplane.LatchAddress)
 					},
+					NewPolicyEngine: newPolicyEngine,
+					LocalIP:         tp.engIP,
+					PeerIP:          tp.remoteIP,
+					ListenPeer:      listen(tp.remoteIP),
+					ForeignIP:       tp.foreignIP,
+					ListenForeign:   listen(tp.foreignIP),
 				})
 			})
 		}

@@ -52,6 +52,7 @@ type topology struct {
 	eng, remote, rec *testenv.Netns
 	ifaces           []string // the engine's interfaces to attach to
 	engIP            netip.Addr
+	foreignIP        netip.Addr // another host beside the remote party
 	remoteIP, recIP  netip.Addr
 	recLink          string // the engine's interface the copies leave by
 	recRouter        *testenv.Netns
@@ -69,6 +70,9 @@ func newTopology(t *testing.T, f family, shape string) *topology {
 	v1 := testenv.NewVeth(t, tp.eng, tp.remote, f.cidr(1, 1), f.cidr(1, 2))
 	tp.engIP, tp.remoteIP = f.addr(1, 1), f.addr(1, 2)
 	tp.ifaces = []string{v1.AName}
+	// A second host on the remote's link, for injected media.
+	tp.foreignIP = f.addr(1, 3)
+	tp.remote.MustIP(t, "addr", "add", f.cidr(1, 3), "dev", v1.BName, "nodad")
 	switch shape {
 	case viaSame:
 		tp.rec, tp.recIP, tp.recLink = tp.remote, tp.remoteIP, v1.AName
