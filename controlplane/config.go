@@ -31,6 +31,9 @@ type Config struct {
 	MediaIP netip.Addr
 	// RTPPorts is the range of media ports; zero means dataplane.DefaultPortRange.
 	RTPPorts dataplane.PortRange
+	// Latch is which source a call's media endpoint may latch to (symmetric
+	// RTP); zero is dataplane.LatchAddress: the SDP connection address only.
+	Latch dataplane.LatchPolicy
 	// Dataplane is "auto", "ebpf" or "userspace"; empty means "auto".
 	Dataplane string
 	// Ifaces are the media interfaces the eBPF engine attaches to; empty means

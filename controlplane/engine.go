@@ -23,6 +23,9 @@ type EngineConfig struct {
 	// empty means every interface that is up, is not loopback and has an
 	// Ethernet address. The userspace engine ignores it.
 	Interfaces []string
+	// LatchPolicy is the latch rule of both engines (the eBPF engine takes
+	// its userspace engine's); zero is dataplane.LatchAddress.
+	LatchPolicy dataplane.LatchPolicy
 	// Logger receives the engines' log lines and the selection line; nil
 	// means slog.Default().
 	Logger *slog.Logger
@@ -55,7 +58,7 @@ func NewEngine(mode string, cfg EngineConfig) (dataplane.Engine, error) {
 	// Relays may leave as UDP GSO batches in either mode: the userspace copy
 	// path copies them itself, and the eBPF egress program copies every
 	// datagram of a batch.
-	media, err := userspace.New(userspace.Config{PortRange: cfg.PortRange, Logger: log.With("component", "dataplane"), GSORelays: true})
+	media, err := userspace.New(userspace.Config{PortRange: cfg.PortRange, Logger: log.With("component", "dataplane"), GSORelays: true, LatchPolicy: cfg.LatchPolicy})
 	if err != nil {
 		return nil, fmt.Errorf("userspace engine: %w", err)
 	}

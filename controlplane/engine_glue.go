@@ -30,7 +30,7 @@ func newEngine(cfg Config) (dataplane.Engine, error) {
 			ifaces = []string{name}
 		}
 	}
-	return NewEngine(mode, EngineConfig{PortRange: cfg.RTPPorts, Interfaces: ifaces, Logger: cfg.Logger})
+	return NewEngine(mode, EngineConfig{PortRange: cfg.RTPPorts, Interfaces: ifaces, LatchPolicy: cfg.Latch, Logger: cfg.Logger})
 }
 
 // ifaceOwning returns the name of the interface that has addr, or "".

@@ -24,6 +24,7 @@ import (
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/recfork/recfork/controlplane"
+	"github.com/recfork/recfork/dataplane"
 )
 
 func main() { os.Exit(run(os.Args[1:], os.Stderr)) }
@@ -31,21 +32,21 @@ func main() { os.Exit(run(os.Args[1:], os.Stderr)) }
 // options are the daemon's flags, as strings so that the config file and the
 // command line share one path.
 type options struct {
-	fs                                     *flag.FlagSet
-	config, listen, app, mediaIP, rtpPorts string
-	dataplane, iface, admin, srs, recDir   string
-	http, destination, logLevel, logFormat string
-	srsTransport, srsFailover              string
-	recMode, recGroup                      string
-	stateRedis, nodeID                     string
-	standby                                bool
-	stateHeartbeat                         time.Duration
-	srsKeepalive, drainGrace               time.Duration
-	srsKeepaliveFailures                   int
-	dtmf                                   bool
-	lim                                    limitFlags
-	tlsCert, tlsKey, tlsCA, tlsListen      string
-	srsSRTP                                bool
+	fs                                          *flag.FlagSet
+	config, listen, app, mediaIP, rtpPorts      string
+	dataplane, latch, iface, admin, srs, recDir string
+	http, destination, logLevel, logFormat      string
+	srsTransport, srsFailover                   string
+	recMode, recGroup                           string
+	stateRedis, nodeID                          string
+	standby                                     bool
+	stateHeartbeat                              time.Duration
+	srsKeepalive, drainGrace                    time.Duration
+	srsKeepaliveFailures                        int
+	dtmf                                        bool
+	lim                                         limitFlags
+	tlsCert, tlsKey, tlsCA, tlsListen           string
+	srsSRTP                                     bool
 }
 
 // limitFlags are the Limits and the HTTP token settings (controlplane/limits.go
@@ -140,6 +141,7 @@ func newOptions(stderr io.Writer) *options {
 	fs.StringVar(&o.mediaIP, "media-ip", "", "address for media endpoints (default: the --listen host, or 127.0.0.1)")
 	fs.StringVar(&o.rtpPorts, "rtp-ports", "20000-29999", "RTP/RTCP port range MIN-MAX")
 	fs.StringVar(&o.dataplane, "dataplane", "auto", "media engine: auto, ebpf or userspace")
+	fs.StringVar(&o.latch, "latch", "address", "which RTP source a call's media latches to: address (the SDP address, any port), nat (also any first source when the SDP address is private) or off (the SDP address and port only)")
 	fs.StringVar(&o.iface, "iface", "", "media interface(s) for the eBPF engine, comma-separated (default: the one owning --media-ip)")
 	fs.StringVar(&o.admin, "admin", controlplane.DefaultAdminSocket(), "admin API unix socket ('-' disables)")
 	fs.StringVar(&o.srs, "srs", "", "SRS URI the embedded app records to, or several separated by commas tried in order (default: a built-in SRS)")
@@ -302,6 +304,9 @@ func (o *options) config2() (controlplane.Config, error) {
 	}
 	if err := o.lim.apply(&cfg); err != nil {
 		return cfg, err
+	}
+	if cfg.Latch, err = dataplane.ParseLatchPolicy(o.latch); err != nil {
+		return cfg, fmt.Errorf("--latch: %w", err)
 	}
 	r, err := controlplane.ParsePortRange(o.rtpPorts)
 	if err != nil {

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/recfork/recfork/dataplane"
 )
 
 func TestParseConfigFile(t *testing.T) {
@@ -44,7 +46,7 @@ func TestParseConfigFile(t *testing.T) {
 
 func TestFlagsWinOverConfigFile(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "recforkd.conf")
-	if err := os.WriteFile(p, []byte("listen = 127.0.0.1:6000\nrtp-ports = 40000-40099\ndataplane = userspace\n"), 0o644); err != nil {
+	if err := os.WriteFile(p, []byte("listen = 127.0.0.1:6000\nrtp-ports = 40000-40099\ndataplane = userspace\nlatch = nat\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	o := newOptions(io.Discard)
@@ -55,7 +57,7 @@ func TestFlagsWinOverConfigFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.Listen != "127.0.0.1:7000" || cfg.RTPPorts.Min != 40000 || cfg.Dataplane != "userspace" {
+	if cfg.Listen != "127.0.0.1:7000" || cfg.RTPPorts.Min != 40000 || cfg.Dataplane != "userspace" || cfg.Latch != dataplane.LatchNAT {
 		t.Fatalf("cfg %+v", cfg)
 	}
 	for name, content := range map[string]string{"unknown key": "bogus = 1\n", "bad range": "rtp-ports = 9-1\n"} {
@@ -76,7 +78,7 @@ func TestFlagsWinOverConfigFile(t *testing.T) {
 }
 
 func TestRunRejectsBadFlags(t *testing.T) {
-	for _, args := range [][]string{{"--dataplane", "magic"}, {"--rtp-ports", "x"}, {"--log-level", "loud"}, {"stray"}} {
+	for _, args := range [][]string{{"--dataplane", "magic"}, {"--latch", "symmetric"}, {"--rtp-ports", "x"}, {"--log-level", "loud"}, {"stray"}} {
 		t.Run(strings.Join(args, " "), func(t *testing.T) {
 			if code := run(args, io.Discard); code != 2 {
 				t.Fatalf("exit %d, want 2", code)

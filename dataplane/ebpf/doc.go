@@ -9,15 +9,20 @@
 // A fork the TCX programs cannot carry (an endpoint on loopback, a recorder on
 // this host, a route over a non-Ethernet link) is handed to Media, which then
 // makes that fork's copies: every packet is still copied exactly once.
-// Inbound copies follow the endpoint's source rule where the engine knows it
-// (a signalled remote without Latch); a remote Media learns by latching is not
-// known here, so until SetRemote such an endpoint's copies are not filtered.
+// The ingress program also guards every endpoint it can see: it applies the
+// endpoint's source rule (signalled remote, latching under Media's
+// dataplane.LatchPolicy) to each RTP and RTCP packet, drops and counts what
+// another source sends before any fork, relay or socket sees it, learns a
+// latch itself and reports it on a ring buffer, which the engine hands to
+// Media (latch_linux.go). Inbound copies therefore carry the accepted
+// source's packets only.
 //
 // Joins stay with Media too, but a direction the kernel can carry (both legs
-// with a signalled remote and no Latch, not on loopback, the same IP version,
+// guarded with a known remote, not on loopback, the same IP version,
 // no fork of Media's on the legs, a resolved next hop, and the receiving
 // endpoint relaying to one endpoint only) also gets a relay-table entry: the
-// ingress program then rewrites the packet to the other leg, makes the forks
+// ingress program then rewrites the packet to the other leg (to where the
+// kernel latched it, for a latching leg), makes the forks
 // of both directions it feeds in the same run and redirects it, so it never
 // reaches Media's socket and is relayed once. Join, Unjoin and SetRemote
 // write or delete one entry per direction; which path a direction takes is
