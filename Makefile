@@ -31,7 +31,7 @@ check-generated: generate ## fail if the committed generated files are stale
 bench: ## the perf suite, full (minutes; root): writes perf/results/latest.json and perf/README.md
 	$(GO) run ./perf/cmd/recforkperf -out perf/results/latest.json -readme perf/README.md
 
-bench-quick: ## the perf suite's scenarios with fewer samples (under a minute)
+bench-quick: ## the perf suite's scenarios with fewer samples (under two minutes)
 	$(GO) run ./perf/cmd/recforkperf -quick -out perf/results/latest.json -readme perf/README.md
 
 soak: ## 10 minutes of recorded calls under abuse (root): fails on a failed call, lost copies or resources not returned

@@ -11,6 +11,7 @@ import (
 	"github.com/cilium/ebpf/link"
 
 	"github.com/recfork/recfork/dataplane"
+	rfebpf "github.com/recfork/recfork/dataplane/ebpf"
 	"github.com/recfork/recfork/perf/xdpgen"
 )
 
@@ -23,9 +24,9 @@ type BPFScenario struct{}
 func (*BPFScenario) Name() string { return "bpf" }
 func (*BPFScenario) Keys() []string {
 	return []string{"baseline.xdp_pass_ns", "bpf.testrun_ns.active", "bpf.testrun_ns.inactive", "bpf.testrun_ns.miss",
-		"bpf.testrun_ns.relay_fork", "bpf.testrun_ns.relay"}
+		"bpf.testrun_ns.relay_fork", "bpf.testrun_ns.relay", "bpf.testrun_ns.guard_drop"}
 }
-func (*BPFScenario) Steps(bool) int { return 7 }
+func (*BPFScenario) Steps(bool) int { return 8 }
 
 func (*BPFScenario) Run(ctx context.Context, env *Env) error {
 	if err := needRoot(); err != nil {
@@ -186,7 +187,7 @@ func (*BPFScenario) Run(ctx context.Context, env *Env) error {
 			if err != nil {
 				return 0, fmt.Errorf("test run %s: %w", name, err)
 			}
-			if ret != 7 { // TCX_REDIRECT: the packet was relayed
+			if ret != tcxRedirect { // the packet was relayed
 				return 0, fmt.Errorf("test run %s returned %d, want TCX_REDIRECT", name, ret)
 			}
 			xs = append(xs, float64(d.Nanoseconds()))
@@ -207,8 +208,76 @@ func (*BPFScenario) Run(ctx context.Context, env *Env) error {
 		return err
 	}
 	env.Results.Set("bpf.testrun_ns.relay", relayOnly, int(repeat)/100)
+
+	// The guard: RTP to a's port from an address that is neither its
+	// signalled nor a latched remote is dropped before any relay or fork.
+	// A drop leaves the frame as it was, so repeats are real repeats.
+	foreign := xdpgen.Packet(xdpgen.Frame{SrcMAC: p.GMAC, DstMAC: p.MMAC,
+		SrcIP: netip.AddrFrom4([4]byte{10, 77, 0, 99}), DstIP: local},
+		xdpgen.Stream{SrcPort: caller, DstPort: a.Local.Port()})
+	guardNs, err := guardDrop(ctx, p, eng, prog, a.ID, foreign, repeat, rounds)
+	if err != nil {
+		return err
+	}
+	env.Progress.Step("guard drop")
+	env.Results.Set("bpf.testrun_ns.guard_drop", guardNs, rounds)
 	return nil
 }
+
+// guardDrop test-runs prog on a frame the guard must drop, rounds times
+// repeat, and returns the median ns per run; every run must return TCX_DROP
+// and be counted exactly once by the engine's guard, in the kernel's total
+// and in the endpoint's own drops.
+func guardDrop(ctx context.Context, p *Pair, eng *rfebpf.Engine, prog *ebpf.Program, id dataplane.EndpointID, frame []byte, repeat uint32, rounds int) (float64, error) {
+	ks0, err := eng.KernelStats()
+	if err != nil {
+		return 0, err
+	}
+	es0, err := eng.EndpointStats(id)
+	if err != nil {
+		return 0, err
+	}
+	var xs []float64
+	for i := 0; i < rounds; i++ {
+		if err := ctx.Err(); err != nil {
+			return 0, err
+		}
+		var ret uint32
+		var d time.Duration
+		if err := p.M.Do(func() (err error) {
+			ret, d, err = prog.Benchmark(frame, int(repeat), nil)
+			return err
+		}); err != nil {
+			return 0, fmt.Errorf("test run guard drop: %w", err)
+		}
+		if ret != tcxDrop {
+			return 0, fmt.Errorf("test run guard drop returned %d, want TCX_DROP", ret)
+		}
+		xs = append(xs, float64(d.Nanoseconds()))
+	}
+	ks1, err := eng.KernelStats()
+	if err != nil {
+		return 0, err
+	}
+	es1, err := eng.EndpointStats(id)
+	if err != nil {
+		return 0, err
+	}
+	runs := uint64(repeat) * uint64(rounds)
+	if g := ks1.Guard - ks0.Guard; g != runs {
+		return 0, fmt.Errorf("guard drop: the kernel counted %d guard drops for %d runs", g, runs)
+	}
+	if dr := es1.Dropped - es0.Dropped; dr != runs {
+		return 0, fmt.Errorf("guard drop: the endpoint counted %d drops for %d runs", dr, runs)
+	}
+	return Median(xs), nil
+}
+
+// Return codes of a TCX program (linux/bpf.h).
+const (
+	tcxDrop     = 2
+	tcxRedirect = 7
+)
 
 // waitCopies waits until the sink has counted at least want recorder copies.
 func waitCopies(ctx context.Context, sink *xdpgen.Sink, want uint64) error {

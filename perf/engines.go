@@ -35,7 +35,7 @@ func newUserspace(p *Pair) (*userspace.Engine, error) {
 	return e, nil
 }
 
-func openUserspaceRelay(ctx context.Context, env *Env, p *Pair) (forkSubject, error) {
+func openUserspaceRelay(ctx context.Context, env *Env, p *Pair, name string) (forkSubject, error) {
 	e, err := newUserspace(p)
 	if err != nil {
 		return nil, err
@@ -43,8 +43,8 @@ func openUserspaceRelay(ctx context.Context, env *Env, p *Pair) (forkSubject, er
 	return &engineSubject{eng: e, pair: p}, nil
 }
 
-func openUserspace(ctx context.Context, env *Env, p *Pair) (forkSubject, error) {
-	return openUserspaceRelay(ctx, env, p)
+func openUserspace(ctx context.Context, env *Env, p *Pair, name string) (forkSubject, error) {
+	return openUserspaceRelay(ctx, env, p, name)
 }
 
 // engineSubject runs the fork scenarios on a dataplane.Engine: stream i is
@@ -61,6 +61,12 @@ type engineSubject struct {
 	eng   dataplane.Engine
 	pair  *Pair
 	pools map[bool][]engineStream
+	// kernel requires every join to be relayed by the BPF programs: a
+	// relay figure of the eBPF engine must not be its userspace fallback's.
+	kernel bool
+	// recorder, when set, returns where stream i's fork must send for its
+	// copies to reach rec (the SRTP subject puts a relay in between).
+	recorder func(i int, source dataplane.EndpointInfo, rec netip.AddrPort) (netip.AddrPort, error)
 }
 
 type engineStream struct {
@@ -112,12 +118,26 @@ func (s *engineSubject) grow(ctx context.Context, n int, fork bool) error {
 		if err := s.eng.Join(st.caller.ID, st.callee.ID, dataplane.Half); err != nil {
 			return fmt.Errorf("stream %d: join: %w", i, err)
 		}
+		if s.kernel {
+			k, ok := s.eng.(interface {
+				RelayedInKernel(from, to dataplane.EndpointID) bool
+			})
+			if !ok || !k.RelayedInKernel(st.caller.ID, st.callee.ID) {
+				return fmt.Errorf("stream %d: join not relayed in the kernel", i)
+			}
+		}
 		if fork {
 			if st.source, err = s.eng.OpenEndpoint(dataplane.EndpointConfig{LocalIP: local}); err != nil {
 				return fmt.Errorf("stream %d: open recording leg: %w", i, err)
 			}
+			to := netip.AddrPortFrom(gen, rec)
+			if s.recorder != nil {
+				if to, err = s.recorder(i, st.source, to); err != nil {
+					return fmt.Errorf("stream %d: %w", i, err)
+				}
+			}
 			if err := s.eng.AddFork(st.caller.ID, dataplane.Inbound, dataplane.ForkConfig{
-				Recorder: netip.AddrPortFrom(gen, rec), Source: st.source.ID, Mode: dataplane.Active}); err != nil {
+				Recorder: to, Source: st.source.ID, Mode: dataplane.Active}); err != nil {
 				return fmt.Errorf("stream %d: add fork: %w", i, err)
 			}
 		}
@@ -151,10 +171,10 @@ func newEBPF(p *Pair) (*rfebpf.Engine, error) {
 	return e, nil
 }
 
-func openEBPF(ctx context.Context, env *Env, p *Pair) (forkSubject, error) {
+func openEBPF(ctx context.Context, env *Env, p *Pair, name string) (forkSubject, error) {
 	e, err := newEBPF(p)
 	if err != nil {
 		return nil, err
 	}
-	return &engineSubject{eng: e, pair: p}, nil
+	return &engineSubject{eng: e, pair: p, kernel: true}, nil
 }

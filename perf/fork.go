@@ -29,21 +29,35 @@ type forkSubject interface {
 	Close() error
 }
 
-type forkOpener func(ctx context.Context, env *Env, p *Pair) (forkSubject, error)
+// forkOpener starts a subject for the scenario called name (its
+// configuration is recorded under that name).
+type forkOpener func(ctx context.Context, env *Env, p *Pair, name string) (forkSubject, error)
 
 // ForkScenario measures one engine: the highest lossless copy rate (relay
-// rate for "none") and the extra CPU per copy at a reference rate.
+// rate for "none") and the extra CPU per copy at a reference rate. With
+// Relay set it is relay.<engine> instead: the same ladder and reference
+// windows on the engine's unforked streams only, for its relay rate and CPU
+// per relayed packet.
 type ForkScenario struct {
 	Engine string
+	Relay  bool
 	open   forkOpener
 	// Generator chooses the load generator: "xdp" (live frames, the
 	// default, sendmmsg when live frames are unavailable) or "sendmmsg".
 	Generator string
 }
 
-func (f *ForkScenario) Name() string { return "fork." + f.Engine }
+func (f *ForkScenario) Name() string {
+	if f.Relay {
+		return "relay." + f.Engine
+	}
+	return "fork." + f.Engine
+}
 
 func (f *ForkScenario) Keys() []string {
+	if f.Relay {
+		return []string{f.Name() + ".pps", f.Name() + ".cpu_ns_per_packet", f.Name() + ".loss"}
+	}
 	ks := []string{"fork." + f.Engine + ".pps", "fork." + f.Engine + ".cpu_ns_per_copy", "fork." + f.Engine + ".loss"}
 	if f.Engine == "none" {
 		ks = append(ks, "fork.none.cpu_ns_per_packet")
@@ -88,8 +102,10 @@ type forkRun struct {
 	meter  *CPUMeter
 	gen    string
 	// bpf, when set, accumulates the TCX ingress program's run time over
-	// the windows with forks (eBPF engine only).
-	bpf *progRun
+	// the windows whose fork setting is bpfFork (eBPF engine only): those
+	// with forks in a fork scenario, those without in a relay scenario.
+	bpf     *progRun
+	bpfFork bool
 }
 
 // stepResult is one measured window.
@@ -109,8 +125,13 @@ func (f *ForkScenario) Run(ctx context.Context, env *Env) (err error) {
 	}
 	p := paramsFor(env.Quick)
 	if lim, ok := env.Shared["fd_limit"].(uint64); ok {
-		// Six sockets per forked stream, four per unforked one, some spare.
-		fit := int((lim - 1000 - uint64(4*p.RefStreams)) / 6)
+		// Six sockets per forked stream (eight with an SRTP relay), four
+		// per unforked one, some spare.
+		per := uint64(6)
+		if f.Engine == "srtp" {
+			per = 8
+		}
+		fit := int((lim - 1000 - uint64(4*p.RefStreams)) / per)
 		if fit < p.Streams {
 			env.Results.Note("%s: %d streams instead of %d: the open-file limit is %d", f.Name(), fit, p.Streams, lim)
 			p.Streams = max(fit, p.RefStreams)
@@ -131,13 +152,14 @@ func (f *ForkScenario) Run(ctx context.Context, env *Env) (err error) {
 	}
 	defer r.sink.Close()
 
-	if r.subj, err = f.open(ctx, env, r.pair); err != nil {
+	if r.subj, err = f.open(ctx, env, r.pair, f.Name()); err != nil {
 		return err
 	}
 	defer r.subj.Close()
 	r.meter = NewCPUMeter(append([]int{0}, r.subj.Pids()...)...)
 
-	fork := f.Engine != "none"
+	fork := f.Engine != "none" && !f.Relay
+	r.bpfFork = fork
 	gen := f.Generator
 	if g, ok := env.Shared["generator"].(string); ok && gen == "" {
 		gen = g
@@ -151,6 +173,10 @@ func (f *ForkScenario) Run(ctx context.Context, env *Env) (err error) {
 		"rates": p.Rates, "ref_rate_pps": p.RefRate, "ref_streams": p.RefStreams, "cpu_pairs": p.CPUPairs, "cpu_window_s": p.CPUWindow.Seconds(),
 		"frame_bytes": xdpgen.HeaderLen + xdpgen.PayloadLen, "loss_threshold": LossThreshold,
 	})
+
+	if err := r.verify(ctx, f.Name(), p.RefStreams, "before the ladder"); err != nil {
+		return err
+	}
 
 	// The rate ladder: stop at the first rate the engine does not sustain.
 	var steps []RateStep
@@ -201,7 +227,7 @@ func (f *ForkScenario) Run(ctx context.Context, env *Env) (err error) {
 	}
 	env.Progress.Total(len(steps) + 2*p.CPUPairs + 1)
 	env.Config(f.Name(), map[string]any{"ladder": steps})
-	prefix := "fork." + f.Engine
+	prefix := f.Name()
 	if best.Out > 0 {
 		env.Results.Set(prefix+".pps", best.Out, len(steps))
 		env.Results.Set(prefix+".loss", best.Loss, 1)
@@ -216,6 +242,21 @@ func (f *ForkScenario) Run(ctx context.Context, env *Env) (err error) {
 	// alternate between the forked and the unforked streams (ABBA), so a
 	// change of the shared machine's load hits both sides alike; each
 	// adjacent pair of windows gives one estimate and the median is kept.
+	if f.Engine == "ebpf" {
+		if stats, err := ebpf.EnableStats(uint32(unix.BPF_STATS_RUN_TIME)); err == nil {
+			defer stats.Close()
+			_ = r.pair.M.Do(func() error {
+				prog, err := attachedProgram(r.pair.MIndex, ebpf.AttachTCXIngress, "rtpfork_ingres")
+				if err == nil {
+					r.bpf = &progRun{prog: prog}
+				}
+				return err
+			})
+			if r.bpf != nil {
+				defer r.bpf.prog.Close()
+			}
+		}
+	}
 	if !fork {
 		var per []float64
 		for i := 0; i < p.CPUPairs; i++ {
@@ -231,29 +272,17 @@ func (f *ForkScenario) Run(ctx context.Context, env *Env) (err error) {
 		if len(per) == 0 {
 			return fmt.Errorf("no loss-free run at the %.0f pps reference rate", p.RefRate)
 		}
-		env.Results.Set("fork.none.cpu_ns_per_packet", Median(per), len(per))
-		env.Results.Mark("fork.none.cpu_ns_per_copy", StatusNA, "no copies are made without a fork; see fork.none.cpu_ns_per_packet")
+		env.Results.Set(prefix+".cpu_ns_per_packet", Median(per), len(per))
+		if !f.Relay {
+			env.Results.Mark("fork.none.cpu_ns_per_copy", StatusNA, "no copies are made without a fork; see fork.none.cpu_ns_per_packet")
+		}
 		env.Config(f.Name(), map[string]any{"cpu_ns_per_packet_windows": per})
+		r.noteBPF(f.Name(), "without forks (relay rewrite, redirect and the relayed packet's transmit are inside it)")
 		return nil
 	}
 	var prof *cpuProfile
-	if f.Engine == "userspace" || f.Engine == "ebpf" {
+	if f.Engine == "userspace" || f.Engine == "ebpf" || f.Engine == "srtp" {
 		prof = startCPUProfile()
-	}
-	if f.Engine == "ebpf" {
-		if stats, err := ebpf.EnableStats(uint32(unix.BPF_STATS_RUN_TIME)); err == nil {
-			defer stats.Close()
-			_ = r.pair.M.Do(func() error {
-				prog, err := attachedProgram(r.pair.MIndex, ebpf.AttachTCXIngress, "rtpfork_ingres")
-				if err == nil {
-					r.bpf = &progRun{prog: prog}
-				}
-				return err
-			})
-			if r.bpf != nil {
-				defer r.bpf.prog.Close()
-			}
-		}
 	}
 	var perCopy []float64
 	var copies uint64
@@ -289,13 +318,12 @@ func (f *ForkScenario) Run(ctx context.Context, env *Env) (err error) {
 				f.Name(), strings.Join(top, ", "))
 		}
 	}
-	if r.bpf != nil && r.bpf.runs > 0 {
-		env.Results.Note("%s: the TCX ingress program ran %.0f ns per packet in live traffic with forks (BPF run-time statistics, %d runs; clone, redirect and the copy's transmit are inside it)",
-			f.Name(), r.bpf.nsPerRun(), r.bpf.runs)
-		env.Config(f.Name(), map[string]any{"bpf_ingress_ns_per_packet": r.bpf.nsPerRun()})
-	}
+	r.noteBPF(f.Name(), "with forks (clone, redirect and the copy's transmit are inside it)")
 	if len(perCopy) == 0 {
 		return fmt.Errorf("no loss-free run at the %.0f pps reference rate", p.RefRate)
+	}
+	if err := r.verify(ctx, f.Name(), p.RefStreams, "after the reference windows"); err != nil {
+		return err
 	}
 	// The mean over the ABBA pairs (each order equally often), with its
 	// standard error: the machine is shared, and the error says how much of
@@ -355,12 +383,17 @@ func (r *forkRun) measure(ctx context.Context, n int, fork bool, rate float64, w
 	if err != nil {
 		return res, err
 	}
+	var enc0 uint64
+	ec, encrypts := r.subj.(encryptedCounter)
+	if encrypts && fork {
+		enc0 = ec.Encrypted()
+	}
 	cpu0 := r.meter.Sample()
-	if fork {
+	if fork == r.bpfFork {
 		r.bpf.mark()
 	}
 	sent, took, err := paceIn(ctx, r.pair.G, rate, d, r.sender)
-	if fork {
+	if fork == r.bpfFork {
 		r.bpf.add()
 	}
 	if err != nil {
@@ -375,6 +408,13 @@ func (r *forkRun) measure(ctx context.Context, n int, fork bool, rate float64, w
 		return res, err
 	}
 	res.Sent, res.Relayed, res.Copied = sent, c1-c0, k1-k0
+	if encrypts && fork {
+		// Every copy the recorder side counted must have left an SRTP
+		// relay: a plain copy that bypassed them would count too.
+		if enc := ec.Encrypted() - enc0; res.Copied > enc {
+			return res, fmt.Errorf("the recorder side counted %d copies but the srtp relays sent %d: copies bypassed srtp", res.Copied, enc)
+		}
+	}
 	res.RelayLoss = Loss(sent, res.Relayed)
 	res.CopyLoss = 0
 	if fork {
@@ -403,6 +443,45 @@ func (r *forkRun) measure(ctx context.Context, n int, fork bool, rate float64, w
 		r.env.Results.Note("%.0f pps: %v", rate, err)
 	}
 	return res, nil
+}
+
+// noteBPF reports the live run time of the TCX ingress program over the
+// windows it was accounted in.
+func (r *forkRun) noteBPF(name, what string) {
+	if r.bpf == nil || r.bpf.runs == 0 {
+		return
+	}
+	r.env.Results.Note("%s: the TCX ingress program ran %.0f ns per packet in live traffic %s (BPF run-time statistics, %d runs)",
+		name, r.bpf.nsPerRun(), what, r.bpf.runs)
+	r.env.Config(name, map[string]any{"bpf_ingress_ns_per_packet": r.bpf.nsPerRun()})
+}
+
+// verifier is a subject that can prove what its copies are on the wire
+// (the SRTP subject decrypts them).
+type verifier interface {
+	Verify(ctx context.Context, n int) (VerifyResult, error)
+}
+
+// verify runs the subject's own check of its copies, if it has one, on n
+// streams; a failure fails the scenario, so its figures are never reported
+// for copies that are not what the key says.
+func (r *forkRun) verify(ctx context.Context, name string, n int, when string) error {
+	v, ok := r.subj.(verifier)
+	if !ok {
+		return nil
+	}
+	res, err := v.Verify(ctx, n)
+	if err != nil {
+		return fmt.Errorf("%s: %w", when, err)
+	}
+	r.env.Config(name, map[string]any{"verified_" + strings.ReplaceAll(when, " ", "_"): res.Authenticated})
+	return nil
+}
+
+// encryptedCounter is a subject whose copies leave through SRTP relays:
+// Encrypted counts the SRTP packets they sent.
+type encryptedCounter interface {
+	Encrypted() uint64
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) error {

@@ -150,11 +150,52 @@ func TestResultsCarryEveryKey(t *testing.T) {
 			t.Errorf("key %s not declared", k)
 		}
 	}
-	for _, e := range []string{"ebpf", "userspace", "rtpengine", "none"} {
+	for _, e := range []string{"ebpf", "userspace", "rtpengine", "none", "srtp"} {
 		for _, s := range []string{"pps", "cpu_ns_per_copy", "loss"} {
 			if _, ok := Spec("fork." + e + "." + s); !ok {
 				t.Errorf("key fork.%s.%s not declared", e, s)
 			}
+		}
+	}
+	for _, e := range []string{"ebpf", "userspace", "rtpengine"} {
+		for _, s := range []string{"pps", "cpu_ns_per_packet", "loss"} {
+			if _, ok := Spec("relay." + e + "." + s); !ok {
+				t.Errorf("key relay.%s.%s not declared", e, s)
+			}
+		}
+	}
+	// Each new figure has a same-run ratio: SRTP to the plain copy of the
+	// same engine, the relays to the userspace relay, the guard to the
+	// XDP_PASS floor.
+	for k, want := range map[string]string{
+		"fork.srtp.pps": "fork.userspace.pps", "fork.srtp.cpu_ns_per_copy": "fork.userspace.cpu_ns_per_copy",
+		"relay.ebpf.pps": "relay.userspace.pps", "relay.ebpf.cpu_ns_per_packet": "relay.userspace.cpu_ns_per_packet",
+		"relay.rtpengine.pps": "relay.userspace.pps", "relay.rtpengine.cpu_ns_per_packet": "relay.userspace.cpu_ns_per_packet",
+		"relay.userspace.pps": "fork.none.pps", "relay.userspace.cpu_ns_per_packet": "fork.none.cpu_ns_per_packet",
+		"bpf.testrun_ns.guard_drop": "baseline.xdp_pass_ns",
+	} {
+		if s, _ := Spec(k); s.RatioTo != want {
+			t.Errorf("%s ratio to %q, want %q", k, s.RatioTo, want)
+		}
+	}
+}
+
+func TestRelayScenarioNamesItsKeys(t *testing.T) {
+	for _, tc := range []struct {
+		s    *ForkScenario
+		name string
+		keys string
+	}{
+		{&ForkScenario{Engine: "ebpf", Relay: true}, "relay.ebpf", "relay.ebpf.pps relay.ebpf.cpu_ns_per_packet relay.ebpf.loss"},
+		{&ForkScenario{Engine: "ebpf"}, "fork.ebpf", "fork.ebpf.pps fork.ebpf.cpu_ns_per_copy fork.ebpf.loss"},
+		{&ForkScenario{Engine: "none"}, "fork.none", "fork.none.pps fork.none.cpu_ns_per_copy fork.none.loss fork.none.cpu_ns_per_packet"},
+		{&ForkScenario{Engine: "srtp"}, "fork.srtp", "fork.srtp.pps fork.srtp.cpu_ns_per_copy fork.srtp.loss"},
+	} {
+		if got := tc.s.Name(); got != tc.name {
+			t.Errorf("Name = %q, want %q", got, tc.name)
+		}
+		if got := strings.Join(tc.s.Keys(), " "); got != tc.keys {
+			t.Errorf("%s keys = %q, want %q", tc.name, got, tc.keys)
 		}
 	}
 }

@@ -205,7 +205,7 @@ As root on Linux (network namespaces, BPF), from the repository root:
 ` + "```" + `
 DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends rtpengine-daemon rtpengine-utils sip-tester
 make bench         # full run, a few minutes: perf/results/latest.json, this README, perf/results/fork.svg
-make bench-quick   # the same scenarios with fewer samples, under a minute
+make bench-quick   # the same scenarios with fewer samples, under two minutes
 go run ./perf/cmd/recforkperf -only fork.   # one family of scenarios
 go run ./perf/cmd/recforkperf -only fork. -generator sendmmsg   # the fork scenarios with the sendmmsg generator
 ` + "```" + `

@@ -62,6 +62,7 @@ var Keys = []KeySpec{
 	{Key: "bpf.testrun_ns.miss", Unit: "ns/pkt", RatioTo: "baseline.xdp_pass_ns", Doc: "TCX ingress fork program, packet of no stream"},
 	{Key: "bpf.testrun_ns.relay_fork", Unit: "ns/pkt", RatioTo: "baseline.xdp_pass_ns", Doc: "TCX ingress program, joined endpoint with an active inbound fork (fork + relay rewrite + redirect); one cold run per sample (a rewritten frame cannot be repeated), so not comparable with the repeated active figure"},
 	{Key: "bpf.testrun_ns.relay", Unit: "ns/pkt", RatioTo: "baseline.xdp_pass_ns", Doc: "TCX ingress program, joined endpoint without forks (relay rewrite + redirect); one cold run per sample, as relay_fork"},
+	{Key: "bpf.testrun_ns.guard_drop", Unit: "ns/pkt", RatioTo: "baseline.xdp_pass_ns", Doc: "TCX ingress program, RTP from a foreign source to a guarded (joined) endpoint: latch-table lookup, drop and count; every run checked to be TCX_DROP and counted by the engine's guard"},
 
 	{Key: "fork.none.pps", Unit: "pps", Doc: "highest lossless relay rate without forks (userspace relay)"},
 	{Key: "fork.none.cpu_ns_per_copy", Unit: "ns", Doc: "no copies are made: not applicable"},
@@ -76,6 +77,19 @@ var Keys = []KeySpec{
 	{Key: "fork.rtpengine.pps", Unit: "copies/s", RatioTo: "fork.none.pps", Doc: "highest copy rate with loss < 0.1% (rtpengine userspace, publish/subscribe)"},
 	{Key: "fork.rtpengine.cpu_ns_per_copy", Unit: "ns", RatioTo: "fork.none.cpu_ns_per_packet", Doc: "extra CPU per copy against rtpengine relaying without subscriptions"},
 	{Key: "fork.rtpengine.loss", Unit: "fraction", Doc: "copy loss at fork.rtpengine.pps"},
+	{Key: "fork.srtp.pps", Unit: "copies/s", RatioTo: "fork.userspace.pps", Doc: "highest copy rate with loss < 0.1%, copies leaving as SRTP through dataplane/srtp relays (userspace engine, AES_CM_128_HMAC_SHA1_80); ratio to the plain copies of the same engine"},
+	{Key: "fork.srtp.cpu_ns_per_copy", Unit: "ns", RatioTo: "fork.userspace.cpu_ns_per_copy", Doc: "extra CPU per SRTP copy (fork, relay receive, encrypt, send) against the same engine without forks; ratio to the plain copy's"},
+	{Key: "fork.srtp.loss", Unit: "fraction", Doc: "copy loss at fork.srtp.pps"},
+
+	{Key: "relay.userspace.pps", Unit: "pps", RatioTo: "fork.none.pps", Doc: "highest lossless relay rate of joined pairs, userspace engine; ratio to fork.none, the same engine and work in another scenario of the run (how repeatable the relay figure is)"},
+	{Key: "relay.userspace.cpu_ns_per_packet", Unit: "ns", RatioTo: "fork.none.cpu_ns_per_packet", Doc: "CPU per relayed packet, userspace engine"},
+	{Key: "relay.userspace.loss", Unit: "fraction", Doc: "relay loss at relay.userspace.pps"},
+	{Key: "relay.ebpf.pps", Unit: "pps", RatioTo: "relay.userspace.pps", Doc: "highest lossless relay rate of joined pairs relayed in the kernel by the eBPF engine (every join checked to be a kernel relay); ratio to the userspace engine's relay"},
+	{Key: "relay.ebpf.cpu_ns_per_packet", Unit: "ns", RatioTo: "relay.userspace.cpu_ns_per_packet", Doc: "CPU per packet relayed in the kernel, eBPF engine"},
+	{Key: "relay.ebpf.loss", Unit: "fraction", Doc: "relay loss at relay.ebpf.pps"},
+	{Key: "relay.rtpengine.pps", Unit: "pps", RatioTo: "relay.userspace.pps", Doc: "highest lossless relay rate of offer/answer calls, rtpengine userspace"},
+	{Key: "relay.rtpengine.cpu_ns_per_packet", Unit: "ns", RatioTo: "relay.userspace.cpu_ns_per_packet", Doc: "CPU per relayed packet, rtpengine userspace (all its threads)"},
+	{Key: "relay.rtpengine.loss", Unit: "fraction", Doc: "relay loss at relay.rtpengine.pps"},
 
 	{Key: "mute.map_write_us.p50", Unit: "us", RatioTo: "baseline.map_update_us", Doc: "SetForkMode on the eBPF engine"},
 	{Key: "mute.map_write_us.p99", Unit: "us", RatioTo: "baseline.map_update_us", Target: "< 50", Doc: "SetForkMode on the eBPF engine"},

@@ -63,7 +63,7 @@ func (l *lockedBuffer) String() string {
 	return l.b.String()
 }
 
-func openRTPEngine(ctx context.Context, env *Env, p *Pair) (forkSubject, error) {
+func openRTPEngine(ctx context.Context, env *Env, p *Pair, name string) (forkSubject, error) {
 	bin, err := exec.LookPath("rtpengine")
 	if err != nil {
 		return nil, Skip("rtpengine is not installed (apt-get install --no-install-recommends rtpengine-daemon rtpengine-utils)")
@@ -74,7 +74,7 @@ func openRTPEngine(ctx context.Context, env *Env, p *Pair) (forkSubject, error) 
 	}
 	r := &rtpEngine{pair: p, dir: dir, done: make(chan struct{}), log: &lockedBuffer{}}
 	args := RTPEngineArgs(p.MAddr.String(), filepath.Join(dir, "rtpengine.pid"), 2)
-	env.Config("fork.rtpengine", map[string]any{"rtpengine_args": args, "rtpengine_mode": "userspace (kernel module cannot load here)"})
+	env.Config(name, map[string]any{"rtpengine_args": args, "rtpengine_mode": "userspace (kernel module cannot load here)"})
 	// `ip netns exec` execs rtpengine in place, so the child's PID is
 	// rtpengine's own.
 	r.cmd = exec.Command("ip", append([]string{"netns", "exec", p.M.Name, bin}, args...)...)

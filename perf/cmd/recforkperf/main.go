@@ -26,7 +26,7 @@ func run(args []string) int {
 	out := fs.String("out", "perf/results/latest.json", "results file (JSON)")
 	readme := fs.String("readme", "", "Markdown report to write (empty: none)")
 	chart := fs.String("chart", "", "SVG chart of the fork scenarios (default: fork.svg beside -out)")
-	quick := fs.Bool("quick", false, "fewer samples: the whole suite in under a minute")
+	quick := fs.Bool("quick", false, "fewer samples: the whole suite in under two minutes")
 	only := fs.String("only", "", "comma-separated scenario name prefixes to run (default all)")
 	verbose := fs.Bool("v", false, "debug logging")
 	render := fs.Bool("render", false, "run nothing: rewrite the README and the chart from the -out results file")
