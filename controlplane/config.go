@@ -103,6 +103,10 @@ type Config struct {
 	// TLSListen is the calls' TLS address; empty means Listen's host on
 	// port 5061.
 	TLSCert, TLSKey, TLSCA, TLSListen string
+	// TLSClientCA, when set, is a PEM file of the roots a caller's client
+	// certificate must chain to: the TLS call listener then requires one
+	// (mutual TLS). Plain UDP and TCP are unaffected.
+	TLSClientCA string
 	// SRSSRTP sends every recording as SRTP (SDES); false means SRTP only
 	// toward sips: SRSs.
 	SRSSRTP bool

@@ -22,6 +22,9 @@ import (
 type tlsSetup struct {
 	cert  tls.Certificate
 	roots *x509.CertPool // nil: the system roots
+	// clients, when set, is what a TLS caller's client certificate must
+	// chain to (Config.TLSClientCA): the call listener requires one.
+	clients *x509.CertPool
 }
 
 // validateTLS checks the TLS fields and fills in TLSListen's default.
@@ -30,8 +33,8 @@ func (cfg *Config) validateTLS() error {
 		return fmt.Errorf("tls: --tls-cert and --tls-key go together: %w", ErrBadConfig)
 	}
 	if cfg.TLSCert == "" {
-		if cfg.TLSCA != "" || cfg.TLSListen != "" {
-			return fmt.Errorf("tls: --tls-ca and --tls-listen need --tls-cert and --tls-key: %w", ErrBadConfig)
+		if cfg.TLSCA != "" || cfg.TLSListen != "" || cfg.TLSClientCA != "" {
+			return fmt.Errorf("tls: --tls-ca, --tls-client-ca and --tls-listen need --tls-cert and --tls-key: %w", ErrBadConfig)
 		}
 		return nil
 	}
@@ -58,21 +61,42 @@ func loadTLS(cfg Config) (*tlsSetup, error) {
 		return nil, fmt.Errorf("load tls certificate %s: %w", cfg.TLSCert, err)
 	}
 	ts := &tlsSetup{cert: cert}
-	if cfg.TLSCA != "" {
-		pem, err := os.ReadFile(cfg.TLSCA)
-		if err != nil {
-			return nil, fmt.Errorf("read tls ca: %w", err)
-		}
-		ts.roots = x509.NewCertPool()
-		if !ts.roots.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("tls ca %s: no PEM certificate in it: %w", cfg.TLSCA, ErrBadConfig)
-		}
+	if ts.roots, err = certPool("tls ca", cfg.TLSCA); err != nil {
+		return nil, err
+	}
+	if ts.clients, err = certPool("tls client ca", cfg.TLSClientCA); err != nil {
+		return nil, err
 	}
 	return ts, nil
 }
 
+// certPool reads a PEM file of certificates; nil for no file.
+func certPool(what, file string) (*x509.CertPool, error) {
+	if file == "" {
+		return nil, nil
+	}
+	pem, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", what, err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("%s %s: no PEM certificate in it: %w", what, file, ErrBadConfig)
+	}
+	return pool, nil
+}
+
 func (ts *tlsSetup) serverConfig() *tls.Config {
 	return &tls.Config{Certificates: []tls.Certificate{ts.cert}, RootCAs: ts.roots, MinVersion: tls.VersionTLS12}
+}
+
+// callConfig is the call listener's: with client CAs, mutual TLS.
+func (ts *tlsSetup) callConfig() *tls.Config {
+	c := ts.serverConfig()
+	if ts.clients != nil {
+		c.ClientAuth, c.ClientCAs = tls.RequireAndVerifyClientCert, ts.clients
+	}
+	return c
 }
 
 // src is the SRC's TLS configuration; nil without TLS.
@@ -108,10 +132,10 @@ func (d *Daemon) startTLS() error {
 		func(limit string) { d.metrics.limited.WithLabelValues("sip_tls_" + limit).Inc() })
 	ap := ln.Addr().(*net.TCPAddr).AddrPort()
 	d.tlsAddr = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
-	tl := tls.NewListener(d.tlsLn, ts.serverConfig())
+	tl := tls.NewListener(d.tlsLn, ts.callConfig())
 	d.wg.Add(1)
 	go func() { defer d.wg.Done(); _ = d.server.ServeTLS(checkedListener{Listener: tl, refused: d.rawRefused}) }()
-	d.log.Info("sip listening", "addr", d.tlsAddr.String(), "transports", "tls")
+	d.log.Info("sip listening", "addr", d.tlsAddr.String(), "transports", "tls", "client_certificates", ts.clients != nil)
 	return nil
 }
 

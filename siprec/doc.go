@@ -97,7 +97,12 @@
 // configuration names the URI's host (RFC 5922 §7). A failed handshake is
 // srs-unreachable with the TLS reason. Our Contact is then a sips: URI on the
 // SRC's own TLS listener (Client.TLSAddr), where the SRS's BYE and re-INVITEs
-// arrive.
+// arrive. The SRC always presents Config.TLS.Certificates as its client
+// certificate, so an SRS may require mutual TLS; an SRS that refuses that
+// certificate does so, under TLS 1.3, with an alert after the handshake, once
+// the INVITE is written, and sipgo does not fail the transaction on the
+// closed connection: the document hears srs-timeout "via tls:" and the SRS's
+// log has the reason.
 //
 // sipgo guards every UDP write with one process-wide limit
 // (sip.UDPMTUSize); it is a guard, not a policy, so this package raises it at

@@ -27,10 +27,11 @@ func init() {
 }
 
 const srsUsage = `usage: recforkctl srs --listen ADDR --dir DIR [--media-ip IP] [--rtp-ports MIN-MAX] [--lenient] [--verbose]
-                      [--tls-cert FILE --tls-key FILE [--tls-listen ADDR] [--tls-ca FILE]]
+                      [--tls-cert FILE --tls-key FILE [--tls-listen ADDR] [--tls-ca FILE] [--tls-client-ca FILE]]
 
 Accepts SIPREC sessions on ADDR (UDP and TCP), and over TLS on --tls-listen when
-given a certificate, and writes DIR/<session>/stream<N>.wav (N: the m-line
+given a certificate (with --tls-client-ca, only from SRCs whose client
+certificate chains to that file: mutual TLS), and writes DIR/<session>/stream<N>.wav (N: the m-line
 position), metadata.xml and session.json per session, 0640 in 0750 directories,
 until SIGINT or SIGTERM. One line is printed when a session starts and one when
 it ends.`
@@ -63,6 +64,7 @@ func serveSRS(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	tlsKey := fs.String("tls-key", "", "PEM private key of --tls-cert")
 	tlsListen := fs.String("tls-listen", "", "SIP over TLS `host:port` (default: the --listen host, a free port)")
 	tlsCA := fs.String("tls-ca", "", "PEM roots the SRC's certificate is verified with when the SRS sends it BYE (default: the system roots)")
+	tlsClientCA := fs.String("tls-client-ca", "", "PEM roots an SRC's client certificate must chain to; set, TLS requires one (mutual TLS)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -91,8 +93,8 @@ func serveSRS(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		}
 		cfg.PortRange = r
 	}
-	if *tlsCert != "" || *tlsKey != "" || *tlsListen != "" || *tlsCA != "" {
-		t, err := srsTLS(*tlsCert, *tlsKey, *tlsCA, *tlsListen)
+	if *tlsCert != "" || *tlsKey != "" || *tlsListen != "" || *tlsCA != "" || *tlsClientCA != "" {
+		t, err := srsTLS(*tlsCert, *tlsKey, *tlsCA, *tlsClientCA, *tlsListen)
 		if err != nil {
 			fmt.Fprintf(stderr, "recforkctl srs: %v\n", err)
 			return 2
@@ -130,7 +132,7 @@ func serveSRS(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 }
 
 // srsTLS loads the --tls-* files.
-func srsTLS(certFile, keyFile, caFile, listen string) (*srs.TLS, error) {
+func srsTLS(certFile, keyFile, caFile, clientCAFile, listen string) (*srs.TLS, error) {
 	if certFile == "" || keyFile == "" {
 		return nil, errors.New("--tls-cert and --tls-key go together")
 	}
@@ -139,17 +141,32 @@ func srsTLS(certFile, keyFile, caFile, listen string) (*srs.TLS, error) {
 		return nil, fmt.Errorf("--tls-cert: %w", err)
 	}
 	conf := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
-	if caFile != "" {
-		b, err := os.ReadFile(caFile)
-		if err != nil {
-			return nil, fmt.Errorf("--tls-ca: %w", err)
-		}
-		conf.RootCAs = x509.NewCertPool()
-		if !conf.RootCAs.AppendCertsFromPEM(b) {
-			return nil, fmt.Errorf("--tls-ca %s: no PEM certificate in it", caFile)
-		}
+	if conf.RootCAs, err = pemPool("--tls-ca", caFile); err != nil {
+		return nil, err
+	}
+	if conf.ClientCAs, err = pemPool("--tls-client-ca", clientCAFile); err != nil {
+		return nil, err
+	}
+	if conf.ClientCAs != nil {
+		conf.ClientAuth = tls.RequireAndVerifyClientCert
 	}
 	return &srs.TLS{Listen: listen, Config: conf}, nil
+}
+
+// pemPool reads the certificates of a PEM file named by flag; nil for "".
+func pemPool(flag, file string) (*x509.CertPool, error) {
+	if file == "" {
+		return nil, nil
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", flag, err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(b) {
+		return nil, fmt.Errorf("%s %s: no PEM certificate in it", flag, file)
+	}
+	return pool, nil
 }
 
 // sessionLine is the one line printed per session start or end.

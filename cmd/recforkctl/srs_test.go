@@ -4,14 +4,18 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/recfork/recfork/internal/testcert"
 )
 
 func TestSRSFlags(t *testing.T) {
@@ -150,5 +154,35 @@ func TestSRSCommandRecordsACall(t *testing.T) {
 	cancel()
 	if code := <-exit; code != 0 {
 		t.Fatalf("exit %d; stderr %s", code, errb.String())
+	}
+}
+
+// TestSRSTLSFiles: --tls-client-ca turns on mutual TLS (the siprec tests
+// record through such an SRS); bad files are named in the error.
+func TestSRSTLSFiles(t *testing.T) {
+	dir := t.TempDir()
+	ca := testcert.NewCA(t)
+	cert, key := ca.Issue(t, "127.0.0.1").Files(t, dir, "srs")
+	caFile := ca.File(t, dir)
+	junk := filepath.Join(dir, "junk.pem")
+	if err := os.WriteFile(junk, []byte("not pem"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	plain, err := srsTLS(cert, key, caFile, "", "")
+	if err != nil || plain.Config.ClientAuth != tls.NoClientCert || plain.Config.RootCAs == nil {
+		t.Fatalf("without --tls-client-ca: %+v, %v", plain, err)
+	}
+	mutual, err := srsTLS(cert, key, "", caFile, "")
+	if err != nil || mutual.Config.ClientAuth != tls.RequireAndVerifyClientCert || mutual.Config.ClientCAs == nil {
+		t.Fatalf("with --tls-client-ca: %+v, %v", mutual, err)
+	}
+	for _, c := range []struct{ ca, clientCA, want string }{
+		{junk, "", "--tls-ca " + junk + ": no PEM certificate"},
+		{"", junk, "--tls-client-ca " + junk + ": no PEM certificate"},
+		{"", filepath.Join(dir, "missing.pem"), "--tls-client-ca: open"},
+	} {
+		if _, err := srsTLS(cert, key, c.ca, c.clientCA, ""); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("srsTLS(ca %q, client ca %q): %v, want %q", c.ca, c.clientCA, err, c.want)
+		}
 	}
 }

@@ -15,7 +15,9 @@ type TLS struct {
 	Listen string
 	// Config holds the server certificate (Certificates, required); its
 	// RootCAs (nil: the system roots) verify the SRC's certificate when the
-	// SRS sends its BYEs and UPDATEs to the SRC's sips: Contact.
+	// SRS sends its BYEs and UPDATEs to the SRC's sips: Contact. For mutual
+	// TLS set ClientAuth (tls.RequireAndVerifyClientCert) and ClientCAs: an
+	// SRC without a certificate from them is refused in the handshake.
 	Config *tls.Config
 }
 
