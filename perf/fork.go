@@ -181,6 +181,9 @@ func (f *ForkScenario) Run(ctx context.Context, env *Env) (err error) {
 	// The rate ladder: stop at the first rate the engine does not sustain.
 	var steps []RateStep
 	var best stepResult
+	// bound says what ended the ladder, for the findings: the engine's
+	// loss, the generator, or the ladder's own top rate.
+	bound := BoundLadderTop
 	for _, rate := range p.Rates {
 		s, err := r.measure(ctx, p.Streams, fork, rate, p.Warm, p.Step)
 		if err != nil {
@@ -192,9 +195,11 @@ func (f *ForkScenario) Run(ctx context.Context, env *Env) (err error) {
 			best = s
 		}
 		if !s.Sustained() {
+			bound = BoundLoss
 			break
 		}
 		if s.Achieved < 0.9*s.Target {
+			bound = BoundGenerator
 			// The machine could not offer more: the generator shares the
 			// two cores with the engine. The engine lost nothing at the
 			// rate it was offered, which is what the step reports.
@@ -226,9 +231,22 @@ func (f *ForkScenario) Run(ctx context.Context, env *Env) (err error) {
 		}
 	}
 	env.Progress.Total(len(steps) + 2*p.CPUPairs + 1)
-	env.Config(f.Name(), map[string]any{"ladder": steps})
+	env.Config(f.Name(), map[string]any{"ladder": steps, "bound": bound})
 	prefix := f.Name()
 	if best.Out > 0 {
+		// All the CPU the meter saw at the best rate (engine, generator,
+		// softirq), per unit delivered: where the time goes at full load,
+		// which the reference windows' figures (fixed costs spread over
+		// fewer packets) do not say.
+		units := best.Relayed
+		if fork {
+			units = best.Copied
+		}
+		if best.Wall > 0 && units > 0 {
+			env.Config(f.Name(), map[string]any{
+				"best_cpu_cores":      best.CPU.Seconds() / best.Wall.Seconds(),
+				"best_cpu_ns_per_out": float64(best.CPU.Nanoseconds()) / float64(units)})
+		}
 		env.Results.Set(prefix+".pps", best.Out, len(steps))
 		env.Results.Set(prefix+".loss", best.Loss, 1)
 	} else {
@@ -444,6 +462,13 @@ func (r *forkRun) measure(ctx context.Context, n int, fork bool, rate float64, w
 	}
 	return res, nil
 }
+
+// What ended a scenario's rate ladder (its config's "bound").
+const (
+	BoundLoss      = "loss"       // the next rate lost 0.1 % or more
+	BoundGenerator = "generator"  // the generator could not offer more
+	BoundLadderTop = "ladder top" // the highest rate tried was sustained
+)
 
 // noteBPF reports the live run time of the TCX ingress program over the
 // windows it was accounted in.

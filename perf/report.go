@@ -79,9 +79,7 @@ func Summary(r *Results) []string {
 		}
 		s += "; target eBPF <= 1/3 of either: " + verdict + "."
 		if verdict != "met" {
-			if v, ok := r.Value("bpf.testrun_ns.active"); ok {
-				s += fmt.Sprintf(" The TCX program alone costs %s ns per copy in a test run (bpf.testrun_ns.active); the findings give its live run time, which includes the clone and the copy's transmit.", Human(v))
-			}
+			s += perCopyWhere(r, e)
 		}
 		out = append(out, s)
 	default:
@@ -94,18 +92,14 @@ func Summary(r *Results) []string {
 		}
 		s := fmt.Sprintf("Copy rate of the eBPF engine on this %d-core machine: %s copies/s (%.0f recorded calls at 2 x 50 pps); target 1 Mpps: %s.",
 			r.Machine.Cores, Human(p), p/100, verdict)
-		if n, ok := v("fork.none.pps"); ok && p < 1e6 {
-			// Since issue 11 the eBPF engine relays joins in the kernel,
-			// so the userspace relay no longer bounds it.
-			s += fmt.Sprintf(" The relay and both forks run in the TCX ingress program (the userspace relay alone reaches %s pps, fork.none.pps); what is left is the program's run time and the veth transmit in softirq on the two cores the generator shares.", Human(n))
-		}
-		if bpfNs, ok := v("bpf.testrun_ns.active"); ok && p < 1e6 {
-			s += fmt.Sprintf(" The in-kernel fork alone costs %s ns per copy in a test run (bpf.testrun_ns.active), about %s copies/s per core.", Human(bpfNs), Human(1e9/bpfNs))
+		if p < 1e6 {
+			s += copyRateWhere(r)
 		}
 		out = append(out, s)
 	} else {
 		out = append(out, "Copy rate of the eBPF engine: "+missing(r, "fork.ebpf.pps")+".")
 	}
+	out = append(out, relaySummary(r), srtpSummary(r), guardSummary(r))
 	if p, ok := v("mute.map_write_us.p99"); ok {
 		s := fmt.Sprintf("Mute map write (SetForkMode inactive) p99: %s us; target < 50 us: %s.", Human(p), verdict(p < 50))
 		if p >= 50 {
@@ -137,6 +131,188 @@ func Summary(r *Results) []string {
 		out = append(out, "Memory per recorded call: "+missing(r, "calls.bytes_per_call")+".")
 	}
 	return out
+}
+
+// config returns a value a scenario recorded in its configuration.
+func config(r *Results, scenario, key string) (any, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	v, ok := r.Scenarios[scenario].Config[key]
+	return v, ok
+}
+
+// configFloat returns a number of a scenario's configuration (a float64 in
+// memory and after a JSON round trip alike).
+func configFloat(r *Results, scenario, key string) (float64, bool) {
+	v, ok := config(r, scenario, key)
+	if !ok {
+		return 0, false
+	}
+	f, ok := v.(float64)
+	return f, ok && f > 0
+}
+
+func configString(r *Results, scenario, key string) string {
+	v, _ := config(r, scenario, key)
+	s, _ := v.(string)
+	return s
+}
+
+// boundText says what ended a scenario's rate ladder, as a clause.
+func boundText(r *Results, scenario string) string {
+	switch configString(r, scenario, "bound") {
+	case BoundLoss:
+		return "the next rate tried lost 0.1 % or more"
+	case BoundGenerator:
+		return "the generator reached less than 90 % of the next rate asked of it; nothing was lost"
+	case BoundLadderTop:
+		return "the highest rate tried was sustained, so this is a lower bound"
+	}
+	return ""
+}
+
+// perCopyWhere splits the eBPF engine's extra CPU per copy e into the
+// ingress program's live run time for the copy (with forks against
+// relaying only) and the rest, from this run's figures.
+func perCopyWhere(r *Results, e float64) string {
+	bf, okF := configFloat(r, "fork.ebpf", "bpf_ingress_ns_per_packet")
+	br, okR := configFloat(r, "relay.ebpf", "bpf_ingress_ns_per_packet")
+	if okF && okR {
+		in := max(bf-br, 0)
+		return fmt.Sprintf(" Of the eBPF engine's %s ns per copy, %s ns are the TCX ingress program's own live run time for the copy (%s ns per packet with the fork against %s ns relaying only, BPF run-time statistics); the other %s ns are spent outside the program (the copy's delivery through the veth pair in softirq and the sink's drop).",
+			Human(e), Human(in), Human(bf), Human(br), Human(max(e-in, 0)))
+	}
+	if v, ok := r.Value("bpf.testrun_ns.active"); ok {
+		return fmt.Sprintf(" The TCX program alone costs %s ns per copy in a test run (bpf.testrun_ns.active); the live split needs fork.ebpf and relay.ebpf in the same run.", Human(v))
+	}
+	return ""
+}
+
+// copyRateWhere says, from this run's figures, what bounds the eBPF
+// engine's copy rate and what reaching 1 Mpps would take.
+func copyRateWhere(r *Results) string {
+	var s string
+	if b := boundText(r, "fork.ebpf"); b != "" {
+		s += " The ladder ended because " + b + "."
+	}
+	if rp, ok := r.Value("relay.ebpf.pps"); ok {
+		s += fmt.Sprintf(" The kernel relay alone reached %s pps (relay.ebpf.pps", Human(rp))
+		if b := boundText(r, "relay.ebpf"); b != "" {
+			s += "; " + b
+		}
+		s += ")."
+	}
+	cores := max(r.Machine.Cores, 1)
+	budget := float64(cores) * 1e9 / 1e6
+	if busy, ok := configFloat(r, "fork.ebpf", "best_cpu_cores"); ok {
+		if w, ok := configFloat(r, "fork.ebpf", "best_cpu_ns_per_out"); ok {
+			s += fmt.Sprintf(" At that rate the CPU the suite measures (its own process with the engine and the generator, rtpengine when it runs, ksoftirqd) was %.2f of the %d cores, %s ns per copied packet",
+				busy, cores, Human(w))
+			if rw, ok := configFloat(r, "relay.ebpf", "best_cpu_ns_per_out"); ok {
+				s += fmt.Sprintf(", of which relaying a packet without a fork costs %s ns at the relay's best rate", Human(rw))
+			}
+			s += fmt.Sprintf("; 1 Mpps on %d cores needs at most %s ns per copied packet, all of it included, which at the current cost would take %.1f cores.",
+				cores, Human(budget), w*1e6/1e9)
+		}
+	}
+	if bf, ok := configFloat(r, "fork.ebpf", "bpf_ingress_ns_per_packet"); ok {
+		s += fmt.Sprintf(" The TCX ingress program itself ran %s ns per packet with relay and fork in the reference windows (BPF run-time statistics): alone it would fill a core at %s packets/s.",
+			Human(bf), Human(1e9/bf))
+	}
+	if bpfNs, ok := r.Value("bpf.testrun_ns.active"); ok {
+		s += fmt.Sprintf(" The in-kernel fork alone costs %s ns per copy in a test run (bpf.testrun_ns.active), about %s copies/s per core.", Human(bpfNs), Human(1e9/bpfNs))
+	}
+	return s
+}
+
+// relaySummary compares the three relays of joined pairs without forks.
+func relaySummary(r *Results) string {
+	type eng struct{ key, name string }
+	var parts []string
+	for _, e := range []eng{{"ebpf", "eBPF (in the kernel)"}, {"userspace", "userspace"}, {"rtpengine", "rtpengine (userspace)"}} {
+		p, okP := r.Value("relay." + e.key + ".pps")
+		c, okC := r.Value("relay." + e.key + ".cpu_ns_per_packet")
+		switch {
+		case okP && okC:
+			parts = append(parts, fmt.Sprintf("%s %s pps, %s ns of CPU per packet at the reference rate", e.name, Human(p), Human(c)))
+		case okP:
+			parts = append(parts, fmt.Sprintf("%s %s pps", e.name, Human(p)))
+		}
+	}
+	if len(parts) == 0 {
+		return "Relay of joined pairs: " + missing(r, "relay.ebpf.pps", "relay.userspace.pps", "relay.rtpengine.pps") + "."
+	}
+	s := "Relay of joined pairs without forks: " + strings.Join(parts, ", ")
+	if e, ok := r.Value("relay.ebpf.cpu_ns_per_packet"); ok {
+		for _, o := range []eng{{"userspace", "userspace"}, {"rtpengine", "rtpengine"}} {
+			if c, ok := r.Value("relay." + o.key + ".cpu_ns_per_packet"); ok {
+				s += fmt.Sprintf("; CPU per packet eBPF/%s %.2f", o.name, e/c)
+			}
+		}
+	}
+	s += "."
+	if b := boundText(r, "relay.ebpf"); b != "" {
+		if _, ok := r.Value("relay.ebpf.pps"); ok {
+			s += " eBPF: " + b + "."
+		}
+	}
+	if bf, ok := configFloat(r, "relay.ebpf", "bpf_ingress_ns_per_packet"); ok {
+		s += fmt.Sprintf(" The TCX ingress program ran %s ns per relayed packet in live traffic.", Human(bf))
+	}
+	return s
+}
+
+// srtpSummary compares SRTP copies with plain copies of the same engine.
+func srtpSummary(r *Results) string {
+	p, okP := r.Value("fork.srtp.pps")
+	c, okC := r.Value("fork.srtp.cpu_ns_per_copy")
+	if !okP && !okC {
+		return "SRTP copies: " + missing(r, "fork.srtp.pps", "fork.srtp.cpu_ns_per_copy") + "."
+	}
+	s := "SRTP copies (userspace engine, each stream's copies encrypted by its own dataplane/srtp relay, AES_CM_128_HMAC_SHA1_80, copies authenticated and decrypted at the receiver):"
+	if okP {
+		s += fmt.Sprintf(" %s copies/s", Human(p))
+		if u, ok := r.Value("fork.userspace.pps"); ok {
+			s += fmt.Sprintf(" (%.2f of the plain copies' %s)", p/u, Human(u))
+		}
+		if b := boundText(r, "fork.srtp"); b != "" {
+			s += ", where " + b
+		}
+		s += ";"
+	}
+	if okC {
+		s += fmt.Sprintf(" %s ns of CPU per copy", Human(c))
+		if u, ok := r.Value("fork.userspace.cpu_ns_per_copy"); ok {
+			d := c - u
+			s += fmt.Sprintf(" against %s ns for a plain copy: SRTP adds %s ns per copy (%.2f times the plain copy)", Human(u), Human(d), c/u)
+			se1, ok1 := r.StdErrOf("fork.srtp.cpu_ns_per_copy")
+			se2, ok2 := r.StdErrOf("fork.userspace.cpu_ns_per_copy")
+			if ok1 && ok2 {
+				s += fmt.Sprintf(", ± %s ns", Human(math.Hypot(se1, se2)))
+			}
+			s += "; the addition is the relay's receive, encryption and send of each copy"
+		}
+	}
+	return strings.TrimSuffix(s, ";") + "."
+}
+
+// guardSummary states the guard's drop cost from the test runs.
+func guardSummary(r *Results) string {
+	g, ok := r.Value("bpf.testrun_ns.guard_drop")
+	if !ok {
+		return "Guard drop: " + missing(r, "bpf.testrun_ns.guard_drop") + "."
+	}
+	s := fmt.Sprintf("Guard: RTP from a foreign source to a guarded endpoint is dropped and counted in %s ns per packet in a test run (bpf.testrun_ns.guard_drop)", Human(g))
+	if b, ok := r.Value("baseline.xdp_pass_ns"); ok {
+		s += fmt.Sprintf(", %.1f times the XDP_PASS floor", g/b)
+	}
+	if m, ok := r.Value("bpf.testrun_ns.miss"); ok {
+		s += fmt.Sprintf("; a packet of no stream takes %s ns", Human(m))
+	}
+	if rl, ok := r.Value("bpf.testrun_ns.relay"); ok {
+		s += fmt.Sprintf(", one the kernel relays %s ns", Human(rl))
+	}
+	return s + "."
 }
 
 func verdict(ok bool) string {
@@ -247,8 +423,13 @@ is counted exactly in the kernel.
   engine's, filled through ` + "`dataplane.Engine`" + `): one 214-byte RTP frame of a forked
   stream in active mode (rewrite, clone to the recorder, restore; the copies are checked to
   arrive), the same stream muted, and a frame of no stream. Median over rounds of the test
-  run's own ns per repeat. Ratio to an XDP program that only returns ` + "`XDP_PASS`" + `, test-run
-  the same way (` + "`baseline.xdp_pass_ns`" + `).
+  run's own ns per repeat. ` + "`relay`" + ` and ` + "`relay_fork`" + `: the endpoint joined (half duplex) to
+  a second one, without and with its inbound fork; each run must return ` + "`TCX_REDIRECT`" + `, and
+  since a run rewrites the frame it is one cold run per sample (median of many).
+  ` + "`guard_drop`" + `: the same joined endpoint gets RTP from an address that is neither its
+  signalled nor a latched remote; every run must return ` + "`TCX_DROP`" + ` and be counted exactly
+  once by the engine's guard, in the kernel's total and in the endpoint's drops. Ratio to an
+  XDP program that only returns ` + "`XDP_PASS`" + `, test-run the same way (` + "`baseline.xdp_pass_ns`" + `).
 - **` + "`fork.<engine>.*`" + `** — the generator sends RTP (214-byte frames: 172-byte PCMU payload) from
   thousands of 5-tuples; the engine relays every stream to its callee and copies it to its
   recorder. Load comes from an XDP program run with ` + "`BPF_PROG_TEST_RUN`" + ` and
@@ -277,13 +458,32 @@ is counted exactly in the kernel.
     cancels out.
   - Engines: ` + "`none`" + ` — recfork's userspace engine relaying without forks (the relay
     path's baseline; its ` + "`cpu_ns_per_packet`" + ` is the ratio base of the per-copy figures);
-    ` + "`userspace`" + ` — recfork's Go engine copying with sendmmsg; ` + "`ebpf`" + ` — recfork's TCX
-    engine (relay delegated to the userspace engine, copies cloned in the kernel);
+    ` + "`userspace`" + ` — recfork's Go engine copying with sendmmsg; ` + "`srtp`" + ` — the same engine
+    with every fork's copies sent, as an SRTP recording does, to a ` + "`dataplane/srtp`" + ` relay of
+    their own (` + "`AES_CM_128_HMAC_SHA1_80`" + `, the stream's own keys) that encrypts and sends them
+    to the recorder; ` + "`ebpf`" + ` — recfork's TCX engine (joined pairs relayed and copies cloned
+    in the kernel; every join is checked to be a kernel relay, or the scenario fails);
     ` + "`rtpengine`" + ` — Sipwise rtpengine from Debian, see below. recfork's engines run inside
     the suite's process with one worker per core, as in production; the process's
     GOMAXPROCS is raised so that the generator's goroutines, which spend milliseconds inside
     test-run system calls, never hold the Ps the engine's goroutines need (as a separate
     generator process would not).
+- **` + "`fork.srtp.*`" + `** — the fork scenario on the ` + "`srtp`" + ` subject above: ` + "`pps`" + ` and ` + "`cpu_ns_per_copy`" + `
+  are taken as for the plain engines, with ratios to ` + "`fork.userspace`" + ` (the plain copy of the
+  same engine in the same run), so the difference is the SRTP relay's cost per copy. The
+  figures cannot be plain copies by mistake: in every window the recorder side may count no
+  more copies than the relays encrypted, a relay that refuses a datagram fails the window,
+  and before the ladder and after the reference windows each of the reference streams' copies
+  is sent to a socket in G instead, where it must authenticate and decrypt with its stream's
+  keys (` + "`dataplane/srtp`" + `, pion/srtp) to exactly the RTP packet the caller sent.
+- **` + "`relay.<engine>.*`" + `** — the fork scenario's ladder and reference windows on the unforked
+  streams alone: joined pairs relayed caller → callee, no copies. ` + "`pps`" + ` is the highest relay
+  rate with < 0.1 % loss, ` + "`cpu_ns_per_packet`" + ` the median CPU per relayed packet at the
+  reference rate (all CPU, the generator's share included, as for ` + "`fork.none`" + `). Engines:
+  ` + "`userspace`" + ` (ratio to ` + "`fork.none`" + `, the same engine and work in another scenario: how
+  repeatable the figure is in the run), ` + "`ebpf`" + ` (the kernel relay; ratio to ` + "`relay.userspace`" + `;
+  its live BPF run time per packet is in the findings) and ` + "`rtpengine`" + ` (offer/answer only;
+  ratio to ` + "`relay.userspace`" + `).
 - **mute.*** — ` + "`SetForkMode(inactive)`" + ` on the eBPF engine timed from Go (alternating with
   unmutes), ratio to one plain BPF array-map update from Go; and from a CCXML
   ` + "`<send name=\"'bvr.record'\">`" + ` with ` + "`inbound`" + ` inactive (the real interpreter; a
@@ -309,9 +509,12 @@ is counted exactly in the kernel.
   that assigns ` + "`n = n + 1`" + `, events posted in batches of 1000), and heap plus goroutine stack
   per idle session after GC. Ratio to calls of the same ECMAScript in goja.
 
-Where a target is missed, the findings above say where the time goes: a CPU profile of the
-suite's process over the reference windows (kernel time charged to the Go function that made
-the system call) and the live BPF run-time statistics of the eBPF engine's ingress program.
+Where a target is missed, the findings above say where the time goes, computed from the
+run's own figures: the CPU of a copied packet split into its relay (` + "`relay.ebpf`" + `) and its
+copy (` + "`fork.ebpf`" + `), the share of it the eBPF engine's ingress program ran (live BPF run-time
+statistics with forks and relaying only), what ended each rate ladder (loss, the generator,
+or the ladder's top), and a CPU profile of the suite's process over the reference windows
+(kernel time charged to the Go function that made the system call).
 
 ## rtpengine, the like-for-like peer
 

@@ -104,7 +104,7 @@ func Human(v float64) string {
 
 // ForkChart draws the fork scenarios of r.
 func ForkChart(r *Results) []byte {
-	engines := []string{"none", "userspace", "ebpf", "rtpengine"}
+	engines := []string{"none", "userspace", "srtp", "ebpf", "rtpengine"}
 	val := func(k string) float64 {
 		if v, ok := r.Value(k); ok {
 			return v
@@ -132,5 +132,10 @@ func ForkChart(r *Results) []byte {
 		k := "fork." + e + ".cpu_ns_per_copy"
 		cpu.Bars = append(cpu.Bars, Bar{Label: e, Value: val(k), Note: status(k)})
 	}
-	return ChartSVG("recfork fork scenarios", []Panel{rate, cpu})
+	relay := Panel{Title: "Relay CPU per packet", Unit: "ns; joined pairs, no fork"}
+	for _, e := range []string{"userspace", "ebpf", "rtpengine"} {
+		k := "relay." + e + ".cpu_ns_per_packet"
+		relay.Bars = append(relay.Bars, Bar{Label: e, Value: val(k), Note: status(k)})
+	}
+	return ChartSVG("recfork fork and relay scenarios", []Panel{rate, cpu, relay})
 }
