@@ -149,8 +149,8 @@ func (s *engineSubject) grow(ctx context.Context, n int, fork bool) error {
 // Close closes the engine, which drops every endpoint, join and fork at once.
 func (s *engineSubject) Close() error { return s.eng.Close() }
 
-// newEBPF starts the eBPF engine on the media end of the pair, delegating
-// endpoints and joins to a userspace engine.
+// newEBPF starts the eBPF engine on the media end of the pair, with a
+// userspace engine as its Media (sockets, and what the kernel cannot relay).
 func newEBPF(p *Pair) (*rfebpf.Engine, error) {
 	us, err := newUserspace(p)
 	if err != nil {
