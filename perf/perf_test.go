@@ -497,7 +497,7 @@ func TestSummarySaysWhereTheTimeGoes(t *testing.T) {
 			"the other 200 ns are spent outside the program",
 			// Rate: 3800 ns per copied packet at the best rate; 1 Mpps on
 			// 2 cores allows 2000 ns, so it would take 3.8 cores.
-			"The ladder ended because the next rate tried lost 0.1 % or more.",
+			"target 1 Mpps: missed. The ladder ended: the next rate tried lost 0.1 % or more.",
 			"The kernel relay alone reached 800k pps (relay.ebpf.pps; the highest rate tried was sustained, so this is a lower bound).",
 			"was 1.90 of the 2 cores, 3800 ns per copied packet, of which relaying a packet without a fork costs 2400 ns at the relay's best rate",
 			"1 Mpps on 2 cores needs at most 2000 ns per copied packet, all of it included, which at the current cost would take 3.8 cores.",
@@ -519,6 +519,17 @@ func TestSummarySaysWhereTheTimeGoes(t *testing.T) {
 				t.Errorf("%s: summary compares with an unmeasured rtpengine (%q):\n%s", name, bad, all)
 			}
 		}
+	}
+}
+
+func TestSummaryCopyRateAtTheLadderTop(t *testing.T) {
+	r := NewResults(true)
+	r.Set("fork.ebpf.pps", 800000, 3)
+	(&Env{Results: r}).Config("fork.ebpf", map[string]any{"bound": BoundLadderTop})
+	all := strings.Join(Summary(r), "\n")
+	want := "target 1 Mpps: not shown, the ladder's highest rate was below it and was sustained. The ladder ended: the highest rate tried was sustained, so this is a lower bound."
+	if !strings.Contains(all, want) {
+		t.Errorf("summary lacks %q:\n%s", want, all)
 	}
 }
 

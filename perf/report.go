@@ -87,7 +87,12 @@ func Summary(r *Results) []string {
 	}
 	if p, ok := v("fork.ebpf.pps"); ok {
 		verdict := "met"
-		if p < 1e6 {
+		switch {
+		case p < 1e6 && configString(r, "fork.ebpf", "bound") == BoundLadderTop:
+			// Nothing was lost at the ladder's top: the engine may do
+			// more than this run asked of it.
+			verdict = "not shown, the ladder's highest rate was below it and was sustained"
+		case p < 1e6:
 			verdict = "missed"
 		}
 		s := fmt.Sprintf("Copy rate of the eBPF engine on this %d-core machine: %s copies/s (%.0f recorded calls at 2 x 50 pps); target 1 Mpps: %s.",
@@ -193,7 +198,7 @@ func perCopyWhere(r *Results, e float64) string {
 func copyRateWhere(r *Results) string {
 	var s string
 	if b := boundText(r, "fork.ebpf"); b != "" {
-		s += " The ladder ended because " + b + "."
+		s += " The ladder ended: " + b + "."
 	}
 	if rp, ok := r.Value("relay.ebpf.pps"); ok {
 		s += fmt.Sprintf(" The kernel relay alone reached %s pps (relay.ebpf.pps", Human(rp))
