@@ -120,6 +120,7 @@ type fork struct {
 	// endpoint, a recorder on this host, a non-Ethernet route): Media makes
 	// its copies instead, so each packet is still copied once.
 	media    bool
+	why      string // why media is set, for MediaPaths
 	source   dataplane.EndpointID
 	recorder netip.AddrPort
 	srcAddr  netip.AddrPort
@@ -693,7 +694,7 @@ func (e *Engine) addMediaFork(ep dataplane.EndpointID, dir dataplane.Direction, 
 	}
 	// A userspace fork sees only what reaches the sockets: the relays it
 	// depends on go back to Media before it starts.
-	e.forks[forkID{ep, dir}] = &fork{media: true, source: cfg.Source}
+	e.forks[forkID{ep, dir}] = &fork{media: true, why: why.Error(), source: cfg.Source}
 	if err := e.syncRelaysLocked(true, ep); err != nil {
 		e.log.Warn("relay table update failed", "err", err)
 	}

@@ -64,6 +64,11 @@ func (e *Engine) joinLocked(from, to dataplane.EndpointID, d dataplane.Duplex) {
 func (e *Engine) unjoinLocked(a, b dataplane.EndpointID) {
 	delete(e.out[a], b)
 	delete(e.out[b], a)
+	// The reasons go with the join, or they would pile up call after call.
+	for _, id := range []relayID{{a, b}, {b, a}} {
+		delete(e.relayWhy, id)
+		delete(e.relayLogged, id)
+	}
 	if len(e.out[a]) == 0 {
 		delete(e.out, a)
 	}
