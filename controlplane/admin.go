@@ -71,6 +71,10 @@ type StreamInfo struct {
 	Source    string `json:"source,omitempty"`
 	Recorder  string `json:"recorder,omitempty"`
 	Paused    bool   `json:"paused,omitempty"`
+	// Path is which path makes the copies (kernel or userspace) and
+	// PathReason why not the kernel (admin_paths.go).
+	Path       string `json:"path,omitempty"`
+	PathReason string `json:"path_reason,omitempty"`
 	dataplane.ForkStats
 }
 
@@ -149,6 +153,7 @@ func (d *Daemon) Recordings() []RecordingInfo {
 				if fs, err := d.engine.ForkStats(ep, s.Direction); err == nil {
 					si.ForkStats = fs
 				}
+				si.Path, si.PathReason = d.forkPath(ep, s.Direction)
 			}
 			ri.Streams = append(ri.Streams, si)
 		}

@@ -127,6 +127,8 @@ type ConnectionInfo struct {
 	Endpoint   uint64                   `json:"endpoint,omitempty"`
 	Recording  bool                     `json:"recording"`
 	Stats      *dataplane.EndpointStats `json:"stats,omitempty"`
+	// MediaPath is which path carries the media (admin_paths.go).
+	MediaPath *MediaPathInfo `json:"media_path,omitempty"`
 }
 
 // Info returns a snapshot of c.

@@ -339,6 +339,7 @@ func (d *Daemon) Connections() []ConnectionInfo {
 	}
 	d.mu.Unlock()
 	out := make([]ConnectionInfo, 0, len(cs))
+	names := endpointNames(cs)
 	for _, c := range cs {
 		ci := c.Info()
 		if ci.Endpoint != 0 {
@@ -346,6 +347,7 @@ func (d *Daemon) Connections() []ConnectionInfo {
 				ci.Stats = &st
 			}
 		}
+		ci.MediaPath = d.mediaPath(dataplane.EndpointID(ci.Endpoint), names)
 		out = append(out, ci)
 	}
 	sortConns(out)

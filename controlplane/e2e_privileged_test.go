@@ -447,6 +447,7 @@ func testEndToEnd(t *testing.T, dp string, srsKind int, recforkd, recforkctl str
 			len(recs[0].Streams) == 2 && recs[0].Streams[0].CopiedPackets > 10
 	})
 	id := recs[0].ConnectionID
+	checkEchoPaths(t, admin, dp, id)
 
 	// Mute the inbound direction mid-call: no copy leaves after the answer.
 	var mute controlplane.RecordResult
@@ -573,5 +574,42 @@ func testEndToEnd(t *testing.T, dp string, srsKind int, recforkd, recforkctl str
 	// Streams are in m-line order: inbound first (siprec's order).
 	if wavs[0].Gap < 0.4 || wavs[1].Gap > 0.2 {
 		t.Errorf("muted window: inbound gap %.2fs, outbound gap %.2fs", wavs[0].Gap, wavs[1].Gap)
+	}
+}
+
+// checkEchoPaths checks the admin API's media paths of the echoed call id:
+// under the eBPF engine the kernel relays it (both legs' remote signalled,
+// Ethernet next hop, one target, the forks in the kernel too: the relay
+// contract's conditions) and clones both directions' copies to the SRS in
+// its own namespace; under the userspace engine everything is userspace.
+func checkEchoPaths(t *testing.T, admin, dp, id string) {
+	t.Helper()
+	want, reason := dataplane.PathKernel, ""
+	if dp == "userspace" {
+		want, reason = dataplane.PathUserspace, "userspace engine"
+	}
+	var calls []controlplane.CallInfo
+	adminGet(t, admin, "GET", "/v1/calls", &calls)
+	if len(calls) != 1 || len(calls[0].Connections) != 1 || calls[0].Connections[0].MediaPath == nil {
+		t.Fatalf("calls: %+v", calls)
+	}
+	mp := calls[0].Connections[0].MediaPath
+	if mp.Relay != string(want) || mp.RelayReason != reason || len(mp.Relays) != 1 || mp.Relays[0].To != id || mp.Relays[0].Path != string(want) {
+		t.Fatalf("%s engine: relay path %+v, want %s to itself (echo)", dp, mp, want)
+	}
+	if len(mp.Copies) != 2 {
+		t.Fatalf("%s engine: copies %+v, want both directions", dp, mp.Copies)
+	}
+	for _, c := range mp.Copies {
+		if c.Path != string(want) || c.Reason != reason {
+			t.Fatalf("%s engine: %s copies on %s (%q), want %s", dp, c.Direction, c.Path, c.Reason, want)
+		}
+	}
+	var recs []controlplane.RecordingInfo
+	adminGet(t, admin, "GET", "/v1/recordings", &recs)
+	for _, s := range recs[0].Streams {
+		if s.Path != string(want) {
+			t.Fatalf("%s engine: recording stream %s on path %q, want %s", dp, s.Direction, s.Path, want)
+		}
 	}
 }

@@ -77,6 +77,31 @@ func TestAdminCommandsAgainstDaemon(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	conn := recs[0].ConnectionID
+	for _, st := range recs[0].Streams {
+		if st.Path != "userspace" {
+			t.Fatalf("stream %s copies on path %q, want userspace", st.Direction, st.Path)
+		}
+	}
+
+	// The echoing caller's media paths: relayed to itself and to its DTMF
+	// tap, copied both ways, all by the userspace engine.
+	code, out, errs := ctl("calls", "--admin", sock, "--json")
+	var calls []controlplane.CallInfo
+	if err := json.Unmarshal([]byte(out), &calls); code != 0 || err != nil {
+		t.Fatalf("calls: %d %v %s", code, err, errs)
+	}
+	if len(calls) != 1 || len(calls[0].Connections) != 1 || calls[0].Connections[0].MediaPath == nil {
+		t.Fatalf("calls: %s", out)
+	}
+	mp := calls[0].Connections[0].MediaPath
+	tos := map[string]string{}
+	for _, r := range mp.Relays {
+		tos[r.To] = r.Path
+	}
+	if mp.Relay != "userspace" || mp.RelayReason == "" || len(tos) != 2 || tos[conn] != "userspace" || tos[conn+" dtmf-tap"] != "userspace" ||
+		len(mp.Copies) != 2 || mp.Copies[0].Direction != "inbound" || mp.Copies[0].Path != "userspace" || mp.Copies[1].Path != "userspace" {
+		t.Fatalf("media path %+v", mp)
+	}
 
 	cases := []struct {
 		name string
@@ -88,9 +113,11 @@ func TestAdminCommandsAgainstDaemon(t *testing.T) {
 		{"status table", []string{"status", "--admin", sock}, 0, "userspace"},
 		{"calls", []string{"calls", "--admin", sock}, 0, conn},
 		{"calls json", []string{"calls", "--admin", sock, "--json"}, 0, `"state": "CONNECTED"`},
+		{"calls paths", []string{"calls", "--admin", sock}, 0, "in:userspace,out:userspace  userspace (userspace engine)"},
 		{"sessions", []string{"sessions", "--admin", sock, "--json"}, 0, `"startup_mode": "newcall"`},
 		{"stats", []string{"stats", "--admin", sock}, 0, "packets copied"},
 		{"recordings table", []string{"recordings", "--admin", sock}, 0, "inbound"},
+		{"recordings path", []string{"recordings", "--admin", sock, "--json"}, 0, `"path": "userspace"`},
 		{"mute inbound", []string{"record", "mute", conn, "--direction", "inbound", "--admin", sock}, 0, "inactive"},
 		{"mute json", []string{"record", "mute", conn, "--admin", sock, "--direction", "outbound", "--json"}, 0, `"outbound": "inactive"`},
 		{"unmute both", []string{"record", "unmute", "--admin", sock, conn}, 0, "active"},

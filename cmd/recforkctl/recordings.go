@@ -29,7 +29,7 @@ func runRecordings(args []string, stdout, stderr io.Writer) int {
 		printJSON(stdout, recs)
 		return exitOK
 	}
-	t := newTable("CONNECTION", "SRS", "TRANSPORT", "STATE", "DIRECTION", "LABEL", "MODE", "COPIED", "MUTED", "RECORDER")
+	t := newTable("CONNECTION", "SRS", "TRANSPORT", "STATE", "DIRECTION", "LABEL", "MODE", "COPIED", "MUTED", "PATH", "RECORDER")
 	for _, r := range recs {
 		// With an SRS list, show the one holding the recording.
 		srs := r.SRS
@@ -38,10 +38,10 @@ func runRecordings(args []string, stdout, stderr io.Writer) int {
 		}
 		for _, s := range r.Streams {
 			t.row(r.ConnectionID, srs, orDash(r.Transport), r.State, s.Direction, s.Label, s.Mode,
-				strconv.FormatUint(s.CopiedPackets, 10), strconv.FormatUint(s.MutedPackets, 10), orDash(s.Recorder))
+				strconv.FormatUint(s.CopiedPackets, 10), strconv.FormatUint(s.MutedPackets, 10), orDash(s.Path), orDash(s.Recorder))
 		}
 		if len(r.Streams) == 0 {
-			t.row(r.ConnectionID, srs, orDash(r.Transport), r.State, "-", "-", "-", "0", "0", "-")
+			t.row(r.ConnectionID, srs, orDash(r.Transport), r.State, "-", "-", "-", "0", "0", "-", "-")
 		}
 	}
 	t.write(stdout)

@@ -88,7 +88,7 @@ func runCalls(args []string, stdout, stderr io.Writer) int {
 		printJSON(stdout, calls)
 		return exitOK
 	}
-	t := newTable("SESSION", "CONNECTION", "STATE", "DIR", "REMOTE", "MEDIA", "CODEC", "REC", "RX", "TX", "AGE")
+	t := newTable("SESSION", "CONNECTION", "STATE", "DIR", "REMOTE", "MEDIA", "CODEC", "REC", "RX", "TX", "AGE", "COPIES", "RELAY")
 	for _, c := range calls {
 		for _, ci := range c.Connections {
 			dir := "in"
@@ -105,7 +105,7 @@ func runCalls(args []string, stdout, stderr io.Writer) int {
 			}
 			t.row(orDash(c.SessionID), ci.ID, string(ci.State), dir, ci.Remote, orDash(ci.MediaLocal)+" <-> "+orDash(ci.MediaPeer),
 				orDash(ci.Codec), rec, strconv.FormatUint(rx, 10), strconv.FormatUint(tx, 10),
-				time.Since(ci.Created).Round(time.Second).String())
+				time.Since(ci.Created).Round(time.Second).String(), copiesPath(ci.MediaPath), relayPath(ci.MediaPath))
 		}
 	}
 	t.write(stdout)
@@ -171,6 +171,41 @@ func runStats(args []string, stdout, stderr io.Writer) int {
 func orDash(s string) string {
 	if s == "" {
 		return "-"
+	}
+	return s
+}
+
+// relayPath is the RELAY column: the path of the connection's relays, and
+// why not the kernel. The reason goes last: it is the widest.
+func relayPath(p *controlplane.MediaPathInfo) string {
+	if p == nil {
+		return "-"
+	}
+	if p.RelayReason != "" {
+		return p.Relay + " (" + p.RelayReason + ")"
+	}
+	return p.Relay
+}
+
+// copiesPath is the COPIES column: each recorded direction's path, as
+// "in:kernel,out:userspace"; the reasons are in --json and the log.
+func copiesPath(p *controlplane.MediaPathInfo) string {
+	if p == nil || len(p.Copies) == 0 {
+		return "-"
+	}
+	s := ""
+	for i, c := range p.Copies {
+		if i > 0 {
+			s += ","
+		}
+		d := c.Direction
+		switch d {
+		case "inbound":
+			d = "in"
+		case "outbound":
+			d = "out"
+		}
+		s += d + ":" + c.Path
 	}
 	return s
 }
