@@ -21,8 +21,8 @@ type MediaPathInfo struct {
 }
 
 // RelayPathInfo is one relay: what the connection receives, sent out of To
-// (a connection ID, "ID dtmf-tap" for a connection's RFC 4733 tap, or
-// "endpoint N").
+// (a connection ID, "dtmf-tap:ID" for a connection's RFC 4733 tap, or
+// "endpoint:N"; never with spaces, so tables stay columns).
 type RelayPathInfo struct {
 	To     string `json:"to"`
 	Path   string `json:"path"`
@@ -45,7 +45,7 @@ func endpointNames(cs []*Connection) map[dataplane.EndpointID]string {
 			names[c.ep] = c.ID
 		}
 		if c.tapEP != 0 {
-			names[c.tapEP] = c.ID + " dtmf-tap"
+			names[c.tapEP] = "dtmf-tap:" + c.ID
 		}
 		c.mu.Unlock()
 	}
@@ -68,7 +68,7 @@ func (d *Daemon) mediaPath(ep dataplane.EndpointID, names map[dataplane.Endpoint
 	for _, r := range p.Relays {
 		to, ok := names[r.To]
 		if !ok {
-			to = "endpoint " + strconv.FormatUint(uint64(r.To), 10)
+			to = "endpoint:" + strconv.FormatUint(uint64(r.To), 10)
 		}
 		mi.Relays = append(mi.Relays, RelayPathInfo{To: to, Path: string(r.Path), Reason: r.Reason})
 	}

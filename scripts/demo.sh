@@ -10,13 +10,19 @@
 # bvr.record: fork inactive, then a=inactive re-INVITE) and unmuted again.
 # After the hang-up it checks the WAV files the SRS wrote: audio present in
 # every stream, the right tone per direction, the muted window silent in the
-# muted stream and nowhere else, and nothing left in the data plane. Exit 0
+# muted stream and nowhere else, and nothing left in the data plane. Mid-call
+# it asks recforkd which path carries each call's media (recforkctl calls
+# --paths): with the eBPF engine the kernel relays a joined call both ways
+# and clones its copies, except where it cannot (the first call offers RFC
+# 4733 telephone-event, so recforkd taps its RTP for DTMF and the caller's
+# audio goes to two endpoints: userspace, and the summary says why). Exit 0
 # only if all of that held.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 CALLS=${CALLS:-3}
 DURATION=${DURATION:-9}   # seconds of media per call
+DTMF_CALLS=${DTMF_CALLS:-1} # how many calls offer telephone-event
 MUTE_AT=${MUTE_AT:-3}     # seconds into the calls
 MUTE_FOR=${MUTE_FOR:-3}   # seconds muted
 BIN=./bin
@@ -133,7 +139,8 @@ srs=$(val srs "$work/status.json")
 echo "demo: recforkd on sip:$sip, data plane $engine, SRS $srs"
 
 # The calls: CALLS concurrent calls, 440 Hz each, DURATION seconds of media.
-"${in_parties[@]}" "$CTL" call --ip "$party_ip" --to "sip:demo@$sip" --calls "$CALLS" --duration "${DURATION}s" --tone 440 --json \
+"${in_parties[@]}" "$CTL" call --ip "$party_ip" --to "sip:demo@$sip" --calls "$CALLS" --duration "${DURATION}s" --tone 440 \
+	--telephone-event "$DTMF_CALLS" --json \
 	>"$work/calls.json" 2>"$work/caller.log" &
 caller_pid=$!
 pids+=("$caller_pid")
@@ -143,6 +150,7 @@ wait_for 20 "$CALLS recordings with both directions active" active_streams
 sleep "$MUTE_AT"
 
 "$CTL" recordings --admin "$admin" --json >"$work/recordings-before.json"
+"$CTL" calls --admin "$admin" --paths >"$work/paths.txt"
 conn=$(val connection_id "$work/recordings-before.json" | head -n 1)
 echo "demo: muting the inbound direction of $conn for ${MUTE_FOR}s"
 "$CTL" record mute "$conn" --direction inbound --admin "$admin" || fail "mute $conn"
@@ -250,6 +258,50 @@ done <"$work/streams.txt"
 echo
 echo "demo: $CALLS calls bridged and recorded (data plane: $engine), inbound of $conn muted for ${MUTE_FOR}s"
 cat "$summary"
+
+# Which path each call's media took, from the table recforkd gave mid-call
+# (CONNECTION MEDIA TO PATH WHY): the recorded connection is the caller's
+# leg, joined to the callee's; "relay" rows are what a connection receives,
+# sent out of TO.
+echo
+echo "demo: media paths mid-call (recforkctl calls --paths: relay = what a leg receives, sent out of TO; copies = to the SRS):"
+cat "$work/paths.txt"
+echo
+tapped=0
+for c in $(awk '{ print $1 }' "$work/streams.txt" | sort -u); do
+	tap=$(awk -v t="dtmf-tap:$c" '$2 == "relay" && $3 == t { print t; exit }' "$work/paths.txt")
+	[ -n "$tap" ] && tapped=$((tapped + 1))
+	callee_leg=$(awk -v c="$c" '$1 == c && $2 == "relay" && $3 != c && $3 !~ /^dtmf-tap:/ { print $3; exit }' "$work/paths.txt")
+	path_of() { awk -v c="$1" -v k="$2" -v to="$3" '$1 == c && $2 == k && $3 == to {
+		why = ""; for (i = 5; i <= NF; i++) why = why (i > 5 ? " " : "") $i
+		print $4 (why != "-" ? " (" why ")" : ""); exit }' "$work/paths.txt"; }
+	up=$(path_of "$c" relay "$callee_leg")
+	down=$(path_of "$callee_leg" relay "$c")
+	cin=$(path_of "$c" copies inbound)
+	cout=$(path_of "$c" copies outbound)
+	echo "demo: $c: caller -> callee ${up:-unknown}; callee -> caller ${down:-unknown}; copies inbound ${cin:-unknown}, outbound ${cout:-unknown}"
+	# What the engine must have done: the eBPF engine carries every call
+	# in the kernel but those whose caller audio is also tapped for DTMF;
+	# the userspace engine carries everything in userspace.
+	case "$engine" in
+	ebpf)
+		want_up=kernel
+		[ -n "$tap" ] && want_up=userspace
+		[ "${up%% *}" = "$want_up" ] && [ "${down%% *}" = kernel ] && [ "${cin%% *}" = kernel ] && [ "${cout%% *}" = kernel ] ||
+			{ echo "demo: $c did not take the paths the eBPF engine should give it (caller -> callee $want_up, the rest kernel)" >&2; problems=$((problems + 1)); }
+		;;
+	userspace)
+		for p in "$up" "$down" "$cin" "$cout"; do
+			[ "${p%% *}" = userspace ] || { echo "demo: $c: a path other than userspace under the userspace engine: $p" >&2; problems=$((problems + 1)); }
+		done
+		;;
+	esac
+done
+if [ "$tapped" != "$((DTMF_CALLS < CALLS ? DTMF_CALLS : CALLS))" ]; then
+	echo "demo: $tapped calls have a DTMF tap, want $DTMF_CALLS (the calls offering telephone-event)" >&2
+	problems=$((problems + 1))
+fi
+
 echo
 echo "demo: packets copied to the SRS: $copied (the SRS received $srs_total); packets not copied while muted: $muted"
 # The call's endpoint (and with it its forks) goes before the recording's

@@ -98,7 +98,7 @@ func TestAdminCommandsAgainstDaemon(t *testing.T) {
 	for _, r := range mp.Relays {
 		tos[r.To] = r.Path
 	}
-	if mp.Relay != "userspace" || mp.RelayReason == "" || len(tos) != 2 || tos[conn] != "userspace" || tos[conn+" dtmf-tap"] != "userspace" ||
+	if mp.Relay != "userspace" || mp.RelayReason == "" || len(tos) != 2 || tos[conn] != "userspace" || tos["dtmf-tap:"+conn] != "userspace" ||
 		len(mp.Copies) != 2 || mp.Copies[0].Direction != "inbound" || mp.Copies[0].Path != "userspace" || mp.Copies[1].Path != "userspace" {
 		t.Fatalf("media path %+v", mp)
 	}
@@ -113,7 +113,8 @@ func TestAdminCommandsAgainstDaemon(t *testing.T) {
 		{"status table", []string{"status", "--admin", sock}, 0, "userspace"},
 		{"calls", []string{"calls", "--admin", sock}, 0, conn},
 		{"calls json", []string{"calls", "--admin", sock, "--json"}, 0, `"state": "CONNECTED"`},
-		{"calls paths", []string{"calls", "--admin", sock}, 0, "in:userspace,out:userspace  userspace (userspace engine)"},
+		{"calls columns", []string{"calls", "--admin", sock}, 0, "in:userspace,out:userspace  userspace (userspace engine)"},
+		{"calls paths", []string{"calls", "--admin", sock, "--paths"}, 0, "dtmf-tap:" + conn + "  userspace  userspace engine"},
 		{"sessions", []string{"sessions", "--admin", sock, "--json"}, 0, `"startup_mode": "newcall"`},
 		{"stats", []string{"stats", "--admin", sock}, 0, "packets copied"},
 		{"recordings table", []string{"recordings", "--admin", sock}, 0, "inbound"},

@@ -33,9 +33,10 @@ func runCall(args []string, stdout, stderr io.Writer) int {
 	duration := fs.Duration("duration", 5*time.Second, "how long each call sends media before hanging up")
 	tone := fs.Float64("tone", 440, "tone frequency in Hz")
 	ip := fs.String("ip", "127.0.0.1", "local address for SIP and RTP")
+	dtmf := fs.Int("telephone-event", -1, "how many of the calls offer RFC 4733 telephone-event (DTMF in RTP); -1 means all")
 	asJSON := fs.Bool("json", false, "print JSON")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: recforkctl call [--to URI] [--calls N] [--duration D] [--tone HZ] [--ip ADDR] [--json]\n\nExit status 0 only if every call connected, lasted its duration and heard RTP back.")
+		fmt.Fprintln(stderr, "usage: recforkctl call [--to URI] [--calls N] [--duration D] [--tone HZ] [--ip ADDR] [--telephone-event N] [--json]\n\nExit status 0 only if every call connected, lasted its duration and heard RTP back.")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -63,7 +64,8 @@ func runCall(args []string, stdout, stderr io.Writer) int {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			results[i] = ep.Call(ctx, *to, callgen.CallOptions{Tone: *tone, Duration: *duration})
+			noDTMF := *dtmf >= 0 && i >= *dtmf
+			results[i] = ep.Call(ctx, *to, callgen.CallOptions{Tone: *tone, Duration: *duration, NoTelephoneEvent: noDTMF})
 			results[i].N = i + 1
 		}()
 	}

@@ -77,7 +77,8 @@ func runStatus(args []string, stdout, stderr io.Writer) int {
 func runCalls(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("calls", flag.ContinueOnError)
 	socket, asJSON := adminFlags(fs)
-	if code, ok := parseFlags(fs, args, stderr, "recforkctl calls [--admin SOCKET] [--json]"); !ok {
+	paths := fs.Bool("paths", false, "list each connection's relays and copies with the path (kernel, userspace) and why not the kernel")
+	if code, ok := parseFlags(fs, args, stderr, "recforkctl calls [--admin SOCKET] [--paths] [--json]"); !ok {
 		return code
 	}
 	var calls []controlplane.CallInfo
@@ -86,6 +87,10 @@ func runCalls(args []string, stdout, stderr io.Writer) int {
 	}
 	if *asJSON {
 		printJSON(stdout, calls)
+		return exitOK
+	}
+	if *paths {
+		printPaths(stdout, calls)
 		return exitOK
 	}
 	t := newTable("SESSION", "CONNECTION", "STATE", "DIR", "REMOTE", "MEDIA", "CODEC", "REC", "RX", "TX", "AGE", "COPIES", "RELAY")
@@ -208,4 +213,30 @@ func copiesPath(p *controlplane.MediaPathInfo) string {
 		s += d + ":" + c.Path
 	}
 	return s
+}
+
+// printPaths is `calls --paths`: one row per relay (what the connection
+// receives, sent out of TO) and per recorded direction's copies; the reason
+// is last, the only column with spaces.
+func printPaths(w io.Writer, calls []controlplane.CallInfo) {
+	t := newTable("CONNECTION", "MEDIA", "TO", "PATH", "WHY")
+	for _, c := range calls {
+		for _, ci := range c.Connections {
+			p := ci.MediaPath
+			if p == nil {
+				t.row(ci.ID, "-", "-", "-", "the data plane does not report paths")
+				continue
+			}
+			if len(p.Relays) == 0 {
+				t.row(ci.ID, "relay", "-", p.Relay, "not joined")
+			}
+			for _, r := range p.Relays {
+				t.row(ci.ID, "relay", r.To, r.Path, orDash(r.Reason))
+			}
+			for _, cp := range p.Copies {
+				t.row(ci.ID, "copies", cp.Direction, cp.Path, orDash(cp.Reason))
+			}
+		}
+	}
+	t.write(w)
 }

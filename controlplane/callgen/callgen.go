@@ -234,6 +234,10 @@ type CallOptions struct {
 	Duration time.Duration
 	// OnConnected, if set, runs once the call is up, with its Call-ID.
 	OnConnected func(callID string)
+	// NoTelephoneEvent leaves RFC 4733 telephone-event out of the offer,
+	// as a caller without DTMF in RTP would (recforkd then opens no DTMF
+	// tap for the call).
+	NoTelephoneEvent bool
 }
 
 // Call places one call to the SIP URI to, sends the tone for the duration,
@@ -260,9 +264,11 @@ func (e *Endpoint) Call(ctx context.Context, to string, o CallOptions) (r Result
 	defer m.close()
 	ictx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
-	dlg, err := e.dcc.Invite(ictx, uri, controlplane.AudioSDP(m.local(), []controlplane.Codec{
-		{PT: 0, Name: "PCMU", Rate: 8000}, {PT: 101, Name: "telephone-event", Rate: 8000, Fmtp: "0-16"}}),
-		sip.NewHeader("Content-Type", "application/sdp"))
+	codecs := []controlplane.Codec{{PT: 0, Name: "PCMU", Rate: 8000}, {PT: 101, Name: "telephone-event", Rate: 8000, Fmtp: "0-16"}}
+	if o.NoTelephoneEvent {
+		codecs = codecs[:1]
+	}
+	dlg, err := e.dcc.Invite(ictx, uri, controlplane.AudioSDP(m.local(), codecs), sip.NewHeader("Content-Type", "application/sdp"))
 	if err != nil {
 		r.Error = "invite: " + err.Error()
 		return r
