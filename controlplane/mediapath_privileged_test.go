@@ -76,8 +76,11 @@ func TestMediaPathLoopbackUnderEBPF(t *testing.T) {
 				if len(calls) != 1 || len(calls[0].Connections) != 1 {
 					return false
 				}
-				mp := calls[0].Connections[0].MediaPath
-				return mp != nil && len(mp.Relays) == 1 && len(mp.Copies) == 2
+				// Echoed packets sent, so the caller has heard some by
+				// the time it hangs up.
+				ci := calls[0].Connections[0]
+				return ci.MediaPath != nil && len(ci.MediaPath.Relays) == 1 && len(ci.MediaPath.Copies) == 2 &&
+					ci.Stats != nil && ci.Stats.TxPackets >= 10
 			})
 			ci := calls[0].Connections[0]
 			mp := ci.MediaPath

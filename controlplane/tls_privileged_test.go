@@ -2,12 +2,16 @@ package controlplane_test
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -23,7 +27,10 @@ import (
 // over TLS. tshark on the SRS host proves no SIP crossed in clear and that
 // TLS did; the SRS's WAVs hold the caller's tone. openssl s_client, a TLS
 // client nobody here wrote, verifies recforkd's call listener certificate
-// and gets a 200 to an OPTIONS over it. The media to the sips: SRS is SRTP.
+// and gets a 200 to an OPTIONS over it. The media to the sips: SRS is SRTP:
+// tshark decodes the copies on the wire as RTP whose payloads are not the
+// caller's and carry an authentication tag, and the same check fails on
+// the caller's plain RTP.
 func TestTLSInNamespaces(t *testing.T) {
 	testenv.Privileged(t)
 	for _, bin := range []string{"sipp", "tshark", "openssl"} {
@@ -44,6 +51,16 @@ func TestTLSInNamespaces(t *testing.T) {
 	tf := startProc(t, tshark, tlog)
 	waitFor(t, "tshark to capture", func() bool {
 		b, _ := os.ReadFile(tlog)
+		return strings.Contains(string(b), "Capturing on")
+	})
+	// The caller's side too: the plain RTP sipp sends, the negative
+	// control of the SRTP check below.
+	callerCap := filepath.Join(n.dir, "caller.pcap")
+	ctshark := n.caller.Exec("tshark", "-i", "any", "-f", "udp", "-w", callerCap)
+	clog := filepath.Join(n.dir, "tshark-caller.log")
+	cf := startProc(t, ctshark, clog)
+	waitFor(t, "tshark to capture on the caller's side", func() bool {
+		b, _ := os.ReadFile(clog)
 		return strings.Contains(string(b), "Capturing on")
 	})
 
@@ -84,9 +101,12 @@ func TestTLSInNamespaces(t *testing.T) {
 		b, err := os.ReadFile(m[0])
 		return err == nil && json.Unmarshal(b, &info) == nil && info.State == srs.StateEnded
 	})
-	_ = tshark.Process.Signal(os.Interrupt)
-	_ = tshark.Wait()
+	for _, c := range []*exec.Cmd{tshark, ctshark} {
+		_ = c.Process.Signal(os.Interrupt)
+		_ = c.Wait()
+	}
 	tf.Close()
+	cf.Close()
 	if info.Transport != "TLS" || info.EndReason != srs.EndByeFromSRC || len(info.Streams) != 2 {
 		t.Fatalf("srs session %+v", info)
 	}
@@ -136,6 +156,92 @@ func TestTLSInNamespaces(t *testing.T) {
 			t.Errorf("srs stream %d: %d packets, %d auth failures", i, st.Packets, st.AuthFailures)
 		}
 	}
+
+	// tshark decodes the copies on the SRS's recording ports (from its
+	// session.json) as RTP: RTP-shaped, with the SSRC the SRS decrypted,
+	// but every payload is no part of the tone the caller sent and 10 bytes
+	// longer than the caller's (the AES_CM_128_HMAC_SHA1_80 tag, RFC 3711
+	// §4.2): SRTP, not plain RTP.
+	tone := ulawToneWAV(440, 5)
+	tone = tone[len(tone)-8000*5:]
+	var decode, ports []string
+	ssrcs := map[string]uint32{}
+	for _, st := range info.Streams {
+		p := strconv.Itoa(st.Port)
+		decode = append(decode, "-d", "udp.port=="+p+",rtp")
+		ports = append(ports, "udp.dstport=="+p)
+		ssrcs[p] = st.SSRC
+	}
+	perPort, err := srtpCopies(capFile, decode, strings.Join(ports, " || "), tone, ssrcs)
+	if err != nil {
+		t.Fatalf("the copies toward the SRS: %v", err)
+	}
+	for _, st := range info.Streams {
+		// Stopping tshark may leave the last packets unwritten, never add.
+		if got := perPort[strconv.Itoa(st.Port)]; got == 0 || uint64(got) > st.Packets {
+			t.Fatalf("tshark saw %d copies toward port %d, the SRS received %d", got, st.Port, st.Packets)
+		}
+	}
+	// The negative control: the same check on the plain RTP the caller
+	// sent toward recforkd's media ports must fail, for both reasons.
+	_, err = srtpCopies(callerCap, []string{"-d", "udp.port==30000-30999,rtp"}, "udp.dstport >= 30000 && udp.dstport <= 30999", tone, nil)
+	if err == nil || !strings.Contains(err.Error(), "is the caller's tone") || !strings.Contains(err.Error(), "160 bytes") {
+		t.Fatalf("the SRTP check passes the caller's plain RTP: %v", err)
+	}
+}
+
+// srtpCopies reads a capture with tshark, decoding the UDP ports of decode
+// as RTP, and checks that each packet filter keeps is SRTP of the G.711
+// tone (160 samples a packet): an RTP version 2 header with payload type 0
+// and, when ssrcs is set, the SSRC of its destination port; a payload of
+// 160 + 10 bytes (the _80 authentication tag) whose first 160 bytes appear
+// nowhere in the tone, as they would in plain RTP. It returns how many
+// packets it checked per destination port, or every kind of fault it met.
+func srtpCopies(capFile string, decode []string, filter string, tone []byte, ssrcs map[string]uint32) (map[string]int, error) {
+	args := append([]string{"-r", capFile}, decode...)
+	args = append(args, "-Y", "rtp && ("+filter+")", "-T", "fields",
+		"-e", "udp.dstport", "-e", "rtp.version", "-e", "rtp.p_type", "-e", "rtp.ssrc", "-e", "rtp.payload")
+	out, err := exec.Command("tshark", args...).Output()
+	if err != nil {
+		return nil, fmt.Errorf("tshark %v: %w", args, err)
+	}
+	// sipp plays the file in a loop: a packet may span the end and start.
+	loop := append(append([]byte{}, tone...), tone[:160]...)
+	faults := map[string]int{}
+	perPort := map[string]int{}
+	n := 0
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		f := strings.Split(line, "\t")
+		if len(f) != 5 {
+			continue
+		}
+		n++
+		port, version, pt, ssrc := f[0], f[1], f[2], f[3]
+		perPort[port]++
+		payload, err := hex.DecodeString(strings.ReplaceAll(f[4], ":", ""))
+		if err != nil {
+			return perPort, fmt.Errorf("payload %q: %w", f[4], err)
+		}
+		if version != "2" || pt != "0" {
+			faults[fmt.Sprintf("version %s, payload type %s", version, pt)]++
+		}
+		if want, ok := ssrcs[port]; ok && ssrc != fmt.Sprintf("0x%08x", want) {
+			faults[fmt.Sprintf("port %s: ssrc %s, the SRS decoded 0x%08x", port, ssrc, want)]++
+		}
+		if len(payload) != 160+10 {
+			faults[fmt.Sprintf("payload of %d bytes, not 160 + a 10-byte tag", len(payload))]++
+		}
+		if len(payload) >= 160 && bytes.Contains(loop, payload[:160]) {
+			faults["payload is the caller's tone in clear"]++
+		}
+	}
+	if n < 50 {
+		return perPort, fmt.Errorf("only %d RTP packets in the capture", n)
+	}
+	if len(faults) > 0 {
+		return perPort, fmt.Errorf("%d packets: %v", n, faults)
+	}
+	return perPort, nil
 }
 
 // opensslOptions sends one OPTIONS over openssl s_client from ns, verifying
