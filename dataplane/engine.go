@@ -69,7 +69,35 @@ type EndpointConfig struct {
 	// receives even when Remote is set (symmetric RTP, for parties behind NAT).
 	// After latching, packets from any other source are counted and dropped.
 	Latch bool
+	// Cipher, when set, makes the endpoint speak SRTP with its remote (RFC
+	// 3711): every packet received is opened (authenticated, checked against
+	// replay, decrypted) on arrival, and everything sent to the remote is
+	// sealed with it. Joins, echo and forks see the clear packets, so copies
+	// to a recorder are plain RTP. Packets that fail to open are dropped and
+	// counted (EndpointStats.AuthFailures, Dropped). Nil is plain RTP. An
+	// engine that cannot apply a Cipher in its fast path (the eBPF one)
+	// carries such an endpoint's relays and forks in userspace.
+	Cipher Cipher
 }
+
+// Cipher protects one endpoint's media toward its remote. Open and Seal may
+// be called from several goroutines; an implementation serialises its own
+// state (keys, rollover counters and replay windows per SSRC).
+type Cipher interface {
+	// Open authenticates and decrypts a received packet into dst[:0] (which
+	// may be pkt[:0]: decryption in place); rtcp says it is RTCP. A packet
+	// that fails authentication returns an error wrapping ErrAuth.
+	Open(dst, pkt []byte, rtcp bool) ([]byte, error)
+	// Seal protects a clear packet to be sent to the remote into dst[:0],
+	// which never aliases pkt; the result is longer than pkt by at most
+	// SealOverhead bytes.
+	Seal(dst, pkt []byte, rtcp bool) ([]byte, error)
+}
+
+// SealOverhead bounds how much longer Cipher.Seal makes a packet: the SRTCP
+// index and the largest authentication tag of the suites recfork uses (4 +
+// 10 bytes, RFC 3711 §3.4), with room for an MKI.
+const SealOverhead = 64
 
 // EndpointInfo describes an open endpoint.
 type EndpointInfo struct {

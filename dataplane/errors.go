@@ -16,4 +16,7 @@ var (
 	ErrClosed = errors.New("engine closed")
 	// ErrInvalid means an argument is out of range or inconsistent.
 	ErrInvalid = errors.New("invalid argument")
+	// ErrAuth is wrapped by a Cipher's Open when a packet fails
+	// authentication (wrong keys, tampering).
+	ErrAuth = errors.New("media authentication failed")
 )

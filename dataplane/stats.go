@@ -23,6 +23,11 @@ type EndpointStats struct {
 	// Latched reports that Remote was learnt from a received RTP packet
 	// (latching, or a remote not signalled) rather than signalled.
 	Latched bool
+	// SRTP reports that the endpoint was opened with a Cipher.
+	SRTP bool
+	// AuthFailures counts received packets that failed SRTP authentication
+	// (wrong keys, tampering); they are also in Dropped, as are replays.
+	AuthFailures uint64
 }
 
 // ForkStats are the counters of one fork.
@@ -45,4 +50,9 @@ type EngineStats struct {
 	CopiedPackets, MutedPackets uint64
 	// Relayed and Dropped total all endpoints' packets since the engine started.
 	Relayed, Dropped uint64
+	// SRTPEndpoints is the number of open endpoints with a Cipher, and
+	// AuthFailures totals their packets that failed authentication since
+	// the engine started.
+	SRTPEndpoints int
+	AuthFailures  uint64
 }

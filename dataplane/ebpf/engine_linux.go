@@ -101,6 +101,9 @@ type endpoint struct {
 	guarded   bool
 	latchKeys [2]rtpforkStreamKey
 	guardGone uint64
+	// srtp endpoints (opened with a Cipher) are relayed, forked and
+	// guarded by Media only: the kernel sees their packets encrypted.
+	srtp bool
 }
 
 // attachment is one interface and its two TCX links.
@@ -383,8 +386,11 @@ func (e *Engine) OpenEndpoint(cfg dataplane.EndpointConfig) (dataplane.EndpointI
 	if err != nil {
 		return info, err
 	}
-	ep := &endpoint{local: info.Local, remote: unmap(cfg.Remote), latch: cfg.Latch}
+	ep := &endpoint{local: info.Local, remote: unmap(cfg.Remote), latch: cfg.Latch, srtp: cfg.Cipher != nil}
 	e.endpoints[info.ID] = ep
+	if ep.srtp {
+		e.log.Info("srtp endpoint: relays and forks in userspace", "endpoint", uint64(info.ID), "local", info.Local.String())
+	}
 	if err := e.openLatchLocked(info.ID, ep); err != nil {
 		// Unguarded, the kernel would relay what Media refuses.
 		_ = e.closeLatchLocked(ep)
@@ -635,6 +641,14 @@ func (e *Engine) AddFork(ep dataplane.EndpointID, dir dataplane.Direction, cfg d
 	if local.Addr().Unmap().IsLoopback() {
 		// Loopback traffic never crosses the media interfaces.
 		return e.addMediaFork(ep, dir, cfg, fmt.Errorf("endpoint %s is on loopback: %w", local, errKernelCannot))
+	}
+	e.mu.Lock()
+	srtp := e.endpoints[ep] != nil && e.endpoints[ep].srtp
+	e.mu.Unlock()
+	if srtp {
+		// The kernel would clone SRTP; the copies must be the clear
+		// packets Media opens.
+		return e.addMediaFork(ep, dir, cfg, fmt.Errorf("endpoint uses srtp: %w", errKernelCannot))
 	}
 	rec := netip.AddrPortFrom(cfg.Recorder.Addr().Unmap(), cfg.Recorder.Port())
 	src = netip.AddrPortFrom(src.Addr().Unmap(), src.Port())

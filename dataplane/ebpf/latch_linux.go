@@ -113,9 +113,10 @@ func (e *Engine) writeLatchLocked(id dataplane.EndpointID, ep *endpoint) error {
 
 // openLatchLocked guards a newly opened endpoint in the kernel.
 func (e *Engine) openLatchLocked(id dataplane.EndpointID, ep *endpoint) error {
-	if ep.local.Addr().Unmap().IsLoopback() {
-		// Loopback never crosses the media interfaces: Media alone
-		// decides.
+	if ep.local.Addr().Unmap().IsLoopback() || ep.srtp {
+		// Loopback never crosses the media interfaces, and an SRTP
+		// endpoint may latch only to a source whose packets authenticate,
+		// which the kernel cannot check: Media alone decides.
 		return nil
 	}
 	ep.guarded = true

@@ -103,6 +103,9 @@ func (e *Engine) relayValueLocked(id relayID) (rtpforkStreamKey, rtpforkRelayVal
 		return rtpforkStreamKey{}, v, fmt.Errorf("Config.UserspaceRelay: %w", errKernelCannot)
 	case len(e.out[id.from]) != 1:
 		return rtpforkStreamKey{}, v, fmt.Errorf("endpoint %d relays to %d endpoints: %w", id.from, len(e.out[id.from]), errKernelCannot)
+	case a.srtp || b.srtp:
+		// Media opens and seals SRTP; the kernel would pass it unchanged.
+		return rtpforkStreamKey{}, v, fmt.Errorf("endpoint uses srtp: %w", errKernelCannot)
 	case al.Addr().IsLoopback() || bl.Addr().IsLoopback():
 		return rtpforkStreamKey{}, v, fmt.Errorf("endpoint on loopback: %w", errKernelCannot)
 	case !a.guarded || !b.guarded:

@@ -32,6 +32,13 @@ type Crypto struct {
 	Suite string
 	// Key and Salt are the master key (16 bytes) and salt (14 bytes).
 	Key, Salt []byte
+	// MKI is the master key identifier the peer puts in each of its packets
+	// (RFC 3711 §3.1, RFC 4568 §9.2 "MKI:LENGTH"), big-endian in its
+	// announced length; nil for none. recfork's own keys never have one.
+	MKI []byte
+	// Params are the attribute's session parameters (RFC 4568 §6.3, e.g.
+	// "KDR=0", "UNENCRYPTED_SRTCP"), as offered; never sent.
+	Params []string
 }
 
 // NewCrypto makes fresh random keys for suite: each recording leg gets its
@@ -50,13 +57,23 @@ func NewCrypto(tag int, suite string) (Crypto, error) {
 // String is the attribute value, without "a=crypto:" (strict in what we
 // send: no lifetime, no MKI, no session parameters).
 func (c Crypto) String() string {
-	return fmt.Sprintf("%d %s inline:%s", c.Tag, c.Suite, base64.StdEncoding.EncodeToString(append(append([]byte{}, c.Key...), c.Salt...)))
+	s := fmt.Sprintf("%d %s inline:%s", c.Tag, c.Suite, base64.StdEncoding.EncodeToString(append(append([]byte{}, c.Key...), c.Salt...)))
+	if len(c.MKI) > 0 {
+		// Only a parsed peer key has one; render it as it came.
+		var v uint64
+		for _, b := range c.MKI {
+			v = v<<8 | uint64(b)
+		}
+		s += fmt.Sprintf("|%d:%d", v, len(c.MKI))
+	}
+	return s
 }
 
 // ParseCrypto reads an a=crypto value (with or without the "crypto:"
 // prefix): "TAG SUITE inline:KEYSALT[|LIFETIME][|MKI:LEN] [params]". Only
-// the first key parameter is used; a lifetime is accepted, an MKI is refused
-// (the Relay keys one context per stream without MKI), unknown suites are
+// the first key parameter is used; a lifetime is accepted and ignored (the
+// calls and recordings recfork keys end long before 2^31 packets), an MKI
+// is kept (Crypto.MKI) for decrypting the peer's packets, unknown suites are
 // refused.
 func ParseCrypto(v string) (Crypto, error) {
 	v = strings.TrimSpace(strings.TrimPrefix(strings.TrimPrefix(strings.TrimSpace(v), "a="), "crypto:"))
@@ -78,9 +95,16 @@ func ParseCrypto(v string) (Crypto, error) {
 		return Crypto{}, fmt.Errorf("%w: key method %q is not inline", ErrBadCrypto, method)
 	}
 	parts := strings.Split(info, "|")
+	if len(parts) > 3 {
+		return Crypto{}, fmt.Errorf("%w: key parameter %q has too many fields", ErrBadCrypto, kp)
+	}
 	for _, p := range parts[1:] {
-		if strings.Contains(p, ":") {
-			return Crypto{}, fmt.Errorf("%w: MKI %q is not supported", ErrBadCrypto, p)
+		if v, l, ok := strings.Cut(p, ":"); ok {
+			mki, err := parseMKI(v, l)
+			if err != nil || c.MKI != nil {
+				return Crypto{}, fmt.Errorf("%w: MKI %q", ErrBadCrypto, p)
+			}
+			c.MKI = mki
 		}
 	}
 	raw, err := base64.StdEncoding.DecodeString(parts[0])
@@ -92,7 +116,50 @@ func ParseCrypto(v string) (Crypto, error) {
 		return Crypto{}, fmt.Errorf("%w: key %q is not 30 bytes of base64", ErrBadCrypto, parts[0])
 	}
 	c.Key, c.Salt = raw[:keyLen], raw[keyLen:]
+	if len(f) > 3 {
+		c.Params = f[3:]
+	}
 	return c, nil
+}
+
+// parseMKI reads RFC 4568 §9.2's "MKI-VALUE:MKI-LENGTH" (decimal value,
+// length in bytes, 1-128) into its big-endian bytes. Values beyond 64 bits
+// are not supported; no peer uses them.
+func parseMKI(value, length string) ([]byte, error) {
+	v, err := strconv.ParseUint(value, 10, 64)
+	if err != nil {
+		return nil, err
+	}
+	n, err := strconv.Atoi(length)
+	if err != nil || n < 1 || n > 128 {
+		return nil, fmt.Errorf("mki length %q", length)
+	}
+	if n < 8 && v>>(8*n) != 0 {
+		return nil, fmt.Errorf("mki %d does not fit %d bytes", v, n)
+	}
+	b := make([]byte, n)
+	for i := n - 1; i >= 0 && v != 0; i-- {
+		b[i] = byte(v)
+		v >>= 8
+	}
+	return b, nil
+}
+
+// Supported reports whether recfork can key a context with c's session
+// parameters: it encrypts and authenticates everything, and derives the
+// session keys once (RFC 3711 §4.3: key derivation rate 0). A line with
+// another parameter is skipped in an answer (RFC 4568 §6.3, §7.1.1).
+func (c Crypto) Supported() bool {
+	for _, p := range c.Params {
+		switch {
+		case strings.EqualFold(p, "KDR=0"):
+		case strings.HasPrefix(strings.ToUpper(p), "FEC_ORDER="), strings.HasPrefix(strings.ToUpper(p), "WSH="):
+			// Only for FEC and a wider replay window: harmless to ignore.
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 func profileOf(suite string) (pionsrtp.ProtectionProfile, error) {
@@ -117,7 +184,11 @@ func NewContext(c Crypto) (*Context, error) {
 	if err != nil {
 		return nil, err
 	}
-	ctx, err := pionsrtp.CreateContext(c.Key, c.Salt, p, pionsrtp.SRTPReplayProtection(64))
+	opts := []pionsrtp.ContextOption{pionsrtp.SRTPReplayProtection(64), pionsrtp.SRTCPReplayProtection(64)}
+	if len(c.MKI) > 0 {
+		opts = append(opts, pionsrtp.MasterKeyIndicator(c.MKI))
+	}
+	ctx, err := pionsrtp.CreateContext(c.Key, c.Salt, p, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("srtp context: %w", err)
 	}

@@ -31,7 +31,7 @@ type Engine struct {
 	wg      sync.WaitGroup
 	// retired holds the counters of removed endpoints and forks, so engine
 	// totals cover everything since the engine started.
-	retired struct{ copied, muted, relayed, dropped uint64 }
+	retired struct{ copied, muted, relayed, dropped, authFailures uint64 }
 	// sendErrors counts datagrams sendmmsg refused (full socket buffer or no
 	// route); they are not counted as sent anywhere.
 	sendErrors atomic.Uint64
@@ -94,6 +94,11 @@ type endpoint struct {
 
 	rx, tx           counter
 	relayed, dropped atomic.Uint64
+
+	// cipher, when set, opens what arrives and seals what is sent to the
+	// remote (SRTP); authFailures counts packets it refused as forged.
+	cipher       dataplane.Cipher
+	authFailures atomic.Uint64
 }
 
 // fork copies one direction of an endpoint.
@@ -227,6 +232,7 @@ func (e *Engine) OpenEndpoint(cfg dataplane.EndpointConfig) (dataplane.EndpointI
 		w:       e.workers[e.next%len(e.workers)],
 		sources: make(map[*fork]struct{}),
 		joined:  make(map[joinKey]struct{}),
+		cipher:  cfg.Cipher,
 	}
 	e.next++
 	ep.socks[rtpIdx] = &sock{fd: fds[0], ep: ep, kind: kindRTP}
@@ -347,6 +353,7 @@ func (e *Engine) detach(ep *endpoint) {
 	}
 	e.retired.relayed += ep.relayed.Load()
 	e.retired.dropped += ep.dropped.Load()
+	e.retired.authFailures += ep.authFailures.Load()
 	delete(e.eps, ep.id)
 }
 
@@ -553,6 +560,7 @@ func (e *Engine) EndpointStats(id dataplane.EndpointID) (dataplane.EndpointStats
 		TxPackets: ep.tx.packets.Load(), TxBytes: ep.tx.bytes.Load(),
 		Relayed: ep.relayed.Load(), Dropped: ep.dropped.Load(),
 		Latched: ep.latched[rtpIdx],
+		SRTP:    ep.cipher != nil, AuthFailures: ep.authFailures.Load(),
 	}
 	if r := ep.remote[rtpIdx].Load(); r != nil {
 		s.Remote = r.ap
@@ -593,10 +601,15 @@ func (e *Engine) Stats() dataplane.EngineStats {
 		MutedPackets:  e.retired.muted,
 		Relayed:       e.retired.relayed,
 		Dropped:       e.retired.dropped,
+		AuthFailures:  e.retired.authFailures,
 	}
 	for _, ep := range e.eps {
 		s.Relayed += ep.relayed.Load()
 		s.Dropped += ep.dropped.Load()
+		s.AuthFailures += ep.authFailures.Load()
+		if ep.cipher != nil {
+			s.SRTPEndpoints++
+		}
 		for _, f := range ep.forks {
 			if f != nil {
 				s.CopiedPackets += f.copied.packets.Load()

@@ -47,6 +47,11 @@ type worker struct {
 	// gso merges equal copies into UDP GSO messages, gsoRelays relays too.
 	gso, gsoRelays bool
 	single         unix.Msghdr
+	// sealed holds the SRTP packets made for endpoints with a Cipher in
+	// this wake-up; they are sent from here, so it is reused only after a
+	// flush. Allocated on first use.
+	sealed     []byte
+	sealedUsed int
 
 	// tid is the worker's OS thread, for per-thread CPU accounting.
 	tid atomic.Int64
@@ -278,7 +283,7 @@ func (w *worker) process(s *sock, n int) {
 		idx = rtcpIdx
 	}
 	in := ep.forks[dataplane.Inbound-1]
-	var rxPackets, rxBytes, dropped, relayed uint64
+	var rxPackets, rxBytes, dropped, relayed, authFailures uint64
 	for i := range n {
 		m := &w.rxMsgs[i]
 		size := int(m.Len)
@@ -287,6 +292,20 @@ func (w *worker) process(s *sock, n int) {
 		if m.Hdr.Flags&unix.MSG_TRUNC != 0 || k == kindInvalid || (idx == rtcpIdx && k != kindRTCP) {
 			dropped++
 			continue
+		}
+		if ep.cipher != nil {
+			// Opened before the source rule: only an authentic packet
+			// may move a latch, and what follows (relays, forks, echo)
+			// sees clear RTP. Decrypted in place.
+			clear, err := ep.cipher.Open(b[:0], b, k == kindRTCP)
+			if err != nil {
+				if errors.Is(err, dataplane.ErrAuth) {
+					authFailures++
+				}
+				dropped++
+				continue
+			}
+			b = clear
 		}
 		src, ok := keyOf(&w.rxNames[i])
 		if !ok || !w.accept(ep, idx, src) {
@@ -304,7 +323,15 @@ func (w *worker) process(s *sock, n int) {
 			if r == nil {
 				continue // the target's remote is not known yet
 			}
-			w.queue(t.socks[idx].fd, r, b, &t.tx, w.gsoRelays)
+			out := b
+			if t.cipher != nil {
+				var err error
+				if out, err = w.seal(t.cipher, b, k == kindRTCP); err != nil {
+					w.e.sendErrors.Add(1)
+					continue
+				}
+			}
+			w.queue(t.socks[idx].fd, r, out, &t.tx, w.gsoRelays)
 			sent = true
 			if out := t.forks[dataplane.Outbound-1]; out != nil {
 				w.copy(out, idx, b)
@@ -324,6 +351,33 @@ func (w *worker) process(s *sock, n int) {
 	if dropped > 0 {
 		ep.dropped.Add(dropped)
 	}
+	if authFailures > 0 {
+		ep.authFailures.Add(authFailures)
+	}
+}
+
+// seal makes the SRTP packet of b for a target with a Cipher, in the
+// wake-up's sealed buffer, flushing first when it is full.
+func (w *worker) seal(c dataplane.Cipher, b []byte, rtcp bool) ([]byte, error) {
+	need := len(b) + dataplane.SealOverhead
+	if w.sealed == nil {
+		w.sealed = make([]byte, w.batch*maxDatagram)
+	}
+	if w.sealedUsed+need > len(w.sealed) {
+		w.flush()
+	}
+	dst := w.sealed[w.sealedUsed : w.sealedUsed : w.sealedUsed+need]
+	out, err := c.Seal(dst, b, rtcp)
+	if err != nil {
+		return nil, err
+	}
+	if len(out) > need || (len(out) > 0 && &out[0] != &w.sealed[w.sealedUsed]) {
+		// The cipher did not write where it was asked to; the result is its
+		// own allocation, which queue may still send from safely.
+		return out, nil
+	}
+	w.sealedUsed += len(out)
+	return out, nil
 }
 
 // accept applies the endpoint's source rule to a valid packet on socket idx.
@@ -440,6 +494,7 @@ func (w *worker) flush() {
 		}
 	}
 	w.nouts = 0
+	w.sealedUsed = 0
 }
 
 // send hands one queue to sendmmsg, resuming after partial sends and skipping
