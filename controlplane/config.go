@@ -110,6 +110,9 @@ type Config struct {
 	// SRSSRTP sends every recording as SRTP (SDES); false means SRTP only
 	// toward sips: SRSs.
 	SRSSRTP bool
+	// CallSRTP is SRTP on calls (srtpcall.go): CallSRTPOff, CallSRTPAccept
+	// or CallSRTPRequire; empty means CallSRTPOff.
+	CallSRTP string
 	// StateRedis is the Redis server ("host:port" or a unix socket path)
 	// that recording state is shared through (controlplane/state); empty
 	// means none.
@@ -193,6 +196,12 @@ func (cfg Config) withDefaults() (Config, error) {
 	case "", "udp", "tcp", "tls":
 	default:
 		return cfg, fmt.Errorf("srs transport %q (want udp, tcp or tls): %w", cfg.SRSTransport, ErrBadConfig)
+	}
+	if cfg.CallSRTP == "" {
+		cfg.CallSRTP = CallSRTPOff
+	}
+	if !validCallSRTP(cfg.CallSRTP) {
+		return cfg, fmt.Errorf("call srtp %q (want off, accept or require): %w", cfg.CallSRTP, ErrBadConfig)
 	}
 	if err := cfg.validateTLS(); err != nil {
 		return cfg, err

@@ -106,6 +106,8 @@ type Connection struct {
 	tapPort uint16
 	// notify carries the status codes of REFER NOTIFYs during a merge.
 	notify chan int
+	// srtp is the leg's SRTP state (srtpcall.go); nil for plain RTP.
+	srtp *legSRTP
 }
 
 // ConnectionInfo is a snapshot of a connection for the admin API and the app.
@@ -217,7 +219,17 @@ func (c *Connection) localSDP(dir MediaDir, off *MediaOffer) []byte {
 	if off != nil {
 		l.Index, l.Lines, l.Media = off.Index, off.Lines, off.Media
 	}
+	if c.srtp != nil {
+		l.Proto, l.Crypto = protoSAVP, c.srtp.cryptoLines()
+	}
 	return l.marshal()
+}
+
+// SRTP reports whether the connection's media is SRTP.
+func (c *Connection) SRTP() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.srtp != nil
 }
 
 // matchACK hands the CSeq of an in-dialog ACK to a waiting re-INVITE answer.

@@ -79,11 +79,11 @@ func (d *Daemon) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		respond(tx, req, 488, "Not Acceptable Here", sip.NewHeader("Warning", `399 recfork "SDP offer required"`))
 		return
 	}
-	off, err := parseSDP(req.Body())
+	off, err := parseSDPSRTP(req.Body(), d.cfg.CallSRTP)
 	if err != nil {
 		log.Info("invite refused", "err", err)
 		d.metrics.rejected.WithLabelValues("488").Inc()
-		respond(tx, req, 488, "Not Acceptable Here", sip.NewHeader("Warning", `399 recfork "`+strings.ReplaceAll(err.Error(), `"`, "'")+`"`))
+		respond(tx, req, 488, "Not Acceptable Here", offerWarning(err))
 		return
 	}
 	codecs, err := negotiate(off.Codecs)
@@ -134,7 +134,21 @@ func (d *Daemon) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		return
 	}
 	d.bindDialog(c, dlg)
-	info, err := d.engine.OpenEndpoint(dataplane.EndpointConfig{LocalIP: d.cfg.MediaIP, Latch: true})
+	epCfg := dataplane.EndpointConfig{LocalIP: d.cfg.MediaIP, Latch: true}
+	if off.Proto == protoSAVP {
+		leg, err := answerSRTP(off.Crypto)
+		if err != nil {
+			c.log.Warn("srtp keys", "err", err)
+			refuse(500, "Server Internal Error")
+			return
+		}
+		c.mu.Lock()
+		c.srtp = leg
+		c.mu.Unlock()
+		epCfg.Cipher = leg.cipher
+		c.log.Info("call media uses srtp", "suite", leg.local[0].Suite, "offered", len(off.Crypto))
+	}
+	info, err := d.engine.OpenEndpoint(epCfg)
 	if err != nil {
 		cause := mediaCause(err)
 		c.log.Warn("open media endpoint", "cause", cause, "err", err)
@@ -373,12 +387,12 @@ func (d *Daemon) onReInvite(req *sip.Request, tx sip.ServerTransaction) {
 	}
 	var off *MediaOffer
 	if len(req.Body()) > 0 {
-		o, err := parseSDP(req.Body())
+		o, err := d.parseReoffer(c, req.Body())
 		if err == nil {
 			_, err = negotiate(o.Codecs)
 		}
 		if err != nil {
-			respond(tx, req, 488, "Not Acceptable Here")
+			respond(tx, req, 488, "Not Acceptable Here", offerWarning(err))
 			return
 		}
 		off = &o
@@ -435,10 +449,27 @@ func (d *Daemon) onReInvite(req *sip.Request, tx sip.ServerTransaction) {
 	}
 }
 
-// applyOffer points the media endpoint at a re-offer's address, or holds.
+// parseReoffer reads an offer inside a dialog. The endpoint's transport
+// cannot change under a call: an SRTP leg takes RTP/SAVP only, a plain one
+// RTP/AVP only.
+func (d *Daemon) parseReoffer(c *Connection, body []byte) (MediaOffer, error) {
+	if c.SRTP() {
+		return parseSDPSRTP(body, CallSRTPRequire)
+	}
+	return parseSDP(body)
+}
+
+// applyOffer points the media endpoint at a re-offer's address, or holds,
+// and takes an SRTP re-offer's keys.
 func (d *Daemon) applyOffer(c *Connection, o MediaOffer) error {
 	codecs, _ := negotiate(o.Codecs)
 	c.mu.Lock()
+	if c.srtp != nil && o.Proto == protoSAVP {
+		if err := c.srtp.reoffer(o.Crypto); err != nil {
+			c.mu.Unlock()
+			return err
+		}
+	}
 	ep := c.ep
 	hold := o.OnHold()
 	c.hold = hold
@@ -467,9 +498,9 @@ func (d *Daemon) onUpdate(req *sip.Request, tx sip.ServerTransaction) {
 		return
 	}
 	if len(req.Body()) > 0 {
-		o, err := parseSDP(req.Body())
+		o, err := d.parseReoffer(c, req.Body())
 		if err != nil {
-			respond(tx, req, 488, "Not Acceptable Here")
+			respond(tx, req, 488, "Not Acceptable Here", offerWarning(err))
 			return
 		}
 		if err := d.applyOffer(c, o); err != nil {

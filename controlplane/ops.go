@@ -157,6 +157,10 @@ type CallOptions struct {
 	// telephone-event. A call to be joined to another one offers that one's
 	// codec, since the data plane relays without transcoding.
 	Codecs []Codec
+	// SRTP offers RTP/SAVP with recfork's own SDES keys (srtpcall.go); a
+	// call to be joined to an SRTP call sets it. With CallSRTPRequire every
+	// call offers SRTP.
+	SRTP bool
 	// Sink receives the connection's events; SessionID names its owner.
 	Sink      EventSink
 	SessionID string
@@ -204,7 +208,19 @@ func (d *Daemon) CreateCall(dest string, o CallOptions) (*Connection, error) {
 	if err := d.register(c); err != nil {
 		return nil, err
 	}
-	info, err := d.engine.OpenEndpoint(dataplane.EndpointConfig{LocalIP: d.cfg.MediaIP, Latch: true})
+	epCfg := dataplane.EndpointConfig{LocalIP: d.cfg.MediaIP, Latch: true}
+	if o.SRTP || d.cfg.CallSRTP == CallSRTPRequire {
+		leg, err := offerSRTP()
+		if err != nil {
+			c.end(StateFailed)
+			return nil, fmt.Errorf("create call: %w", err)
+		}
+		c.mu.Lock()
+		c.srtp = leg
+		c.mu.Unlock()
+		epCfg.Cipher = leg.cipher
+	}
+	info, err := d.engine.OpenEndpoint(epCfg)
 	if err != nil {
 		c.end(StateFailed)
 		return nil, fmt.Errorf("create call: open media endpoint: %w", err)
@@ -287,8 +303,20 @@ func (d *Daemon) runOutbound(ctx context.Context, c *Connection, req *sip.Reques
 		bcancel()
 		fail(reason, 0)
 	}
-	off, err := parseSDP(res.Body())
-	if err != nil {
+	var off MediaOffer
+	if c.SRTP() {
+		off, err = parseSDPSRTP(res.Body(), CallSRTPRequire)
+		if err == nil {
+			c.mu.Lock()
+			err = c.srtp.accept(off.Crypto)
+			c.mu.Unlock()
+		}
+		if err != nil {
+			c.log.Info("srtp answer refused", "err", err)
+			ackAndBye("no common srtp")
+			return
+		}
+	} else if off, err = parseSDP(res.Body()); err != nil {
 		ackAndBye("bad answer sdp")
 		return
 	}

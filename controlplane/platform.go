@@ -102,13 +102,15 @@ func (p *platform) Disconnect(_ context.Context, _ *ccxml.Session, r ccxml.Disco
 func (p *platform) CreateCall(_ context.Context, s *ccxml.Session, r ccxml.CreateCallRequest) error {
 	o := CallOptions{ID: r.ConnectionID, From: r.CallerID, Timeout: r.Timeout, Sink: sessionSink{s}, SessionID: s.ID()}
 	// The data plane relays without transcoding: offer the codec of the
-	// connection this call will be joined to, else of the session's call.
+	// connection this call will be joined to, else of the session's call,
+	// and SRTP when that one is SRTP (it opens and re-seals per leg).
 	join := r.JoinID
 	for _, ci := range p.d.Connections() {
 		if ci.SessionID == s.ID() && (join == "" || ci.ID == join) && ci.State == StateConnected {
 			if c, err := p.d.Connection(ci.ID); err == nil {
 				if cs := c.Codecs(); len(cs) > 0 {
 					o.Codecs = cs
+					o.SRTP = c.SRTP()
 					break
 				}
 			}

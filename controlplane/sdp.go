@@ -7,6 +7,8 @@ import (
 	"strings"
 
 	"github.com/pion/sdp/v3"
+
+	"github.com/recfork/recfork/dataplane/srtp"
 )
 
 // Codec is one RTP payload format the platform can relay: the audio codecs it
@@ -64,6 +66,14 @@ type MediaOffer struct {
 	// Media holds each m-line's media type and protocol, to reject the others
 	// with port 0 in the answer.
 	Media []string
+	// Proto is the audio m-line's transport: protoAVP, or protoSAVP for SRTP
+	// keyed by SDES (RFC 4568).
+	Proto string
+	// Crypto are the audio m-line's a=crypto attributes recfork can use, in
+	// the peer's order of preference (RFC 4568 §7.1.1); lines with an
+	// unknown suite, a bad key or unsupported session parameters are left
+	// out. Empty for RTP/AVP.
+	Crypto []srtp.Crypto
 }
 
 // OnHold reports whether the peer asked to stop receiving (RFC 3264 §8.4, and
@@ -72,8 +82,23 @@ func (m MediaOffer) OnHold() bool {
 	return m.Dir == DirSendOnly || m.Dir == DirInactive || (m.Remote.Addr().IsValid() && m.Remote.Addr().IsUnspecified())
 }
 
+// The audio transports recfork speaks (RFC 3551, RFC 3711 §12).
+const (
+	protoAVP  = "RTP/AVP"
+	protoSAVP = "RTP/SAVP"
+)
+
 // parseSDP reads the first RTP/AVP audio stream of an SDP body.
-func parseSDP(body []byte) (MediaOffer, error) {
+func parseSDP(body []byte) (MediaOffer, error) { return parseSDPSRTP(body, CallSRTPOff) }
+
+// parseSDPSRTP reads the audio stream of an SDP body that srtpMode allows:
+// RTP/AVP for CallSRTPOff, RTP/SAVP with a usable a=crypto for
+// CallSRTPRequire, and with CallSRTPAccept the first RTP/SAVP one with a
+// usable a=crypto, else the first RTP/AVP one. When none fits, the error
+// says why: DTLS-SRTP offered (errDTLSSRTP), RTP/SAVP without a usable
+// a=crypto (errNoCrypto), SRTP while off (errSRTPOff), plain RTP while
+// required (errSRTPRequired); all of them wrap ErrNoCommonCodec.
+func parseSDPSRTP(body []byte, srtpMode string) (MediaOffer, error) {
 	var off MediaOffer
 	if len(body) == 0 {
 		return off, fmt.Errorf("parse sdp: empty body: %w", ErrBadSDP)
@@ -85,9 +110,71 @@ func parseSDP(body []byte) (MediaOffer, error) {
 	off.Lines = len(sd.MediaDescriptions)
 	sessionDir := dirOf(sd.Attributes)
 	off.Index = -1
+	plain, secure := -1, -1
+	// sawBareSAVP: an RTP/SAVP audio line without a usable a=crypto.
+	var sawDTLS, sawBareSAVP bool
+	sessionFingerprint := hasAttr(sd.Attributes, "fingerprint")
+	var keys []srtp.Crypto
 	for i, md := range sd.MediaDescriptions {
-		off.Media = append(off.Media, md.MediaName.Media+" "+strings.Join(md.MediaName.Protos, "/"))
-		if off.Index >= 0 || md.MediaName.Media != "audio" || strings.Join(md.MediaName.Protos, "/") != "RTP/AVP" {
+		proto := strings.Join(md.MediaName.Protos, "/")
+		off.Media = append(off.Media, md.MediaName.Media+" "+proto)
+		if md.MediaName.Media != "audio" {
+			continue
+		}
+		switch strings.ToUpper(proto) {
+		case protoAVP:
+			if plain < 0 {
+				plain = i
+			}
+		case protoSAVP:
+			k := usableCrypto(md)
+			switch {
+			case len(k) > 0:
+				if secure < 0 {
+					secure, keys = i, k
+				}
+			case sessionFingerprint || hasAttr(md.Attributes, "fingerprint"):
+				// DTLS-SRTP under the older profile name (RFC 5763 §5).
+				sawDTLS = true
+			default:
+				sawBareSAVP = true
+			}
+		case "UDP/TLS/RTP/SAVP", "UDP/TLS/RTP/SAVPF":
+			sawDTLS = true
+		}
+	}
+	pick, proto := -1, protoAVP
+	switch srtpMode {
+	case CallSRTPRequire:
+		pick, proto = secure, protoSAVP
+	case CallSRTPAccept:
+		pick = plain
+		if secure >= 0 {
+			pick, proto = secure, protoSAVP
+		}
+	default:
+		pick = plain
+	}
+	if pick < 0 {
+		switch {
+		case secure >= 0:
+			// Only an SRTP offer recfork could take, and SRTP is off.
+			return off, errSRTPOff
+		case sawBareSAVP:
+			return off, errNoCrypto
+		case sawDTLS:
+			return off, errDTLSSRTP
+		case plain >= 0:
+			return off, errSRTPRequired
+		}
+		return off, fmt.Errorf("parse sdp: no %s audio stream: %w", proto, ErrNoCommonCodec)
+	}
+	off.Proto = proto
+	if proto == protoSAVP {
+		off.Crypto = keys
+	}
+	for i, md := range sd.MediaDescriptions {
+		if i != pick {
 			continue
 		}
 		off.Index = i
@@ -119,10 +206,34 @@ func parseSDP(body []byte) (MediaOffer, error) {
 		}
 		off.Codecs = knownCodecs(md)
 	}
-	if off.Index < 0 {
-		return off, fmt.Errorf("parse sdp: no RTP/AVP audio stream: %w", ErrNoCommonCodec)
-	}
 	return off, nil
+}
+
+func hasAttr(attrs []sdp.Attribute, key string) bool {
+	for _, a := range attrs {
+		if strings.EqualFold(a.Key, key) {
+			return true
+		}
+	}
+	return false
+}
+
+// usableCrypto returns the a=crypto lines of an m-line recfork can key
+// (srtp.ParseCrypto and Crypto.Supported), in order; the others are
+// skipped, as RFC 4568 §7.1.1 lets an answerer do.
+func usableCrypto(md *sdp.MediaDescription) []srtp.Crypto {
+	var out []srtp.Crypto
+	for _, a := range md.Attributes {
+		if a.Key != "crypto" {
+			continue
+		}
+		c, err := srtp.ParseCrypto(a.Value)
+		if err != nil || !c.Supported() {
+			continue
+		}
+		out = append(out, c)
+	}
+	return out
 }
 
 func dirOf(attrs []sdp.Attribute) MediaDir {
@@ -236,6 +347,11 @@ type localSDP struct {
 	// several m-lines; the others are refused with port 0 (RFC 3264 §6).
 	Index, Lines int
 	Media        []string
+	// Proto is the audio m-line's transport; empty means RTP/AVP. Crypto
+	// are its a=crypto values (RTP/SAVP): recfork's own keys, one per
+	// offered suite in an offer, the one chosen in an answer.
+	Proto  string
+	Crypto []string
 }
 
 func (l localSDP) marshal() []byte {
@@ -262,7 +378,11 @@ func (l localSDP) marshal() []byte {
 		for j, c := range l.Codecs {
 			pts[j] = strconv.Itoa(int(c.PT))
 		}
-		fmt.Fprintf(&b, "m=audio %d RTP/AVP %s\r\n", l.Local.Port(), strings.Join(pts, " "))
+		proto := l.Proto
+		if proto == "" {
+			proto = protoAVP
+		}
+		fmt.Fprintf(&b, "m=audio %d %s %s\r\n", l.Local.Port(), proto, strings.Join(pts, " "))
 		for _, c := range l.Codecs {
 			fmt.Fprintf(&b, "a=rtpmap:%d %s/%d\r\n", c.PT, c.Name, c.Rate)
 			if c.Fmtp != "" {
@@ -270,6 +390,9 @@ func (l localSDP) marshal() []byte {
 			}
 		}
 		fmt.Fprintf(&b, "a=ptime:20\r\na=%s\r\n", l.Dir)
+		for _, c := range l.Crypto {
+			fmt.Fprintf(&b, "a=crypto:%s\r\n", c)
+		}
 	}
 	return []byte(b.String())
 }

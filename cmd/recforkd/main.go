@@ -48,6 +48,7 @@ type options struct {
 	tlsCert, tlsKey, tlsCA, tlsListen           string
 	srsSRTP                                     bool
 	tlsClientCA                                 string
+	callSRTP                                    string
 }
 
 // limitFlags are the Limits and the HTTP token settings (controlplane/limits.go
@@ -153,6 +154,7 @@ func newOptions(stderr io.Writer) *options {
 	fs.StringVar(&o.tlsKey, "tls-key", "", "PEM private key of --tls-cert")
 	fs.StringVar(&o.tlsCA, "tls-ca", "", "PEM roots an SRS's TLS certificate is verified with (default: the system roots)")
 	fs.StringVar(&o.tlsClientCA, "tls-client-ca", "", "PEM roots a TLS caller's client certificate must chain to; set, the TLS call listener requires one (mutual TLS)")
+	fs.StringVar(&o.callSRTP, "call-srtp", "off", "SRTP on calls (SDES a=crypto): off (RTP/AVP only), accept (answer RTP/SAVP offers with SRTP, plain ones with RTP) or require (SRTP only; outbound calls offer RTP/SAVP)")
 	fs.BoolVar(&o.srsSRTP, "srs-srtp", false, "send recordings as SRTP (SDES a=crypto) to every SRS (default: only to sips: SRSs)")
 	fs.StringVar(&o.tlsListen, "tls-listen", "", "SIP over TLS address for calls (default: the --listen host, port 5061)")
 	fs.StringVar(&o.srsFailover, "srs-failover-codes", "408,480,500,503", "INVITE answers after which the next SRS of the list is tried")
@@ -282,6 +284,7 @@ func (o *options) config2() (controlplane.Config, error) {
 	cfg.TLSCert, cfg.TLSKey, cfg.TLSCA, cfg.TLSListen = o.tlsCert, o.tlsKey, o.tlsCA, o.tlsListen
 	cfg.TLSClientCA = o.tlsClientCA
 	cfg.SRSSRTP = o.srsSRTP
+	cfg.CallSRTP = o.callSRTP
 	cfg.StateRedis, cfg.NodeID, cfg.Standby, cfg.StateHeartbeat = o.stateRedis, o.nodeID, o.standby, o.stateHeartbeat
 	cfg.SRSKeepalive, cfg.SRSKeepaliveFailures, cfg.SRSTransport = o.srsKeepalive, o.srsKeepaliveFailures, o.srsTransport
 	if o.srsKeepalive <= 0 {
