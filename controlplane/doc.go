@@ -15,7 +15,9 @@
 // with 488 rather than half supported. CANCEL, remote BYE, re-INVITE and
 // UPDATE (hold, a new media address, refresh) are handled; session timers
 // (RFC 4028) are honoured with the caller as refresher, 422 below 90 s, and a
-// BYE when no refresh comes in time.
+// BYE when no refresh comes in time. SRTP on calls (SDES; Config.CallSRTP)
+// is srtpcall.go: RTP/SAVP answered with a key of recfork's own per leg,
+// DTLS-SRTP refused with 488.
 //
 // # Hostile input
 //
