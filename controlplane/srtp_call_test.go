@@ -232,3 +232,62 @@ func TestSRTPCallEcho(t *testing.T) {
 		})
 	}
 }
+
+// TestSRTPCallReinvite re-keys an SRTP call with a re-INVITE (RFC 4568
+// §7.1.4): the answer keeps recfork's key for the same suite, media under
+// the caller's new key is echoed and the old key's packets now fail; a
+// re-offer of plain RTP on the SRTP call is refused with 488.
+func TestSRTPCallReinvite(t *testing.T) {
+	svc := startSRTPService(t, controlplane.CallSRTPAccept)
+	eng := svc.Daemon().Engine()
+	media := newSRTPPeer(t, "127.0.0.1")
+	first, _ := srtp.NewCrypto(1, srtp.SuiteSHA1_80)
+	r := newRawSIP(t, svc.Daemon().SIPAddr().String())
+	const callID = "srtp-reinvite"
+	r.send(r.request("INVITE", callID, "", "application/sdp", savpOffer(media.port(), "crypto:"+first.String()), 1))
+	res := r.expect(200)
+	port, theirs := answerKey(t, res)
+	tag := toTagRE.FindStringSubmatch(res)
+	if tag == nil {
+		t.Fatalf("200 without a To tag:\n%s", res)
+	}
+	r.send(r.request("ACK", callID, tag[1], "", "", 1))
+	waitFor(t, "the echo join", func() bool {
+		cs := svc.Daemon().Connections()
+		return len(cs) == 1 && len(cs[0].Joined) == 1
+	})
+	platform := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(port))
+	dec, _ := srtp.NewContext(theirs)
+	oldEnc, _ := srtp.NewContext(first)
+	echo := func(enc *srtp.Context, seq uint16) {
+		t.Helper()
+		clear := media.send(enc, platform, seq, bytes.Repeat([]byte{byte(seq)}, 160))
+		back, err := dec.Decrypt(nil, media.read())
+		if err != nil || !bytes.Equal(back[12:], clear[12:]) {
+			t.Fatalf("echo of %d: %v", seq, err)
+		}
+	}
+	echo(oldEnc, 1)
+
+	second, _ := srtp.NewCrypto(1, srtp.SuiteSHA1_80)
+	r.send(r.request("INVITE", callID, tag[1], "application/sdp", savpOffer(media.port(), "crypto:"+second.String()), 2))
+	res = r.expect(200)
+	if _, again := answerKey(t, res); !bytes.Equal(again.Key, theirs.Key) {
+		t.Fatal("recfork changed its key for the same suite")
+	}
+	r.send(r.request("ACK", callID, tag[1], "", "", 2))
+	newEnc, _ := srtp.NewContext(second)
+	before := eng.Stats().AuthFailures
+	media.send(oldEnc, platform, 2, make([]byte, 160))
+	echo(newEnc, 3)
+	if d := eng.Stats().AuthFailures - before; d != 1 {
+		t.Fatalf("%d auth failures for the old key's packet after the re-key, want 1", d)
+	}
+
+	r.send(r.request("INVITE", callID, tag[1], "application/sdp", sdpOffer(media.port(), "0"), 3))
+	res = r.expect(488)
+	if m := warnRE.FindStringSubmatch(res); m == nil || !strings.HasPrefix(m[1], `302 recfork "SRTP required`) {
+		t.Fatalf("plain re-offer on an SRTP call:\n%s", res)
+	}
+	echo(newEnc, 4)
+}

@@ -213,3 +213,69 @@ func TestSRTPEcho(t *testing.T) {
 }
 
 func binaryBE16(b []byte) uint16 { return uint16(b[0])<<8 | uint16(b[1]) }
+
+// udpPair binds an RTP socket and its RTCP socket on the next port.
+func udpPair(t *testing.T) (rtpc, rtcpc *net.UDPConn) {
+	t.Helper()
+	for range 100 {
+		r := srtpUDP(t)
+		c, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(lo4, addrOf(r).Port()+1)))
+		if err == nil {
+			t.Cleanup(func() { c.Close() })
+			return r, c
+		}
+	}
+	t.Fatal("no free port pair")
+	return nil, nil
+}
+
+// TestSRTCPRelay: SRTCP from the SRTP peer reaches the plain leg as clear
+// RTCP on its RTCP port, and RTCP from the plain leg reaches the SRTP peer
+// as SRTCP under the leg's own key (RFC 3711 §3.4).
+func TestSRTCPRelay(t *testing.T) {
+	e := newTestEngine(t, Config{})
+	peerKey, ownKey := newKey(t, srtp.SuiteSHA1_80), newKey(t, srtp.SuiteSHA1_80)
+	cipher, err := srtp.NewEndpointCipher(peerKey, ownKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spRTP, spRTCP := udpPair(t)
+	ppRTP, ppRTCP := udpPair(t)
+	a, err := e.OpenEndpoint(dataplane.EndpointConfig{LocalIP: lo4, Remote: addrOf(spRTP), Cipher: cipher})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := e.OpenEndpoint(dataplane.EndpointConfig{LocalIP: lo4, Remote: addrOf(ppRTP)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Join(a.ID, b.ID, dataplane.Full); err != nil {
+		t.Fatal(err)
+	}
+	peerTx, err := srtp.NewEndpointCipher(ownKey, peerKey) // the peer's view: it seals with its key
+	if err != nil {
+		t.Fatal(err)
+	}
+	rr := []byte{0x80, 201, 0, 1, 0, 0, 0xab, 0xcd}
+	s, err := peerTx.Seal(nil, rr, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := spRTCP.WriteToUDPAddrPort(s, netip.AddrPortFrom(lo4, a.Local.Port()+1)); err != nil {
+		t.Fatal(err)
+	}
+	if got := readUDP(t, ppRTCP, "rtcp at the plain leg"); !bytes.Equal(got, rr) {
+		t.Fatalf("plain leg got % x, want the clear report % x", got, rr)
+	}
+	sr := []byte{0x80, 200, 0, 6, 0, 0, 0x12, 0x34, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20}
+	if _, err := ppRTCP.WriteToUDPAddrPort(sr, netip.AddrPortFrom(lo4, b.Local.Port()+1)); err != nil {
+		t.Fatal(err)
+	}
+	got := readUDP(t, spRTCP, "srtcp at the srtp peer")
+	if bytes.Contains(got, sr[8:]) {
+		t.Fatal("rtcp left toward the srtp peer in clear")
+	}
+	if open, err := peerTx.Open(nil, got, true); err != nil || !bytes.Equal(open, sr) {
+		t.Fatalf("srtcp does not open with the leg's key: %v", err)
+	}
+}
