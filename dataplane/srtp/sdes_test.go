@@ -62,13 +62,22 @@ func FuzzParseCrypto(f *testing.F) {
 	f.Add("1 AES_CM_128_HMAC_SHA1_80 inline:PS1uQCVeeCFCanVmcjkpPywjNWhcYD0mXXtxaVBR|2^20")
 	f.Add("a=crypto:9 AES_CM_128_HMAC_SHA1_32 inline:PS1uQCVeeCFCanVmcjkpPywjNWhcYD0mXXtxaVBR;inline:x")
 	f.Add("1 AES_CM_128_HMAC_SHA1_80 inline:||||")
+	f.Add("1 AES_CM_128_HMAC_SHA1_80 inline:PS1uQCVeeCFCanVmcjkpPywjNWhcYD0mXXtxaVBR|2^20|1:32")
+	f.Add("2 AES_CM_128_HMAC_SHA1_32 inline:PS1uQCVeeCFCanVmcjkpPywjNWhcYD0mXXtxaVBR|18446744073709551615:8 KDR=0 WSH=64")
 	f.Fuzz(func(t *testing.T, s string) {
 		c, err := ParseCrypto(s)
 		if err != nil {
 			return
 		}
-		if _, err := ParseCrypto(c.String()); err != nil {
+		back, err := ParseCrypto(c.String())
+		if err != nil {
 			t.Fatalf("our own %q does not parse: %v", c.String(), err)
+		}
+		if !bytes.Equal(back.MKI, c.MKI) {
+			t.Fatalf("MKI % x of %q reads back as % x", c.MKI, c.String(), back.MKI)
+		}
+		if _, err := NewContext(c); err != nil {
+			t.Fatalf("a parsed key cannot key a context: %v", err)
 		}
 	})
 }
