@@ -449,6 +449,15 @@ static __always_inline int relay_stream(struct __sk_buff *skb, struct stream_key
 	/* What the socket would drop (STUN, DTLS, garbage) is left to it. */
 	if (!is_media(skb, hdr_len, payload, rtcp))
 		return TCX_NEXT;
+	/* A tapped leg's telephone-event packets go on to the socket: its
+	 * engine relays them to this relay's party and to the tap, so each
+	 * still leaves once towards the party. */
+	if ((v->flags & RELAY_F_PASS_PT) && !rtcp) {
+		__u8 pt;
+
+		if (bpf_skb_load_bytes(skb, hdr_len + 1, &pt, 1) == 0 && (pt & 0x7f) == v->pass_pt)
+			return TCX_NEXT;
+	}
 	c = bpf_map_lookup_elem(&relay_stats, &v->slot);
 	if (!c)
 		return TCX_NEXT;

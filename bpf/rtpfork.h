@@ -67,7 +67,10 @@ struct relay_value {
 	__u8 flags;    /* RELAY_F_* */
 	__u16 src_port; /* other leg's local RTP port, host byte order */
 	__u16 dst_port; /* other leg's remote RTP port, host byte order */
-	__u16 pad;
+	/* With RELAY_F_PASS_PT, RTP of this payload type goes on to the socket,
+	 * whose engine relays it to the party and to a tap (RFC 4733 events). */
+	__u8 pass_pt;
+	__u8 pad;
 	__u8 dst_mac[6]; /* next hop towards the other leg's remote */
 	__u8 src_mac[6]; /* MAC of ifindex */
 	__u8 src_addr[16];
@@ -84,6 +87,7 @@ struct relay_value {
 #define RELAY_F_RESOLVED 1 /* ifindex and both MACs are valid */
 #define RELAY_F_REMOTE 2   /* relay only what comes from rem_addr/rem_port */
 #define RELAY_F_FOLLOW 4   /* send to the other leg's latched source once it has one */
+#define RELAY_F_PASS_PT 8  /* RTP of payload type pass_pt is not relayed here */
 
 /* Guard and latch table, keyed like the stream table with DIR_INBOUND but by
  * the exact local port (RTP or RTCP, one entry each): which sources an

@@ -15,10 +15,12 @@ import (
 // negotiated telephone-event gets a second, private endpoint half-joined to
 // it, so the engine relays the caller's RTP (as it relays to any joined
 // party) to that endpoint's remote, which is one UDP socket of the daemon.
-// The daemon reads the telephone-event packets there and raises
-// connection.signal; everything else is discarded. It costs one port pair
-// and one relayed packet per received packet per call; Config.DisableDTMF
-// turns it off.
+// The tap endpoint is opened with EndpointConfig.TapPayloadType, so only the
+// telephone-event packets are relayed into it (both engines), and the eBPF
+// engine keeps relaying the connection's audio to its party in the kernel,
+// handing just the events to userspace. The daemon reads them and raises
+// connection.signal. It costs one port pair per call and one relayed packet
+// per event packet; Config.DisableDTMF turns it off.
 
 // dtmfTap receives the relayed RTP of every tapped connection.
 type dtmfTap struct {
@@ -127,7 +129,9 @@ func (d *Daemon) startDTMF(c *Connection) {
 	if pt < 0 || ep == 0 {
 		return
 	}
-	info, err := d.engine.OpenEndpoint(dataplane.EndpointConfig{LocalIP: d.cfg.MediaIP, Remote: d.tap.addr})
+	// A tap of the telephone-event type: only those packets are relayed
+	// into it, and the connection's relay to its party stays in the kernel.
+	info, err := d.engine.OpenEndpoint(dataplane.EndpointConfig{LocalIP: d.cfg.MediaIP, Remote: d.tap.addr, TapPayloadType: uint8(pt)})
 	if err != nil {
 		c.log.Warn("dtmf tap: open endpoint", "err", err)
 		return

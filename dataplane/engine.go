@@ -78,6 +78,12 @@ type EndpointConfig struct {
 	// engine that cannot apply a Cipher in its fast path (the eBPF one)
 	// carries such an endpoint's relays and forks in userspace.
 	Cipher Cipher
+	// TapPayloadType, when non-zero, makes the endpoint a tap for one RTP
+	// payload type (an RFC 4733 telephone-event type, 96-127): relays into
+	// it carry only RTP packets of that type, never other RTP or RTCP. The
+	// daemon's DTMF tap is one; an endpoint that relays to one party and to
+	// taps keeps its relay to the party in the kernel (eBPF engine).
+	TapPayloadType uint8
 }
 
 // Cipher protects one endpoint's media toward its remote. Open and Seal may

@@ -13,10 +13,10 @@
 # muted stream and nowhere else, and nothing left in the data plane. Mid-call
 # it asks recforkd which path carries each call's media (recforkctl calls
 # --paths): with the eBPF engine the kernel relays a joined call both ways
-# and clones its copies, except where it cannot (the first call offers RFC
-# 4733 telephone-event, so recforkd taps its RTP for DTMF and the caller's
-# audio goes to two endpoints: userspace, and the summary says why). Exit 0
-# only if all of that held.
+# and clones its copies; the first call offers RFC 4733 telephone-event, so
+# recforkd taps its RTP for DTMF: the tap's relay is userspace (it takes the
+# event packets only) and the caller's audio still goes through the kernel.
+# Exit 0 only if all of that held.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -281,14 +281,17 @@ for c in $(awk '{ print $1 }' "$work/streams.txt" | sort -u); do
 	cout=$(path_of "$c" copies outbound)
 	echo "demo: $c: caller -> callee ${up:-unknown}; callee -> caller ${down:-unknown}; copies inbound ${cin:-unknown}, outbound ${cout:-unknown}"
 	# What the engine must have done: the eBPF engine carries every call
-	# in the kernel but those whose caller audio is also tapped for DTMF;
-	# the userspace engine carries everything in userspace.
+	# in the kernel, a DTMF tap or not (only the tap's own relay, of the
+	# event packets, is userspace); the userspace engine carries everything
+	# in userspace.
 	case "$engine" in
 	ebpf)
-		want_up=kernel
-		[ -n "$tap" ] && want_up=userspace
-		[ "${up%% *}" = "$want_up" ] && [ "${down%% *}" = kernel ] && [ "${cin%% *}" = kernel ] && [ "${cout%% *}" = kernel ] ||
-			{ echo "demo: $c did not take the paths the eBPF engine should give it (caller -> callee $want_up, the rest kernel)" >&2; problems=$((problems + 1)); }
+		tap_path=kernel-free
+		[ -n "$tap" ] && tap_path=$(path_of "$c" relay "$tap")
+		[ "${up%% *}" = kernel ] && [ "${down%% *}" = kernel ] && [ "${cin%% *}" = kernel ] && [ "${cout%% *}" = kernel ] &&
+			[ "${tap_path%% *}" != kernel ] ||
+			{ echo "demo: $c did not take the paths the eBPF engine should give it (relays and copies in the kernel; a DTMF tap's relay in userspace)" >&2; problems=$((problems + 1)); }
+		[ -n "$tap" ] && echo "demo: $c: DTMF tap ${tap_path}"
 		;;
 	userspace)
 		for p in "$up" "$down" "$cin" "$cout"; do

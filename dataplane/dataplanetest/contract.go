@@ -24,6 +24,7 @@ func Run(t *testing.T, h Harness) {
 		{"RelayHalf", testRelayHalf},
 		{"Echo", testEcho},
 		{"JoinThree", testJoinThree},
+		{"TapTakesItsPayloadTypeOnly", testTap},
 		{"ForkInbound", testForkInbound},
 		{"ForkOutbound", testForkOutbound},
 		{"ForkBothDirections", testForkBoth},

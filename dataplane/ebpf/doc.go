@@ -20,7 +20,8 @@
 // Joins stay with Media too, but a direction the kernel can carry (both legs
 // guarded with a known remote, not on loopback, the same IP version,
 // no fork of Media's on the legs, a resolved next hop, and the receiving
-// endpoint relaying to one endpoint only) also gets a relay-table entry: the
+// endpoint relaying to one endpoint only, besides taps of one payload type
+// whose RTP the program passes on to Media) also gets a relay-table entry: the
 // ingress program then rewrites the packet to the other leg (to where the
 // kernel latched it, for a latching leg), makes the forks
 // of both directions it feeds in the same run and redirects it, so it never

@@ -96,6 +96,8 @@ type endpoint struct {
 	// source Media accepts, and the copies follow the same rule.
 	remote netip.AddrPort
 	latch  bool
+	// tapPT is EndpointConfig.TapPayloadType: relays into a tap are Media's.
+	tapPT uint8
 	// guarded endpoints have latch-table entries under latchKeys (RTP,
 	// RTCP); guardGone totals what replaced entries had dropped.
 	guarded   bool
@@ -386,7 +388,7 @@ func (e *Engine) OpenEndpoint(cfg dataplane.EndpointConfig) (dataplane.EndpointI
 	if err != nil {
 		return info, err
 	}
-	ep := &endpoint{local: info.Local, remote: unmap(cfg.Remote), latch: cfg.Latch, srtp: cfg.Cipher != nil}
+	ep := &endpoint{local: info.Local, remote: unmap(cfg.Remote), latch: cfg.Latch, srtp: cfg.Cipher != nil, tapPT: cfg.TapPayloadType}
 	e.endpoints[info.ID] = ep
 	if ep.srtp {
 		e.log.Info("srtp endpoint: relays and forks in userspace", "endpoint", uint64(info.ID), "local", info.Local.String())

@@ -20,7 +20,10 @@ import (
 // once, by one path. A packet the program passes on (not media, a foreign
 // source, no next hop) reaches the socket and Media relays or drops it.
 
-const relayFlagRemote = 2 // RELAY_F_REMOTE
+const (
+	relayFlagRemote = 2 // RELAY_F_REMOTE
+	relayPassPT     = 8 // RELAY_F_PASS_PT
+)
 
 // relayID is one direction of a join: what from receives leaves from to
 // towards to's remote.
@@ -98,11 +101,12 @@ func (e *Engine) relayValueLocked(id relayID) (rtpforkStreamKey, rtpforkRelayVal
 		return rtpforkStreamKey{}, v, fmt.Errorf("endpoint closed: %w", errKernelCannot)
 	}
 	al, bl := unmap(a.local), unmap(b.local)
+	passPT, tapErr := e.tapsBesideLocked(id)
 	switch {
 	case e.cfg.UserspaceRelay:
 		return rtpforkStreamKey{}, v, fmt.Errorf("Config.UserspaceRelay: %w", errKernelCannot)
-	case len(e.out[id.from]) != 1:
-		return rtpforkStreamKey{}, v, fmt.Errorf("endpoint %d relays to %d endpoints: %w", id.from, len(e.out[id.from]), errKernelCannot)
+	case tapErr != nil:
+		return rtpforkStreamKey{}, v, tapErr
 	case a.srtp || b.srtp:
 		// Media opens and seals SRTP; the kernel would pass it unchanged.
 		return rtpforkStreamKey{}, v, fmt.Errorf("endpoint uses srtp: %w", errKernelCannot)
@@ -140,7 +144,38 @@ func (e *Engine) relayValueLocked(id relayID) (rtpforkStreamKey, rtpforkRelayVal
 		// kernel learnt it, with no map write in between.
 		v.Flags |= relayFollow
 	}
+	if passPT != 0 {
+		v.PassPt, v.Flags = passPT, v.Flags|relayPassPT
+	}
 	return k, v, nil
+}
+
+// tapsBesideLocked checks that id.from relays to id.to and otherwise only
+// to taps (EndpointConfig.TapPayloadType) of one payload type, and returns
+// that type (0: no tap). The kernel then relays to id.to everything but
+// that type's RTP, which goes on to the socket for Media to relay to id.to
+// and to the taps: a tap never costs the party its kernel relay. A relay
+// into a tap is always Media's.
+func (e *Engine) tapsBesideLocked(id relayID) (uint8, error) {
+	outs := e.out[id.from]
+	if !outs[id.to] {
+		return 0, fmt.Errorf("endpoint %d does not relay to %d: %w", id.from, id.to, errKernelCannot)
+	}
+	if b := e.endpoints[id.to]; b != nil && b.tapPT != 0 {
+		return 0, fmt.Errorf("endpoint %d is a tap (payload type %d): %w", id.to, b.tapPT, errKernelCannot)
+	}
+	var pt uint8
+	for to := range outs {
+		if to == id.to {
+			continue
+		}
+		t := e.endpoints[to]
+		if t == nil || t.tapPT == 0 || (pt != 0 && t.tapPT != pt) {
+			return 0, fmt.Errorf("endpoint %d relays to %d endpoints: %w", id.from, len(outs), errKernelCannot)
+		}
+		pt = t.tapPT
+	}
+	return pt, nil
 }
 
 // syncRelaysLocked makes the relay table what the joins, endpoints and forks

@@ -70,7 +70,8 @@ type rtpforkRelayValue struct {
 	Flags   uint8
 	SrcPort uint16
 	DstPort uint16
-	Pad     uint16
+	PassPt  uint8
+	Pad     uint8
 	DstMac  [6]uint8
 	SrcMac  [6]uint8
 	SrcAddr [16]uint8

@@ -70,6 +70,9 @@ type endpoint struct {
 	local netip.AddrPort
 	v6    bool
 	latch bool
+	// tapPT is EndpointConfig.TapPayloadType: relayed into, only that
+	// payload type's RTP.
+	tapPT uint8
 	pair  int // index in the port pool
 	w     *worker
 	socks [2]*sock
@@ -206,6 +209,9 @@ func (e *Engine) OpenEndpoint(cfg dataplane.EndpointConfig) (dataplane.EndpointI
 	if !cfg.LocalIP.IsValid() || cfg.LocalIP.IsUnspecified() {
 		return dataplane.EndpointInfo{}, fmt.Errorf("open endpoint: local IP %q: %w", cfg.LocalIP, dataplane.ErrInvalid)
 	}
+	if cfg.TapPayloadType > 127 {
+		return dataplane.EndpointInfo{}, fmt.Errorf("open endpoint: tap payload type %d (want 1-127): %w", cfg.TapPayloadType, dataplane.ErrInvalid)
+	}
 	ip := cfg.LocalIP.Unmap()
 	v6 := ip.Is6()
 	if cfg.Remote.IsValid() {
@@ -228,6 +234,7 @@ func (e *Engine) OpenEndpoint(cfg dataplane.EndpointConfig) (dataplane.EndpointI
 		local:   netip.AddrPortFrom(ip, e.ports.port(pair)),
 		v6:      v6,
 		latch:   cfg.Latch,
+		tapPT:   cfg.TapPayloadType,
 		pair:    pair,
 		w:       e.workers[e.next%len(e.workers)],
 		sources: make(map[*fork]struct{}),

@@ -323,6 +323,9 @@ func (w *worker) process(s *sock, n int) {
 			if r == nil {
 				continue // the target's remote is not known yet
 			}
+			if t.tapPT != 0 && (k == kindRTCP || b[1]&0x7f != t.tapPT) {
+				continue // a tap takes RTP of its payload type only
+			}
 			out := b
 			if t.cipher != nil {
 				var err error
