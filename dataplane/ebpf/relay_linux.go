@@ -162,7 +162,7 @@ func (e *Engine) tapsBesideLocked(id relayID) (uint8, error) {
 		return 0, fmt.Errorf("endpoint %d does not relay to %d: %w", id.from, id.to, errKernelCannot)
 	}
 	if b := e.endpoints[id.to]; b != nil && b.tapPT != 0 {
-		return 0, fmt.Errorf("endpoint %d is a tap (payload type %d): %w", id.to, b.tapPT, errKernelCannot)
+		return 0, fmt.Errorf("endpoint %d is a tap of payload type %d: %w", id.to, b.tapPT, errKernelCannot)
 	}
 	var pt uint8
 	for to := range outs {
