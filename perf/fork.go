@@ -397,14 +397,20 @@ func (r *forkRun) measure(ctx context.Context, n int, fork bool, rate float64, w
 	if err := sleepCtx(ctx, 150*time.Millisecond); err != nil {
 		return res, err
 	}
-	c0, k0, err := r.sink.Counts()
-	if err != nil {
-		return res, err
-	}
 	var enc0 uint64
 	ec, encrypts := r.subj.(encryptedCounter)
 	if encrypts && fork {
+		// The relays work through their backlog after the pacer
+		// stops; their count is read first and once they are idle,
+		// so no copy is counted by the sink and not by them.
+		if err := r.settle(ctx, ec); err != nil {
+			return res, err
+		}
 		enc0 = ec.Encrypted()
+	}
+	c0, k0, err := r.sink.Counts()
+	if err != nil {
+		return res, err
 	}
 	cpu0 := r.meter.Sample()
 	if fork == r.bpfFork {
@@ -421,6 +427,11 @@ func (r *forkRun) measure(ctx context.Context, n int, fork bool, rate float64, w
 		return res, err
 	}
 	res.CPU, res.Wall = r.meter.Since(cpu0)
+	if encrypts && fork {
+		if err := r.settle(ctx, ec); err != nil {
+			return res, err
+		}
+	}
 	c1, k1, err := r.sink.Counts()
 	if err != nil {
 		return res, err
@@ -507,6 +518,31 @@ func (r *forkRun) verify(ctx context.Context, name string, n int, when string) e
 // Encrypted counts the SRTP packets they sent.
 type encryptedCounter interface {
 	Encrypted() uint64
+}
+
+// settle waits until the subject's encrypted count and the sink's copy
+// count stop moving (20 ms apart), for at most two seconds: the window's
+// counts are then read with nothing in flight between the two.
+func (r *forkRun) settle(ctx context.Context, ec encryptedCounter) error {
+	last, lastK := ec.Encrypted(), uint64(0)
+	if _, k, err := r.sink.Counts(); err == nil {
+		lastK = k
+	}
+	for range 100 {
+		if err := sleepCtx(ctx, 20*time.Millisecond); err != nil {
+			return err
+		}
+		_, k, err := r.sink.Counts()
+		if err != nil {
+			return err
+		}
+		now := ec.Encrypted()
+		if now == last && k == lastK {
+			return nil
+		}
+		last, lastK = now, k
+	}
+	return nil
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) error {
