@@ -101,8 +101,9 @@
 // certificate, so an SRS may require mutual TLS; an SRS that refuses that
 // certificate does so, under TLS 1.3, with an alert after the handshake, once
 // the INVITE is written, and sipgo does not fail the transaction on the
-// closed connection: the document hears srs-timeout "via tls:" and the SRS's
-// log has the reason.
+// closed connection: the document hears srs-timeout "via tls:" (or
+// srs-unreachable, a broken pipe, when the alert came before the write), and
+// the SRS's log has the reason.
 //
 // sipgo guards every UDP write with one process-wide limit
 // (sip.UDPMTUSize); it is a guard, not a policy, so this package raises it at

@@ -34,9 +34,10 @@ func mtlsSRS(t *testing.T, ca, clients *testcert.CA) *srs.Server {
 // TestTLSMutual: an SRS that requires client certificates records an SRC
 // whose certificate it trusts and refuses one it does not trust. Under TLS
 // 1.3 the SRS's refusal (an alert) comes after the client's handshake has
-// finished and the INVITE is written, and sipgo does not hand a closed
-// connection to the transaction, so the document hears srs-timeout over
-// tls, not srs-unreachable (siprec/doc.go says so); nothing is recorded.
+// finished, and sipgo does not hand a connection closed after the INVITE
+// was written to the transaction: the document hears srs-timeout over tls,
+// or srs-unreachable when the alert beat the write (siprec/doc.go says so);
+// nothing is recorded.
 func TestTLSMutual(t *testing.T) {
 	ca, other := testcert.NewCA(t), testcert.NewCA(t)
 	for _, tc := range []struct {
@@ -59,7 +60,12 @@ func TestTLSMutual(t *testing.T) {
 				})
 				return
 			}
-			expect(t, e, EventError, "", ReasonSRSTimeout, ModeNone, ModeNone)
+			// Which of the two depends on whether the SRS's alert beats
+			// the INVITE's write: a broken pipe is srs-unreachable.
+			code, _, _ := strings.Cut(e.Reason, ":")
+			if e.Name != EventError || (code != ReasonSRSTimeout && code != ReasonSRSUnreachable) || e.Inbound != ModeNone || e.Outbound != ModeNone {
+				t.Fatalf("event %+v, want error.bvr.record srs-timeout or srs-unreachable", e)
+			}
 			if !strings.Contains(e.Reason, "via tls:") {
 				t.Errorf("reason %q does not name the transport", e.Reason)
 			}
