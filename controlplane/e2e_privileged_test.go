@@ -241,6 +241,28 @@ func buildBinaries(t *testing.T) (recforkd, recforkctl string) {
 
 // startProc starts cmd with its output in a file and stops it (SIGTERM, then
 // wait) when the test ends.
+// wavInfo is one file of `recforkctl wav --json`.
+type wavInfo struct {
+	Active  float64 `json:"active_seconds"`
+	Gap     float64 `json:"gap_seconds"`
+	ToneHz  float64 `json:"tone_hz"`
+	Seconds float64 `json:"seconds"`
+}
+
+// wavReport runs `recforkctl wav --json` on the files, one report each.
+func wavReport(t *testing.T, recforkctl string, paths ...string) []wavInfo {
+	t.Helper()
+	out, err := exec.Command(recforkctl, append([]string{"wav", "--json"}, paths...)...).Output()
+	if err != nil {
+		t.Fatalf("recforkctl wav: %v", err)
+	}
+	var wavs []wavInfo
+	if err := json.Unmarshal(out, &wavs); err != nil || len(wavs) != len(paths) {
+		t.Fatalf("wav report %s: %v", out, err)
+	}
+	return wavs
+}
+
 func startProc(t *testing.T, cmd *exec.Cmd, logPath string) *os.File {
 	t.Helper()
 	f, err := os.Create(logPath)
@@ -553,19 +575,7 @@ func testEndToEnd(t *testing.T, dp string, srsKind int, recforkd, recforkctl str
 				s.Label, frozen[0].Streams[i].Direction, s.Packets, s.RTCPPackets, copied)
 		}
 	}
-	out, err := exec.Command(recforkctl, "wav", "--json", info.Streams[0].Path, info.Streams[1].Path).Output()
-	if err != nil {
-		t.Fatalf("recforkctl wav: %v", err)
-	}
-	var wavs []struct {
-		Active  float64 `json:"active_seconds"`
-		Gap     float64 `json:"gap_seconds"`
-		ToneHz  float64 `json:"tone_hz"`
-		Seconds float64 `json:"seconds"`
-	}
-	if err := json.Unmarshal(out, &wavs); err != nil || len(wavs) != 2 {
-		t.Fatalf("wav report %s: %v", out, err)
-	}
+	wavs := wavReport(t, recforkctl, info.Streams[0].Path, info.Streams[1].Path)
 	for i, w := range wavs {
 		if math.Abs(w.ToneHz-440) > 15 || w.Active < 0.8 {
 			t.Errorf("stream %d: %+v", i, w)

@@ -158,19 +158,7 @@ func (n *interopNet) call(t *testing.T, ms int) chan error {
 	cmd := n.caller.Exec("sipp", "-sf", "uac.xml", "-m", "1", "-l", "1", "-i", "10.201.1.1", "-mi", "10.201.1.1",
 		"-s", "echo", "10.201.1.2:5060", "-nostdin", "-timeout", "60s", "-timeout_error")
 	cmd.Dir = dir
-	out, err := os.Create(filepath.Join(n.dir, "caller.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { out.Close() })
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	t.Cleanup(func() { _ = cmd.Process.Kill() })
-	return done
+	return startSipp(t, cmd, filepath.Join(n.dir, "caller.log"))
 }
 
 func (n *interopNet) waitCall(t *testing.T, done chan error) {
@@ -364,17 +352,7 @@ func testSRSFailover(t *testing.T, dp, recforkd, recforkctl string) {
 	if sa, sb := sessionIDOf(t, mdA[0]), sessionIDOf(t, mdB[0]); sa == "" || sa != sb {
 		t.Fatalf("metadata session id %q at the first SRS, %q at the second", sa, sb)
 	}
-	out, err := exec.Command(recforkctl, "wav", "--json", info.Streams[0].Path, info.Streams[1].Path).Output()
-	if err != nil {
-		t.Fatalf("recforkctl wav: %v", err)
-	}
-	var wavs []struct {
-		Active float64 `json:"active_seconds"`
-		ToneHz float64 `json:"tone_hz"`
-	}
-	if err := json.Unmarshal(out, &wavs); err != nil || len(wavs) != 2 {
-		t.Fatalf("wav report %s: %v", out, err)
-	}
+	wavs := wavReport(t, recforkctl, info.Streams[0].Path, info.Streams[1].Path)
 	for i, w := range wavs {
 		if math.Abs(w.ToneHz-440) > 15 || w.Active < 2 {
 			t.Errorf("second SRS stream %d: %+v (first SRS had %d packets copied)", i, w, first.Streams[i].CopiedPackets)

@@ -378,17 +378,7 @@ func testSRTPCall(t *testing.T, recforkd, recforkctl string, tc srtpCallCase) {
 			t.Errorf("srs stream %d: %d packets, %d auth failures", i, s.Packets, s.AuthFailures)
 		}
 	}
-	wout, err := exec.Command(recforkctl, "wav", "--json", info.Streams[0].Path, info.Streams[1].Path).Output()
-	if err != nil {
-		t.Fatalf("recforkctl wav: %v", err)
-	}
-	var wavs []struct {
-		Active float64 `json:"active_seconds"`
-		ToneHz float64 `json:"tone_hz"`
-	}
-	if err := json.Unmarshal(wout, &wavs); err != nil || len(wavs) != 2 {
-		t.Fatalf("wav report %s: %v", wout, err)
-	}
+	wavs := wavReport(t, recforkctl, info.Streams[0].Path, info.Streams[1].Path)
 	// The caller's recording: what it said, then what it heard.
 	want := []float64{440, 440}
 	if tc.bridge {

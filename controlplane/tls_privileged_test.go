@@ -1,7 +1,6 @@
 package controlplane_test
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/hex"
@@ -14,7 +13,6 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/recfork/recfork/controlplane"
 	"github.com/recfork/recfork/internal/testcert"
@@ -110,17 +108,7 @@ func TestTLSInNamespaces(t *testing.T) {
 	if info.Transport != "TLS" || info.EndReason != srs.EndByeFromSRC || len(info.Streams) != 2 {
 		t.Fatalf("srs session %+v", info)
 	}
-	out, err := exec.Command(recforkctl, "wav", "--json", info.Streams[0].Path, info.Streams[1].Path).Output()
-	if err != nil {
-		t.Fatalf("recforkctl wav: %v", err)
-	}
-	var wavs []struct {
-		Active float64 `json:"active_seconds"`
-		ToneHz float64 `json:"tone_hz"`
-	}
-	if err := json.Unmarshal(out, &wavs); err != nil || len(wavs) != 2 {
-		t.Fatalf("wav report %s: %v", out, err)
-	}
+	wavs := wavReport(t, recforkctl, info.Streams[0].Path, info.Streams[1].Path)
 	for i, w := range wavs {
 		if math.Abs(w.ToneHz-440) > 15 || w.Active < 2 {
 			t.Errorf("stream %d: %+v", i, w)
@@ -130,7 +118,7 @@ func TestTLSInNamespaces(t *testing.T) {
 	// tshark, not our parser: TLS handshakes toward the SRS's TLS port, and
 	// not one SIP message in clear on the SRS host's wire (the keepalive is
 	// off; the recording's INVITE, re-INVITEs and BYE all went over TLS).
-	out, err = exec.Command("tshark", "-r", capFile, "-d", "tcp.port==5081,tls", "-Y", "tls.handshake.type == 1 && tcp.dstport == 5081",
+	out, err := exec.Command("tshark", "-r", capFile, "-d", "tcp.port==5081,tls", "-Y", "tls.handshake.type == 1 && tcp.dstport == 5081",
 		"-T", "fields", "-e", "tcp.dstport").CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "5081") {
 		t.Fatalf("no TLS ClientHello toward the SRS in the capture: %v\n%s", err, out)
@@ -244,43 +232,16 @@ func srtpCopies(capFile string, decode []string, filter string, tone []byte, ssr
 	return perPort, nil
 }
 
-// opensslOptions sends one OPTIONS over openssl s_client from ns, verifying
-// the server's certificate against caFile and ip, and returns the status
-// line of the answer.
+// opensslOptions sends one OPTIONS over openssl s_client from ns (the
+// caller's side, 10.201.1.1), verifying the server's certificate against
+// caFile and ip, and returns the status line of the answer.
 func opensslOptions(t *testing.T, ns *testenv.Netns, addr, ip, caFile string) string {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	cmd := ns.Exec("openssl", "s_client", "-connect", addr, "-CAfile", caFile, "-verify_return_error", "-verify_ip", ip, "-quiet", "-ign_eof")
-	in, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	outp, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = cmd.Wait() }()
-	defer cmd.Process.Kill()
-	go func() {
-		<-ctx.Done()
-		_ = cmd.Process.Kill()
-	}()
-	req := "OPTIONS sips:" + addr + " SIP/2.0\r\n" +
-		"Via: SIP/2.0/TLS 10.201.1.1:5099;branch=z9hG4bK-openssl-1\r\n" +
-		"Max-Forwards: 70\r\nFrom: <sips:probe@10.201.1.1>;tag=o1\r\nTo: <sips:" + addr + ">\r\n" +
-		"Call-ID: openssl-probe-1\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
-	if _, err := in.Write([]byte(req)); err != nil {
-		t.Fatal(err)
-	}
-	status, err := bufio.NewReader(outp).ReadString('\n')
-	if err != nil {
-		t.Fatalf("no answer over TLS from %s: %v; openssl: %s", addr, err, stderr.String())
+	status, complaint := opensslSIP(t, func(context.Context) *exec.Cmd {
+		return ns.Exec("openssl", "s_client", "-connect", addr, "-CAfile", caFile, "-verify_return_error", "-verify_ip", ip, "-quiet", "-ign_eof")
+	}, addr, "10.201.1.1")
+	if status == "" {
+		t.Fatalf("no answer over TLS from %s; openssl: %s", addr, complaint)
 	}
 	return status
 }
