@@ -43,7 +43,8 @@ type ForkScenario struct {
 	Relay  bool
 	open   forkOpener
 	// Generator chooses the load generator: "xdp" (live frames, the
-	// default, sendmmsg when live frames are unavailable) or "sendmmsg".
+	// default; packet sockets when the kernel refuses live frames),
+	// "packet" (AF_PACKET sendmmsg) or "sendmmsg" (raw IP socket).
 	Generator string
 }
 
@@ -354,30 +355,63 @@ func (f *ForkScenario) Run(ctx context.Context, env *Env) (err error) {
 	return nil
 }
 
-// chooseSender prefers the live-frames generator and falls back to sendmmsg
-// when the kernel refuses live frames.
+// chooseSender starts the generator the scenario asks for on its probe
+// streams (see openGenerator) and notes any fallback.
 func (r *forkRun) chooseSender(ctx context.Context, objs *xdpgen.Objects, want string, n int, fork bool) error {
 	ports, err := r.subj.Prepare(ctx, min(n, 16), fork)
 	if err != nil {
 		return fmt.Errorf("prepare probe streams: %w", err)
 	}
-	if want != "sendmmsg" {
-		x := newXDPSender(objs, r.pair)
-		if err := x.SetStreams(callerPorts(len(ports), fork), ports); err == nil {
-			if err = r.pair.G.Do(func() error { return x.Send(16) }); err == nil {
-				r.sender, r.gen = x, "xdp-live-frames"
-				return nil
-			}
-		} else {
-			r.env.Results.Note("xdp live-frames generator unavailable (%v); sendmmsg used", err)
-		}
+	s, name, notes, err := openGenerator(objs, r.pair, want, callerPorts(len(ports), fork), ports)
+	for _, n := range notes {
+		r.env.Results.Note("%s", n)
 	}
-	m, err := newMmsgSender(r.pair)
 	if err != nil {
 		return err
 	}
-	r.sender, r.gen = m, "sendmmsg"
+	r.sender, r.gen = s, name
 	return nil
+}
+
+// openGenerator opens the load generator want names ("xdp", "packet" or
+// "sendmmsg"), its streams set to src and dst: live frames are tried with a
+// send of 16 frames and, when the kernel refuses them, AF_PACKET sendmmsg
+// takes over; packet sockets fall back to raw-socket sendmmsg. It returns
+// the generator's name and a note for each fallback, with the reason.
+func openGenerator(objs *xdpgen.Objects, p *Pair, want string, src, dst []uint16) (Sender, string, []string, error) {
+	var notes []string
+	if want == "xdp" || want == "" {
+		x := newXDPSender(objs, p)
+		err := x.SetStreams(src, dst)
+		if err == nil {
+			err = p.G.Do(func() error { return x.Send(16) })
+		}
+		if err == nil {
+			return x, "xdp-live-frames", nil, nil
+		}
+		notes = append(notes, fmt.Sprintf("xdp live-frames generator unavailable (%v); the packet-socket generator is used", err))
+		want = "packet"
+	}
+	if want == "packet" {
+		var ps *packetSender
+		err := p.G.Do(func() (err error) { ps, err = newPacketSender(p); return err })
+		if err == nil {
+			if err = ps.SetStreams(src, dst); err == nil {
+				return ps, "packet-sendmmsg", notes, nil
+			}
+			ps.Close()
+		}
+		notes = append(notes, fmt.Sprintf("packet-socket generator unavailable (%v); raw-socket sendmmsg is used", err))
+	}
+	m, err := newMmsgSender(p)
+	if err != nil {
+		return nil, "", notes, err
+	}
+	if err := m.SetStreams(src, dst); err != nil {
+		m.Close()
+		return nil, "", notes, err
+	}
+	return m, "sendmmsg", notes, nil
 }
 
 // measure offers rate for warm, lets the queues drain, then offers it again
