@@ -28,9 +28,6 @@
 #define TCX_DROP 2
 
 #define L3_OFF ETH_HLEN
-#define IP4_CSUM_OFF (L3_OFF + 10)
-#define IP4_ADDR_OFF (L3_OFF + 12)
-#define IP6_ADDR_OFF (L3_OFF + 8)
 #define L4_OFF_V4 (L3_OFF + 20)
 #define L4_OFF_V6 (L3_OFF + 40)
 #define IP_MF 0x2000
@@ -103,12 +100,39 @@ struct {
 
 /* The L2-L4 fields a fork rewrites. addrs holds source then destination:
  * bytes 0-7 for IPv4, 0-31 for IPv6, in packet order so one csum_diff
- * covers both. ports are source then destination, network byte order. */
+ * covers both. ports are source then destination, network byte order. mid
+ * is what lies between the MACs and the addresses, kept as it came: the
+ * EtherType and the IPv4 header's first 12 bytes (its checksum last) or the
+ * IPv6 header's first 8; write_hdr carries it over from the header it
+ * replaces, so a header built from the other fields alone can be written. */
 struct fork_hdr {
 	__u8 macs[12]; /* destination then source, as in the frame */
+	__u8 mid[14];
 	__u8 addrs[32];
 	__be16 ports[2];
 };
+
+/* The frame's first bytes as write_hdr stores them, in one piece: MACs,
+ * mid, addresses and ports (38 bytes for IPv4, 58 for IPv6). */
+struct hdr_bytes {
+	__u8 b[64];
+};
+
+/* write_hdr's buffer, per CPU: the stack has no room for it. A run never
+ * nests inside write_hdr (a copy's transmit, which runs the egress program,
+ * comes after), so one per CPU is enough. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct hdr_bytes);
+} hdr_scratch SEC(".maps");
+
+#define HDR4_LEN 38
+#define HDR6_LEN 58
+#define MID4_LEN 14
+#define MID6_LEN 10
+#define MID4_CSUM 12 /* the IPv4 header checksum's offset in mid */
 
 static __always_inline void count(enum stat_reason reason)
 {
@@ -118,44 +142,69 @@ static __always_inline void count(enum stat_reason reason)
 		*v += 1;
 }
 
-/* write_hdr turns the fields from into to, keeping every checksum right:
- * addresses are part of the UDP pseudo-header (RFC 768; RFC 8200 section
- * 8.1), so their diff goes in with BPF_F_PSEUDO_HDR, which also keeps a
- * CHECKSUM_PARTIAL skb from the local stack correct; ports are plain L4
- * data. An IPv4 UDP checksum of zero means "none" (RFC 768) and stays zero
- * (BPF_F_MARK_MANGLED_0). */
-static __always_inline int write_hdr(struct __sk_buff *skb, int v6,
-				     struct fork_hdr *from, struct fork_hdr *to)
+/* csum_replace returns the IPv4 header checksum check (as it lies in the
+ * packet) updated for a change whose one's-complement difference is diff
+ * (RFC 1624 eqn. 3), as bpf_l3_csum_replace computes it. */
+static __always_inline __u16 csum_replace(__u16 check, __u32 diff)
 {
-	__s64 diff;
+	__u32 sum = diff + (__u32)(__u16)~check;
 
-	/* The first write makes the skb private (it may be a clone); only it
-	 * can fail for want of memory, and then nothing has changed. */
-	if (bpf_skb_store_bytes(skb, 0, to->macs, sizeof(to->macs), 0))
+	sum += sum < diff; /* end-around carry */
+	sum = (sum & 0xffff) + (sum >> 16);
+	sum = (sum & 0xffff) + (sum >> 16);
+	return (__u16)~sum;
+}
+
+/* write_hdr turns the packet's header from into to, keeping every checksum
+ * right, and sets to's mid (and its IPv4 checksum) from from's. The MACs,
+ * the IPv4 header (its checksum updated here: the addresses' difference)
+ * and the ports go in with one store; the UDP checksum with the helpers:
+ * the addresses are part of the UDP pseudo-header (RFC 768; RFC 8200
+ * section 8.1), so their difference goes in with BPF_F_PSEUDO_HDR, which
+ * also keeps a CHECKSUM_PARTIAL skb from the local stack correct; the ports
+ * are plain L4 data. An IPv4 UDP checksum of zero means "none" (RFC 768)
+ * and stays zero (BPF_F_MARK_MANGLED_0). A BPF subprogram, not inlined: it
+ * runs up to six times in a run. */
+static __noinline int write_hdr(struct __sk_buff *skb, int v6,
+				struct fork_hdr *from, struct fork_hdr *to)
+{
+	struct hdr_bytes *h;
+	__s64 diff, pdiff;
+	__u32 zero = 0;
+	__u16 check;
+
+	h = bpf_map_lookup_elem(&hdr_scratch, &zero);
+	if (!h)
 		return WRITE_NONE;
+	__builtin_memcpy(to->mid, from->mid, sizeof(to->mid));
+	pdiff = bpf_csum_diff((__be32 *)from->ports, 4, (__be32 *)to->ports, 4, 0);
+	__builtin_memcpy(h->b, to->macs, 12);
 	if (v6) {
 		diff = bpf_csum_diff((__be32 *)from->addrs, 32, (__be32 *)to->addrs, 32, 0);
+		__builtin_memcpy(h->b + 12, to->mid, MID6_LEN);
+		__builtin_memcpy(h->b + 12 + MID6_LEN, to->addrs, 32);
+		__builtin_memcpy(h->b + HDR6_LEN - 4, to->ports, 4);
+		/* The first write makes the skb private (it may be a clone);
+		 * only it can fail for want of memory, and then nothing has
+		 * changed. */
+		if (bpf_skb_store_bytes(skb, 0, h->b, HDR6_LEN, 0))
+			return WRITE_NONE;
 		if (bpf_l4_csum_replace(skb, L4_OFF_V6 + 6, 0, diff, BPF_F_PSEUDO_HDR))
 			return -1;
-		if (bpf_skb_store_bytes(skb, IP6_ADDR_OFF, to->addrs, 32, 0))
-			return -1;
-		diff = bpf_csum_diff((__be32 *)from->ports, 4, (__be32 *)to->ports, 4, 0);
-		if (bpf_l4_csum_replace(skb, L4_OFF_V6 + 6, 0, diff, 0))
-			return -1;
-		return bpf_skb_store_bytes(skb, L4_OFF_V6, to->ports, 4, 0);
+		return bpf_l4_csum_replace(skb, L4_OFF_V6 + 6, 0, pdiff, 0);
 	}
 	diff = bpf_csum_diff((__be32 *)from->addrs, 8, (__be32 *)to->addrs, 8, 0);
-	if (bpf_l3_csum_replace(skb, IP4_CSUM_OFF, 0, diff, 0))
+	__builtin_memcpy(&check, to->mid + MID4_CSUM, 2);
+	check = csum_replace(check, (__u32)diff);
+	__builtin_memcpy(to->mid + MID4_CSUM, &check, 2);
+	__builtin_memcpy(h->b + 12, to->mid, MID4_LEN);
+	__builtin_memcpy(h->b + 12 + MID4_LEN, to->addrs, 8);
+	__builtin_memcpy(h->b + HDR4_LEN - 4, to->ports, 4);
+	if (bpf_skb_store_bytes(skb, 0, h->b, HDR4_LEN, 0))
+		return WRITE_NONE;
+	if (bpf_l4_csum_replace(skb, L4_OFF_V4 + 6, 0, diff, BPF_F_PSEUDO_HDR | BPF_F_MARK_MANGLED_0))
 		return -1;
-	if (bpf_l4_csum_replace(skb, L4_OFF_V4 + 6, 0, diff,
-				BPF_F_PSEUDO_HDR | BPF_F_MARK_MANGLED_0))
-		return -1;
-	if (bpf_skb_store_bytes(skb, IP4_ADDR_OFF, to->addrs, 8, 0))
-		return -1;
-	diff = bpf_csum_diff((__be32 *)from->ports, 4, (__be32 *)to->ports, 4, 0);
-	if (bpf_l4_csum_replace(skb, L4_OFF_V4 + 6, 0, diff, BPF_F_MARK_MANGLED_0))
-		return -1;
-	return bpf_skb_store_bytes(skb, L4_OFF_V4, to->ports, 4, 0);
+	return bpf_l4_csum_replace(skb, L4_OFF_V4 + 6, 0, pdiff, BPF_F_MARK_MANGLED_0);
 }
 
 /* is_media reports whether the UDP payload at off (plen bytes) is what the
@@ -209,12 +258,19 @@ static __always_inline int same_addr(struct fork_hdr *old, int v6, const __u8 *a
 	return same;
 }
 
-/* fork_stream looks the packet's stream up and copies or counts it. */
-static __always_inline void fork_stream(struct __sk_buff *skb, struct stream_key *key,
-					struct fork_hdr *old, int v6, int hdr_len, __u32 payload,
-					__u32 segs, int guarded)
+/* fork_stream looks the packet's stream up and copies or counts it. old is
+ * the header as the packet came (for the source check), *cur the one it has
+ * now. With restore the packet is left with *cur; without, a copied packet
+ * keeps the copy's header, *cur becomes it and fork_stream returns 1: the
+ * caller writes its next header over it (or the original back), which saves
+ * a rewrite, and after a clone each rewrite costs a private copy of the
+ * headers. The copy's header is built in *new, the caller's scratch (the
+ * 512-byte stack holds three headers, not one per use). */
+static __always_inline int fork_stream(struct __sk_buff *skb, struct stream_key *key,
+				       struct fork_hdr *old, struct fork_hdr *cur, struct fork_hdr *new,
+				       int v6, int hdr_len, __u32 payload, __u32 segs, int guarded,
+				       int restore)
 {
-	struct fork_hdr new = {};
 	struct stream_value *v;
 	struct fork_counters *c;
 	__u32 mark;
@@ -228,13 +284,13 @@ static __always_inline void fork_stream(struct __sk_buff *skb, struct stream_key
 		port = bpf_ntohs(key->port);
 		if (!(port & 1)) {
 			count(STAT_MISS);
-			return;
+			return 0;
 		}
 		key->port = bpf_htons(port - 1);
 		v = bpf_map_lookup_elem(&streams, key);
 		if (!v) {
 			count(STAT_MISS);
-			return;
+			return 0;
 		}
 		rtcp = 1;
 	}
@@ -243,41 +299,41 @@ static __always_inline void fork_stream(struct __sk_buff *skb, struct stream_key
 	if (!guarded && (v->flags & STREAM_F_REMOTE) &&
 	    !same_source(old, v6, v->rem_addr, v->rem_port + rtcp)) {
 		count(STAT_FOREIGN);
-		return;
+		return 0;
 	}
 	if (!is_media(skb, hdr_len, payload, rtcp)) {
 		count(STAT_NOT_RTP);
-		return;
+		return 0;
 	}
 	c = bpf_map_lookup_elem(&counters, &v->slot);
 	if (!c)
-		return;
+		return 0;
 	if (v->mode != MODE_ACTIVE) {
 		c->muted_packets += segs;
 		c->muted_bytes += payload;
-		return;
+		return 0;
 	}
 	if (!(v->flags & STREAM_F_RESOLVED) || v->family != key->family) {
 		c->failed_packets += segs;
-		return;
+		return 0;
 	}
 
-	__builtin_memcpy(new.macs, v->dst_mac, 6);
-	__builtin_memcpy(new.macs + 6, v->src_mac, 6);
+	__builtin_memcpy(new->macs, v->dst_mac, 6);
+	__builtin_memcpy(new->macs + 6, v->src_mac, 6);
 	if (v6) {
-		__builtin_memcpy(new.addrs, v->src_addr, 16);
-		__builtin_memcpy(new.addrs + 16, v->rec_addr, 16);
+		__builtin_memcpy(new->addrs, v->src_addr, 16);
+		__builtin_memcpy(new->addrs + 16, v->rec_addr, 16);
 	} else {
-		__builtin_memcpy(new.addrs, v->src_addr, 4);
-		__builtin_memcpy(new.addrs + 4, v->rec_addr, 4);
+		__builtin_memcpy(new->addrs, v->src_addr, 4);
+		__builtin_memcpy(new->addrs + 4, v->rec_addr, 4);
 	}
-	new.ports[0] = bpf_htons(v->src_port + rtcp);
-	new.ports[1] = bpf_htons(v->rec_port + rtcp);
+	new->ports[0] = bpf_htons(v->src_port + rtcp);
+	new->ports[1] = bpf_htons(v->rec_port + rtcp);
 
-	ret = write_hdr(skb, v6, old, &new);
+	ret = write_hdr(skb, v6, cur, new);
 	if (ret == WRITE_NONE) {
 		c->failed_packets += segs;
-		return;
+		return 0;
 	}
 	if (!ret) {
 		mark = skb->mark;
@@ -285,15 +341,21 @@ static __always_inline void fork_stream(struct __sk_buff *skb, struct stream_key
 		ret = bpf_clone_redirect(skb, v->ifindex, 0);
 		skb->mark = mark;
 	}
-	/* Restore, also after a failure half-way (which the offsets checked
-	 * above rule out): the original must leave exactly as it came. */
-	write_hdr(skb, v6, &new, old);
+	if (ret || restore) {
+		/* Restore, also after a failure half-way (which the offsets
+		 * checked above rule out): the packet must go on exactly as
+		 * it was. */
+		write_hdr(skb, v6, new, cur);
+	} else {
+		*cur = *new;
+	}
 	if (ret) {
 		c->failed_packets += segs;
-		return;
+		return 0;
 	}
 	c->copied_packets += segs;
 	c->copied_bytes += payload;
+	return !restore;
 }
 
 /* Outcomes of guard. */
@@ -410,17 +472,19 @@ static __always_inline int follow(struct relay_value *v, struct stream_key *key,
 }
 
 /* relay_stream relays an inbound packet of a joined endpoint in the kernel:
- * it rewrites L2-L4 to leave from the other leg's local address towards the
- * other leg's remote, makes the other leg's outbound fork from the rewritten
- * packet (this leg's inbound fork was made before, from the packet as it
- * came), marks the skb so the egress program does not fork it a second time
- * and redirects it. It returns TCX_NEXT when the packet goes on to the
- * socket instead (no relay, not media, or no way to send it). */
+ * it makes the other leg's outbound fork (this leg's inbound fork was made
+ * before; a copy's headers are the recorder's whatever the packet's were),
+ * rewrites L2-L4 to leave from the other leg's local address towards the
+ * other leg's remote, marks the skb so the egress program does not fork it
+ * a second time and redirects it. The packet's header is *cur (old as it
+ * came); *dirty says whether it differs from old. It returns TCX_NEXT when
+ * the packet goes on to the socket instead (no relay, not media, or no way
+ * to send it), and the caller then writes old back if *dirty. */
 static __always_inline int relay_stream(struct __sk_buff *skb, struct stream_key *key,
-					struct fork_hdr *old, int v6, int hdr_len, __u32 payload,
-					int guarded)
+					struct fork_hdr *old, struct fork_hdr *cur, struct fork_hdr *new,
+					int *dirty, int v6, int hdr_len, __u32 payload, int guarded)
 {
-	struct fork_hdr new = {};
+	struct fork_hdr rel = {};
 	struct stream_key out = {};
 	struct relay_value *v;
 	struct relay_counters *c;
@@ -466,37 +530,40 @@ static __always_inline int relay_stream(struct __sk_buff *skb, struct stream_key
 		return TCX_NEXT;
 	}
 
-	__builtin_memcpy(new.macs, v->dst_mac, 6);
-	__builtin_memcpy(new.macs + 6, v->src_mac, 6);
+	__builtin_memcpy(rel.macs, v->dst_mac, 6);
+	__builtin_memcpy(rel.macs + 6, v->src_mac, 6);
 	if (v6) {
-		__builtin_memcpy(new.addrs, v->src_addr, 16);
-		__builtin_memcpy(new.addrs + 16, v->dst_addr, 16);
+		__builtin_memcpy(rel.addrs, v->src_addr, 16);
+		__builtin_memcpy(rel.addrs + 16, v->dst_addr, 16);
 		__builtin_memcpy(out.addr, v->src_addr, 16);
 	} else {
-		__builtin_memcpy(new.addrs, v->src_addr, 4);
-		__builtin_memcpy(new.addrs + 4, v->dst_addr, 4);
+		__builtin_memcpy(rel.addrs, v->src_addr, 4);
+		__builtin_memcpy(rel.addrs + 4, v->dst_addr, 4);
 		__builtin_memcpy(out.addr, v->src_addr, 4);
 	}
-	new.ports[0] = bpf_htons(v->src_port + rtcp);
-	new.ports[1] = bpf_htons(v->dst_port + rtcp);
+	rel.ports[0] = bpf_htons(v->src_port + rtcp);
+	rel.ports[1] = bpf_htons(v->dst_port + rtcp);
 	ifindex = v->ifindex;
 	if (v->flags & RELAY_F_FOLLOW)
-		follow(v, key, rtcp, &new, &ifindex);
+		follow(v, key, rtcp, &rel, &ifindex);
 
-	ret = write_hdr(skb, v6, old, &new);
+	/* The other leg's outbound fork, keyed as the egress program keys it:
+	 * by the relayed packet's source. */
+	out.port = rel.ports[0];
+	out.dir = DIR_OUTBOUND;
+	out.family = key->family;
+	if (fork_stream(skb, &out, old, cur, new, v6, hdr_len, payload, 1, 1, 0))
+		*dirty = 1;
+
+	ret = write_hdr(skb, v6, cur, &rel);
 	if (ret) {
-		if (ret != WRITE_NONE)
-			write_hdr(skb, v6, &new, old);
+		if (ret != WRITE_NONE) {
+			*cur = rel;
+			*dirty = 1;
+		}
 		c->failed_packets += 1;
 		return TCX_NEXT;
 	}
-	/* The other leg's outbound fork, keyed as the egress program keys it:
-	 * by the packet's (new) source. */
-	out.port = new.ports[0];
-	out.dir = DIR_OUTBOUND;
-	out.family = key->family;
-	fork_stream(skb, &out, &new, v6, hdr_len, payload, 1, 1);
-
 	c->relayed_packets += 1;
 	c->relayed_bytes += payload;
 	count(STAT_RELAYED);
@@ -507,13 +574,13 @@ static __always_inline int relay_stream(struct __sk_buff *skb, struct stream_key
 static __always_inline int fork_packet(struct __sk_buff *skb, __u8 dir)
 {
 	struct stream_key key = {}, rkey;
-	struct fork_hdr old = {};
+	struct fork_hdr old = {}, cur, scratch;
 	struct inflight_count *q;
 	int ret = TCX_NEXT;
 	struct udphdr *udp;
 	void *data, *end;
 	__u32 payload, segs, zero = 0;
-	int v6, hdr_len, guarded = GUARD_NONE;
+	int v6, hdr_len, guarded = GUARD_NONE, dirty;
 
 	if (skb->mark == FORK_MARK) {
 		count(STAT_LOOPED);
@@ -576,6 +643,7 @@ static __always_inline int fork_packet(struct __sk_buff *skb, __u8 dir)
 			return TCX_NEXT;
 		}
 		udp = data + L4_OFF_V6;
+		__builtin_memcpy(old.mid, data + 12, MID6_LEN);
 		__builtin_memcpy(old.addrs, &ip6->saddr, 32);
 		__builtin_memcpy(key.addr, dir == DIR_INBOUND ? (void *)&ip6->daddr : (void *)&ip6->saddr, 16);
 		key.family = 6;
@@ -595,6 +663,7 @@ static __always_inline int fork_packet(struct __sk_buff *skb, __u8 dir)
 			return TCX_NEXT;
 		}
 		udp = data + L4_OFF_V4;
+		__builtin_memcpy(old.mid, data + 12, MID4_LEN);
 		__builtin_memcpy(old.addrs, &ip4->saddr, 8);
 		__builtin_memcpy(key.addr, dir == DIR_INBOUND ? (void *)&ip4->daddr : (void *)&ip4->saddr, 4);
 		key.family = 4;
@@ -627,9 +696,17 @@ static __always_inline int fork_packet(struct __sk_buff *skb, __u8 dir)
 			goto out;
 		}
 	}
-	fork_stream(skb, &key, &old, v6, hdr_len, payload, segs, guarded);
-	if (dir == DIR_INBOUND)
-		ret = relay_stream(skb, &rkey, &old, v6, hdr_len, payload, guarded);
+	/* Inbound, the fork leaves its header in place for the relay to
+	 * write over; a packet that goes on to the socket gets old back. */
+	cur = old;
+	dirty = fork_stream(skb, &key, &old, &cur, &scratch, v6, hdr_len, payload, segs,
+			    guarded, dir != DIR_INBOUND);
+	if (dir == DIR_INBOUND) {
+		ret = relay_stream(skb, &rkey, &old, &cur, &scratch, &dirty, v6, hdr_len, payload,
+				   guarded);
+		if (ret == TCX_NEXT && dirty)
+			write_hdr(skb, v6, &cur, &old);
+	}
 out:
 	if (__sync_fetch_and_add(&q->leave, 1) == ~0ULL)
 		count(STAT_MISS); /* never: keeps the fetch (ordered) form */

@@ -22,6 +22,11 @@ type rtpforkForkCounters struct {
 	FailedPackets uint64
 }
 
+type rtpforkHdrBytes struct {
+	_ structs.HostLayout
+	B [64]uint8
+}
+
 type rtpforkInflightCount struct {
 	_     structs.HostLayout
 	Enter uint64
@@ -113,6 +118,7 @@ type rtpforkStreamValue struct {
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	rtpforkMapCounters         = "counters"
+	rtpforkMapHdrScratch       = "hdr_scratch"
 	rtpforkMapInflight         = "inflight"
 	rtpforkMapLatchEvents      = "latch_events"
 	rtpforkMapLatches          = "latches"
@@ -176,6 +182,7 @@ type rtpforkProgramSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type rtpforkMapSpecs struct {
 	Counters    *ebpf.MapSpec `ebpf:"counters"`
+	HdrScratch  *ebpf.MapSpec `ebpf:"hdr_scratch"`
 	Inflight    *ebpf.MapSpec `ebpf:"inflight"`
 	LatchEvents *ebpf.MapSpec `ebpf:"latch_events"`
 	Latches     *ebpf.MapSpec `ebpf:"latches"`
@@ -213,6 +220,7 @@ func (o *rtpforkObjects) Close() error {
 // It can be passed to loadRtpforkObjects or ebpf.CollectionSpec.LoadAndAssign.
 type rtpforkMaps struct {
 	Counters    *ebpf.Map `ebpf:"counters"`
+	HdrScratch  *ebpf.Map `ebpf:"hdr_scratch"`
 	Inflight    *ebpf.Map `ebpf:"inflight"`
 	LatchEvents *ebpf.Map `ebpf:"latch_events"`
 	Latches     *ebpf.Map `ebpf:"latches"`
@@ -225,6 +233,7 @@ type rtpforkMaps struct {
 func (m *rtpforkMaps) Close() error {
 	return _RtpforkClose(
 		m.Counters,
+		m.HdrScratch,
 		m.Inflight,
 		m.LatchEvents,
 		m.Latches,
