@@ -258,6 +258,22 @@ static __always_inline int same_addr(struct fork_hdr *old, int v6, const __u8 *a
 	return same;
 }
 
+/* set_tx_hash gives an skb without a flow hash one of the stream's own, from
+ * its header as it came, before the packet or a copy is transmitted: each
+ * transmit on a multi-queue device picks its queue by the hash, and without
+ * one the kernel runs the flow dissector on every packet and copy to make
+ * it. A hash the NIC or the stack set is kept. */
+static __always_inline void set_tx_hash(struct __sk_buff *skb, struct fork_hdr *old, int v6)
+{
+	__u32 h;
+
+	if (skb->hash)
+		return;
+	h = ((__u32)old->ports[0] << 16 | old->ports[1]) ^
+	    ((__u32)old->addrs[v6 ? 15 : 3] << 24 | (__u32)old->addrs[v6 ? 31 : 7] << 8);
+	bpf_set_hash(skb, h | 1);
+}
+
 /* fork_stream looks the packet's stream up and copies or counts it. old is
  * the header as the packet came (for the source check), *cur the one it has
  * now. With restore the packet is left with *cur; without, a copied packet
@@ -336,6 +352,7 @@ static __always_inline int fork_stream(struct __sk_buff *skb, struct stream_key 
 		return 0;
 	}
 	if (!ret) {
+		set_tx_hash(skb, old, v6);
 		mark = skb->mark;
 		skb->mark = FORK_MARK;
 		ret = bpf_clone_redirect(skb, v->ifindex, 0);
@@ -567,6 +584,7 @@ static __always_inline int relay_stream(struct __sk_buff *skb, struct stream_key
 	c->relayed_packets += 1;
 	c->relayed_bytes += payload;
 	count(STAT_RELAYED);
+	set_tx_hash(skb, old, v6);
 	skb->mark = FORK_MARK;
 	return bpf_redirect(ifindex, 0);
 }

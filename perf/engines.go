@@ -40,7 +40,7 @@ func openUserspaceRelay(ctx context.Context, env *Env, p *Pair, name string) (fo
 	if err != nil {
 		return nil, err
 	}
-	return &engineSubject{eng: e, pair: p}, nil
+	return &engineSubject{eng: e, pair: p, both: true}, nil
 }
 
 func openUserspace(ctx context.Context, env *Env, p *Pair, name string) (forkSubject, error) {
@@ -49,8 +49,10 @@ func openUserspace(ctx context.Context, env *Env, p *Pair, name string) (forkSub
 
 // engineSubject runs the fork scenarios on a dataplane.Engine: stream i is
 // a caller-facing endpoint joined (half duplex) to a callee-facing one and,
-// in the forked pool, forked inbound to the recorder from a third,
-// recording-leg endpoint. The forked and the unforked streams are two pools
+// in the forked pool, the caller's inbound forked to the recorder from a
+// third, recording-leg endpoint and, with both set, the callee's outbound
+// (the same packets after the relay) from a fourth: a relayed packet feeds
+// both forks, as when both connections of a bridge are recorded. The forked and the unforked streams are two pools
 // that live side by side, and pools only grow: removing a fork of the eBPF
 // engine waits for an RCU grace period, so switching forks on and off per
 // run would measure that wait instead of the data path. Stream i of the
@@ -67,14 +69,23 @@ type engineSubject struct {
 	// recorder, when set, returns where stream i's fork must send for its
 	// copies to reach rec (the SRTP subject puts a relay in between).
 	recorder func(i int, source dataplane.EndpointInfo, rec netip.AddrPort) (netip.AddrPort, error)
+	// both adds the callee's outbound fork to each forked stream.
+	both bool
 }
 
 type engineStream struct {
-	caller, callee, source dataplane.EndpointInfo
+	caller, callee, source, source2 dataplane.EndpointInfo
 }
 
 func (s *engineSubject) Pids() []int  { return nil }
 func (s *engineSubject) Check() error { return nil }
+
+func (s *engineSubject) Forks() int {
+	if s.both {
+		return 2
+	}
+	return 1
+}
 
 // Prepare returns the first n streams of the pool, growing it as needed.
 func (s *engineSubject) Prepare(ctx context.Context, n int, fork bool) ([]uint16, error) {
@@ -140,6 +151,17 @@ func (s *engineSubject) grow(ctx context.Context, n int, fork bool) error {
 				Recorder: to, Source: st.source.ID, Mode: dataplane.Active}); err != nil {
 				return fmt.Errorf("stream %d: add fork: %w", i, err)
 			}
+			if s.both {
+				// The second recording's copies go to the same recorder
+				// port from their own leg: the sink counts by port range.
+				if st.source2, err = s.eng.OpenEndpoint(dataplane.EndpointConfig{LocalIP: local}); err != nil {
+					return fmt.Errorf("stream %d: open second recording leg: %w", i, err)
+				}
+				if err := s.eng.AddFork(st.callee.ID, dataplane.Outbound, dataplane.ForkConfig{
+					Recorder: to, Source: st.source2.ID, Mode: dataplane.Active}); err != nil {
+					return fmt.Errorf("stream %d: add outbound fork: %w", i, err)
+				}
+			}
 		}
 		s.pools[fork] = append(s.pools[fork], st)
 	}
@@ -176,5 +198,5 @@ func openEBPF(ctx context.Context, env *Env, p *Pair, name string) (forkSubject,
 	if err != nil {
 		return nil, err
 	}
-	return &engineSubject{eng: e, pair: p, kernel: true}, nil
+	return &engineSubject{eng: e, pair: p, kernel: true, both: true}, nil
 }

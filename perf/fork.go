@@ -26,6 +26,11 @@ type forkSubject interface {
 	// Check returns a reason when the subject noticed it was overloaded in a
 	// way the counters do not show (rtpengine's receive-queue trap).
 	Check() error
+	// Forks is how many copies a forked stream's relayed packet makes: 2
+	// for the "relay + both forks" (the caller's inbound and the
+	// callee's outbound, each recorded from its own recording leg), 1
+	// where a subject forks only the inbound.
+	Forks() int
 	Close() error
 }
 
@@ -126,9 +131,10 @@ func (f *ForkScenario) Run(ctx context.Context, env *Env) (err error) {
 	}
 	p := paramsFor(env.Quick)
 	if lim, ok := env.Shared["fd_limit"].(uint64); ok {
-		// Six sockets per forked stream (eight with an SRTP relay), four
+		// Eight sockets per forked stream (caller, callee and two
+		// recording legs; six and the SRTP relay's two for srtp), four
 		// per unforked one, some spare.
-		per := uint64(6)
+		per := uint64(8)
 		if f.Engine == "srtp" {
 			per = 8
 		}
@@ -169,6 +175,9 @@ func (f *ForkScenario) Run(ctx context.Context, env *Env) (err error) {
 		return err
 	}
 	defer r.sender.Close()
+	if fork {
+		env.Config(f.Name(), map[string]any{"forks_per_packet": float64(r.subj.Forks())})
+	}
 	env.Config(f.Name(), map[string]any{
 		"generator": r.gen, "streams": p.Streams, "step_s": p.Step.Seconds(), "warmup_s": p.Warm.Seconds(),
 		"rates": p.Rates, "ref_rate_pps": p.RefRate, "ref_streams": p.RefStreams, "cpu_pairs": p.CPUPairs, "cpu_window_s": p.CPUWindow.Seconds(),
@@ -481,7 +490,7 @@ func (r *forkRun) measure(ctx context.Context, n int, fork bool, rate float64, w
 	res.RelayLoss = Loss(sent, res.Relayed)
 	res.CopyLoss = 0
 	if fork {
-		res.CopyLoss = Loss(sent, res.Copied)
+		res.CopyLoss = Loss(sent*uint64(r.subj.Forks()), res.Copied)
 	}
 	// Rates are per nominal window: the pacer never sends ahead of rate*d,
 	// so sent/d is what was offered, and the last call's tail (a live-frames

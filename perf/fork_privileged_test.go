@@ -19,7 +19,8 @@ import (
 // TestForkSubjectsRelayAndCopy drives each engine of the fork and relay
 // scenarios the way the scenario does — streams from Prepare, frames from the
 // sendmmsg generator — and checks that every frame reaches its callee and,
-// for the forked pool, its recorder, as counted by the sink. The unforked
+// for the forked pool, its recorder once per fork (both forks for the
+// engines and rtpengine, one for srtp), as counted by the sink. The unforked
 // pool is what the relay.* scenarios measure: for the eBPF engine every one
 // of its packets must have been relayed by the kernel. The SRTP subject's
 // copies must all have left its relays and decrypt with each stream's keys.
@@ -103,7 +104,9 @@ func TestForkSubjectsRelayAndCopy(t *testing.T) {
 				}
 				wantCallee += streams * rounds
 				if fork {
-					wantRec += streams * rounds
+					// Every relayed packet feeds each of the subject's
+					// forks once.
+					wantRec += uint64(streams * rounds * subj.Forks())
 				}
 				if err := waitCounts(ctx, sink, wantCallee, wantRec); err != nil {
 					t.Fatalf("fork=%v: %v", fork, err)

@@ -473,7 +473,7 @@ func TestSummarySaysWhereTheTimeGoes(t *testing.T) {
 	r.Set("bpf.testrun_ns.miss", 139, 1)
 	env := &Env{Results: r}
 	env.Config("fork.ebpf", map[string]any{"bpf_ingress_ns_per_packet": 1250.0, "bound": BoundLoss,
-		"best_cpu_cores": 1.9, "best_cpu_ns_per_out": 3800.0})
+		"best_cpu_cores": 1.9, "best_cpu_ns_per_out": 3800.0, "forks_per_packet": 2.0})
 	env.Config("relay.ebpf", map[string]any{"bpf_ingress_ns_per_packet": 950.0, "bound": BoundLadderTop,
 		"best_cpu_ns_per_out": 2400.0})
 	env.Config("fork.srtp", map[string]any{"bound": BoundGenerator})
@@ -491,16 +491,18 @@ func TestSummarySaysWhereTheTimeGoes(t *testing.T) {
 		all := strings.Join(Summary(res), "\n")
 		for _, want := range []string{
 			// Per copy: 500 > 1200/3 is missed; live program time with the
-			// fork 1250 ns against 950 relaying only: 300 ns, the other 200.
+			// two forks 1250 ns against 950 relaying only: 150 ns a copy,
+			// the other 350.
 			"target eBPF <= 1/3 of either: missed",
-			"300 ns are the TCX ingress program's own live run time for the copy (1250 ns per packet with the fork against 950 ns relaying only",
-			"the other 200 ns are spent outside the program",
-			// Rate: 3800 ns per copied packet at the best rate; 1 Mpps on
-			// 2 cores allows 2000 ns, so it would take 3.8 cores.
-			"target 1 Mpps: missed. The ladder ended: the next rate tried lost 0.1 % or more.",
+			"150 ns are the TCX ingress program's own live run time for the copy (1250 ns per packet with the forks against 950 ns relaying only, BPF run-time statistics, over the 2 copies a packet makes)",
+			"the other 350 ns are spent outside the program",
+			// Rate: 500k copies of 250k relayed packets; 3800 ns per copy
+			// at the best rate, half of a 2400 ns relayed packet its own;
+			// 1 Mpps on 2 cores allows 2000 ns, so it would take 3.8 cores.
+			"500k copies/s (relay + both forks: 250k relayed packets/s, each copied for the caller's inbound and the callee's outbound recording); target 1 Mpps: missed. The ladder ended: the next rate tried lost 0.1 % or more.",
 			"The kernel relay alone reached 800k pps (relay.ebpf.pps; the highest rate tried was sustained, so this is a lower bound).",
-			"was 1.90 of the 2 cores, 3800 ns per copied packet, of which relaying a packet without a fork costs 2400 ns at the relay's best rate",
-			"1 Mpps on 2 cores needs at most 2000 ns per copied packet, all of it included, which at the current cost would take 3.8 cores.",
+			"was 1.90 of the 2 cores, 3800 ns per copy, of which 1200 ns are the relayed packet's own share (a packet relayed without forks costs 2400 ns, generator included, at the relay's best rate, shared by its 2 copies)",
+			"1 Mpps on 2 cores needs at most 2000 ns per copy, all of it included, which at the current cost would take 3.8 cores.",
 			"ran 1250 ns per packet with relay and fork in the reference windows (BPF run-time statistics): alone it would fill a core at 800k packets/s.",
 			"about 1M copies/s per core",
 			"eBPF (in the kernel) 800k pps, 1500 ns of CPU per packet at the reference rate, userspace 200k pps, 6000 ns of CPU per packet at the reference rate; CPU per packet eBPF/userspace 0.25.",

@@ -95,8 +95,8 @@ func Summary(r *Results) []string {
 		case p < 1e6:
 			verdict = "missed"
 		}
-		s := fmt.Sprintf("Copy rate of the eBPF engine on this %d-core machine: %s copies/s (%.0f recorded calls at 2 x 50 pps); target 1 Mpps: %s.",
-			r.Machine.Cores, Human(p), p/100, verdict)
+		s := fmt.Sprintf("Copy rate of the eBPF engine on this %d-core machine: %s copies/s%s; target 1 Mpps: %s.",
+			r.Machine.Cores, Human(p), copiesWhat(r, p), verdict)
 		if p < 1e6 {
 			s += copyRateWhere(r)
 		}
@@ -183,14 +183,31 @@ func perCopyWhere(r *Results, e float64) string {
 	bf, okF := configFloat(r, "fork.ebpf", "bpf_ingress_ns_per_packet")
 	br, okR := configFloat(r, "relay.ebpf", "bpf_ingress_ns_per_packet")
 	if okF && okR {
-		in := max(bf-br, 0)
-		return fmt.Sprintf(" Of the eBPF engine's %s ns per copy, %s ns are the TCX ingress program's own live run time for the copy (%s ns per packet with the fork against %s ns relaying only, BPF run-time statistics); the other %s ns are spent outside the program (the copy's delivery through the veth pair in softirq and the sink's drop).",
-			Human(e), Human(in), Human(bf), Human(br), Human(max(e-in, 0)))
+		f, ok := configFloat(r, "fork.ebpf", "forks_per_packet")
+		if !ok {
+			f = 1
+		}
+		in := max(bf-br, 0) / f
+		return fmt.Sprintf(" Of the eBPF engine's %s ns per copy, %s ns are the TCX ingress program's own live run time for the copy (%s ns per packet with the forks against %s ns relaying only, BPF run-time statistics, over the %.0f copies a packet makes); the other %s ns are spent outside the program (the copy's delivery through the veth pair in softirq and the sink's drop).",
+			Human(e), Human(in), Human(bf), Human(br), f, Human(max(e-in, 0)))
 	}
 	if v, ok := r.Value("bpf.testrun_ns.active"); ok {
 		return fmt.Sprintf(" The TCX program alone costs %s ns per copy in a test run (bpf.testrun_ns.active); the live split needs fork.ebpf and relay.ebpf in the same run.", Human(v))
 	}
 	return ""
+}
+
+// copiesWhat says what a copy rate p of the eBPF engine is made of: the
+// relayed packets and the forks each feeds.
+func copiesWhat(r *Results, p float64) string {
+	f, ok := configFloat(r, "fork.ebpf", "forks_per_packet")
+	switch {
+	case !ok || f < 1:
+		return ""
+	case f == 2:
+		return fmt.Sprintf(" (relay + both forks: %s relayed packets/s, each copied for the caller's inbound and the callee's outbound recording)", Human(p/2))
+	}
+	return fmt.Sprintf(" (%s relayed packets/s, %.0f copies each)", Human(p/f), f)
 }
 
 // copyRateWhere says, from this run's figures, what bounds the eBPF
@@ -211,12 +228,18 @@ func copyRateWhere(r *Results) string {
 	budget := float64(cores) * 1e9 / 1e6
 	if busy, ok := configFloat(r, "fork.ebpf", "best_cpu_cores"); ok {
 		if w, ok := configFloat(r, "fork.ebpf", "best_cpu_ns_per_out"); ok {
-			s += fmt.Sprintf(" At that rate the CPU the suite measures (its own process with the engine and the generator, rtpengine when it runs, ksoftirqd) was %.2f of the %d cores, %s ns per copied packet",
+			s += fmt.Sprintf(" At that rate the CPU the suite measures (its own process with the engine and the generator, rtpengine when it runs, ksoftirqd) was %.2f of the %d cores, %s ns per copy",
 				busy, cores, Human(w))
 			if rw, ok := configFloat(r, "relay.ebpf", "best_cpu_ns_per_out"); ok {
-				s += fmt.Sprintf(", of which relaying a packet without a fork costs %s ns at the relay's best rate", Human(rw))
+				f, _ := configFloat(r, "fork.ebpf", "forks_per_packet")
+				f = max(f, 1)
+				s += fmt.Sprintf(", of which %s ns are the relayed packet's own share (a packet relayed without forks costs %s ns, generator included, at the relay's best rate", Human(rw/f), Human(rw))
+				if f > 1 {
+					s += fmt.Sprintf(", shared by its %.0f copies", f)
+				}
+				s += ")"
 			}
-			s += fmt.Sprintf("; 1 Mpps on %d cores needs at most %s ns per copied packet, all of it included, which at the current cost would take %.1f cores.",
+			s += fmt.Sprintf("; 1 Mpps on %d cores needs at most %s ns per copy, all of it included, which at the current cost would take %.1f cores.",
 				cores, Human(budget), w*1e6/1e9)
 		}
 	}
@@ -436,18 +459,24 @@ is counted exactly in the kernel.
   once by the engine's guard, in the kernel's total and in the endpoint's drops. Ratio to an
   XDP program that only returns ` + "`XDP_PASS`" + `, test-run the same way (` + "`baseline.xdp_pass_ns`" + `).
 - **` + "`fork.<engine>.*`" + `** — the generator sends RTP (214-byte frames: 172-byte PCMU payload) from
-  thousands of 5-tuples; the engine relays every stream to its callee and copies it to its
-  recorder. Load comes from an XDP program run with ` + "`BPF_PROG_TEST_RUN`" + ` and
+  thousands of 5-tuples; the engine relays every stream to its callee and, as the issue's
+  "relay + both forks" asks, copies each relayed packet twice: for the caller's inbound and for
+  the callee's outbound recording, each from its own recording leg (rtpengine: two
+  subscriptions to the caller; the ` + "`srtp`" + ` subject forks the inbound only). Load comes
+  from an XDP program run with ` + "`BPF_PROG_TEST_RUN`" + ` and
   ` + "`BPF_F_TEST_XDP_LIVE_FRAMES`" + ` (its ` + "`XDP_TX`" + ` becomes a transmit into the veth pair),
   one worker per CPU, paced from Go in 50 ms chunks (each live-frames call costs about 25 ms of
   kernel waiting, so chunks are what works; streams are sent in round robin, so a chunk holds
-  only a few packets of any one stream). A raw-socket ` + "`sendmmsg`" + ` generator is the fallback
-  and drives the mute scenario.
+  only a few packets of any one stream). Where the kernel refuses live-frames runs (EPERM, as
+  on 6.18.44-fc-v1300), whole frames go out of ` + "`AF_PACKET`" + ` sockets with ` + "`sendmmsg`" + `
+  (` + "`PACKET_QDISC_BYPASS`" + `, one socket and thread per CPU, paced every millisecond); the
+  run's config and notes name the generator used. A raw-socket ` + "`sendmmsg`" + ` generator is the
+  last fallback and drives the mute scenario.
   - ` + "`pps`" + `: a ladder of offered rates (×2 from 25 kpps in the full run, ×4 from 50 kpps
     in the quick run) over {{.Streams}} streams, then a geometric bisection between the last
     sustained rate and the first that was not. A rate is sustained when copies **and** relays
-    arrive with less than 0.1 % loss; the figure is the copies (relays for ` + "`none`" + `)
-    delivered per second at the best sustained rate. When the generator itself cannot offer
+    arrive with less than 0.1 % loss (every fork's copy counts); the figure is the copies
+    (relays for ` + "`none`" + `) delivered per second at the best sustained rate. When the generator itself cannot offer
     more (the machine's two cores are shared by generator, engine and everyone else) the
     ladder stops and the findings say so.
   - ` + "`cpu_ns_per_copy`" + `: at a reference rate of 50 pps per stream, short windows alternate

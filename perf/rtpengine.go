@@ -133,6 +133,11 @@ func (r *rtpEngine) Pids() []int {
 
 // Check reports rtpengine's permanent per-stream overload: after five
 // receive-queue overflows it stops reading a socket until the call ends.
+// Forks is 2: each call's caller is subscribed to twice (to-tags rec and
+// rec2), as recfork's engines fork the caller's inbound and the callee's
+// outbound, which carry the same packets.
+func (r *rtpEngine) Forks() int { return 2 }
+
 func (r *rtpEngine) Check() error {
 	log := r.log.String()
 	if r.logMark > len(log) {
@@ -150,7 +155,8 @@ func (r *rtpEngine) Check() error {
 // permanent per stream, so the next Prepare sets up fresh calls.
 func (r *rtpEngine) Lossy() { r.dirty = true }
 
-// Prepare returns n calls, relaying and (fork) subscribed to the recorder.
+// Prepare returns n calls, relaying and (fork) subscribed to the recorder
+// twice.
 // The forked and unforked calls are two pools that live side by side; a pool
 // is reused while its size fits and no run lost packets, and set up afresh
 // otherwise.
@@ -208,15 +214,17 @@ func (r *rtpEngine) Prepare(ctx context.Context, n int, fork bool) ([]uint16, er
 				if !fork {
 					continue
 				}
-				if _, err := c.Do(ctx, map[string]any{"command": "subscribe request", "call-id": cid,
-					"from-tag": "caller", "to-tag": "rec"}); err != nil {
-					errs[w] = err
-					return
-				}
-				if _, err := c.Do(ctx, map[string]any{"command": "subscribe answer", "call-id": cid,
-					"to-tag": "rec", "sdp": AudioSDP(ip, int(rec), "recvonly")}); err != nil {
-					errs[w] = err
-					return
+				for _, tag := range []string{"rec", "rec2"} {
+					if _, err := c.Do(ctx, map[string]any{"command": "subscribe request", "call-id": cid,
+						"from-tag": "caller", "to-tag": tag}); err != nil {
+						errs[w] = err
+						return
+					}
+					if _, err := c.Do(ctx, map[string]any{"command": "subscribe answer", "call-id": cid,
+						"to-tag": tag, "sdp": AudioSDP(ip, int(rec), "recvonly")}); err != nil {
+						errs[w] = err
+						return
+					}
 				}
 			}
 		}()
