@@ -207,13 +207,20 @@ static __noinline int write_hdr(struct __sk_buff *skb, int v6,
 	return bpf_l4_csum_replace(skb, L4_OFF_V4 + 6, 0, pdiff, BPF_F_MARK_MANGLED_0);
 }
 
-/* is_media reports whether the UDP payload at off (plen bytes) is what the
+/* What classify found in a UDP payload (media_info bits 0-7); bits 8-15
+ * hold the payload's second byte (RTP: marker and payload type). */
+#define MEDIA_RTP 1  /* valid RTP, if it came to an RTP port */
+#define MEDIA_RTCP 2 /* valid RTCP */
+
+/* classify tells whether the UDP payload at off (plen bytes) is what the
  * media sockets accept, with the userspace engine's rules: version 2 (RFC
  * 3550 sections 5.1, 6.4.1; this also rejects STUN and DTLS, RFC 7983
  * section 7); a second byte of 192-223 is RTCP (RFC 5761 section 4) whose
- * first length must fit; anything else is RTP, never valid on the RTCP port,
- * whose CSRC list and extension must fit (RFC 3550 section 5.3.1). */
-static __always_inline int is_media(struct __sk_buff *skb, __u32 off, __u32 plen, int rtcp_port)
+ * first length must fit; anything else is RTP, never valid on the RTCP port
+ * (is_media), whose CSRC list and extension must fit (RFC 3550 section
+ * 5.3.1). A run classifies its packet once; the guard, both forks and the
+ * relay ask is_media. */
+static __always_inline __u32 classify(struct __sk_buff *skb, __u32 off, __u32 plen)
 {
 	__u8 b[4];
 	__u32 hl;
@@ -224,8 +231,8 @@ static __always_inline int is_media(struct __sk_buff *skb, __u32 off, __u32 plen
 	if ((b[0] >> 6) != 2)
 		return 0;
 	if (b[1] >= 192 && b[1] <= 223)
-		return ((__u32)((b[2] << 8) | b[3]) + 1) * 4 <= plen;
-	if (rtcp_port || plen < 12)
+		return ((__u32)((b[2] << 8) | b[3]) + 1) * 4 <= plen ? MEDIA_RTCP : 0;
+	if (plen < 12)
 		return 0;
 	hl = 12 + 4 * (b[0] & 0x0f);
 	if (b[0] & 0x10) {
@@ -233,7 +240,14 @@ static __always_inline int is_media(struct __sk_buff *skb, __u32 off, __u32 plen
 			return 0;
 		hl += 4 + 4 * (__u32)bpf_ntohs(ext);
 	}
-	return hl <= plen;
+	return hl <= plen ? MEDIA_RTP | (__u32)b[1] << 8 : 0;
+}
+
+/* is_media reports whether a payload of class media is accepted on an RTP
+ * (rtcp_port 0) or RTCP port. */
+static __always_inline int is_media(__u32 media, int rtcp_port)
+{
+	return (media & MEDIA_RTCP) || (!rtcp_port && (media & MEDIA_RTP));
 }
 
 /* same_source reports whether the packet's source (the old header holds it
@@ -284,7 +298,7 @@ static __always_inline void set_tx_hash(struct __sk_buff *skb, struct fork_hdr *
  * 512-byte stack holds three headers, not one per use). */
 static __always_inline int fork_stream(struct __sk_buff *skb, struct stream_key *key,
 				       struct fork_hdr *old, struct fork_hdr *cur, struct fork_hdr *new,
-				       int v6, int hdr_len, __u32 payload, __u32 segs, int guarded,
+				       int v6, __u32 media, __u32 payload, __u32 segs, int guarded,
 				       int restore)
 {
 	struct stream_value *v;
@@ -317,7 +331,7 @@ static __always_inline int fork_stream(struct __sk_buff *skb, struct stream_key 
 		count(STAT_FOREIGN);
 		return 0;
 	}
-	if (!is_media(skb, hdr_len, payload, rtcp)) {
+	if (!is_media(media, rtcp)) {
 		count(STAT_NOT_RTP);
 		return 0;
 	}
@@ -388,7 +402,7 @@ static __always_inline int fork_stream(struct __sk_buff *skb, struct stream_key 
  * compare-and-swap; a packet racing it on another CPU while the learnt
  * fields are written is dropped. */
 static __always_inline int guard(struct __sk_buff *skb, struct stream_key *key,
-				 struct fork_hdr *old, int v6, int hdr_len, __u32 payload)
+				 struct fork_hdr *old, int v6, __u32 media, __u32 payload)
 {
 	struct latch_event *ev;
 	struct latch_value *v;
@@ -399,7 +413,7 @@ static __always_inline int guard(struct __sk_buff *skb, struct stream_key *key,
 	if (!v)
 		return GUARD_NONE;
 	/* Only RTP and RTCP are the guard's; the socket drops the rest. */
-	if (!is_media(skb, hdr_len, payload, bpf_ntohs(key->port) & 1))
+	if (!is_media(media, bpf_ntohs(key->port) & 1))
 		return GUARD_NONE;
 	state = v->state;
 	if (state == LATCH_LEARNT) {
@@ -499,7 +513,7 @@ static __always_inline int follow(struct relay_value *v, struct stream_key *key,
  * to send it), and the caller then writes old back if *dirty. */
 static __always_inline int relay_stream(struct __sk_buff *skb, struct stream_key *key,
 					struct fork_hdr *old, struct fork_hdr *cur, struct fork_hdr *new,
-					int *dirty, int v6, int hdr_len, __u32 payload, int guarded)
+					int *dirty, int v6, __u32 media, __u32 payload, int guarded)
 {
 	struct fork_hdr rel = {};
 	struct stream_key out = {};
@@ -528,15 +542,13 @@ static __always_inline int relay_stream(struct __sk_buff *skb, struct stream_key
 	    !same_source(old, v6, v->rem_addr, v->rem_port + rtcp))
 		return TCX_NEXT;
 	/* What the socket would drop (STUN, DTLS, garbage) is left to it. */
-	if (!is_media(skb, hdr_len, payload, rtcp))
+	if (!is_media(media, rtcp))
 		return TCX_NEXT;
 	/* A tapped leg's telephone-event packets go on to the socket: its
 	 * engine relays them to this relay's party and to the tap, so each
 	 * still leaves once towards the party. */
 	if ((v->flags & RELAY_F_PASS_PT) && !rtcp) {
-		__u8 pt;
-
-		if (bpf_skb_load_bytes(skb, hdr_len + 1, &pt, 1) == 0 && (pt & 0x7f) == v->pass_pt)
+		if (((media >> 8) & 0x7f) == v->pass_pt)
 			return TCX_NEXT;
 	}
 	c = bpf_map_lookup_elem(&relay_stats, &v->slot);
@@ -569,7 +581,7 @@ static __always_inline int relay_stream(struct __sk_buff *skb, struct stream_key
 	out.port = rel.ports[0];
 	out.dir = DIR_OUTBOUND;
 	out.family = key->family;
-	if (fork_stream(skb, &out, old, cur, new, v6, hdr_len, payload, 1, 1, 0))
+	if (fork_stream(skb, &out, old, cur, new, v6, media, payload, 1, 1, 0))
 		*dirty = 1;
 
 	ret = write_hdr(skb, v6, cur, &rel);
@@ -597,7 +609,7 @@ static __always_inline int fork_packet(struct __sk_buff *skb, __u8 dir)
 	int ret = TCX_NEXT;
 	struct udphdr *udp;
 	void *data, *end;
-	__u32 payload, segs, zero = 0;
+	__u32 payload, segs, media, zero = 0;
 	int v6, hdr_len, guarded = GUARD_NONE, dirty;
 
 	if (skb->mark == FORK_MARK) {
@@ -707,8 +719,9 @@ static __always_inline int fork_packet(struct __sk_buff *skb, __u8 dir)
 	if (__sync_fetch_and_add(&q->enter, 1) == ~0ULL)
 		return TCX_NEXT;
 	rkey = key;
+	media = classify(skb, hdr_len, payload);
 	if (dir == DIR_INBOUND) {
-		guarded = guard(skb, &key, &old, v6, hdr_len, payload);
+		guarded = guard(skb, &key, &old, v6, media, payload);
 		if (guarded == GUARD_DROP) {
 			ret = TCX_DROP;
 			goto out;
@@ -717,10 +730,10 @@ static __always_inline int fork_packet(struct __sk_buff *skb, __u8 dir)
 	/* Inbound, the fork leaves its header in place for the relay to
 	 * write over; a packet that goes on to the socket gets old back. */
 	cur = old;
-	dirty = fork_stream(skb, &key, &old, &cur, &scratch, v6, hdr_len, payload, segs,
+	dirty = fork_stream(skb, &key, &old, &cur, &scratch, v6, media, payload, segs,
 			    guarded, dir != DIR_INBOUND);
 	if (dir == DIR_INBOUND) {
-		ret = relay_stream(skb, &rkey, &old, &cur, &scratch, &dirty, v6, hdr_len, payload,
+		ret = relay_stream(skb, &rkey, &old, &cur, &scratch, &dirty, v6, media, payload,
 				   guarded);
 		if (ret == TCX_NEXT && dirty)
 			write_hdr(skb, v6, &cur, &old);
