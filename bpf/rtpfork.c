@@ -104,13 +104,16 @@ struct {
  * is what lies between the MACs and the addresses, kept as it came: the
  * EtherType and the IPv4 header's first 12 bytes (its checksum last) or the
  * IPv6 header's first 8; write_hdr carries it over from the header it
- * replaces, so a header built from the other fields alone can be written. */
+ * replaces, so a header built from the other fields alone can be written.
+ * The fields are in the order that keeps addrs and ports 4-byte aligned on
+ * the stack (the verifier's rule for a 32-bit load); write_hdr lays them
+ * out in the frame's order. */
 struct fork_hdr {
 	__u8 macs[12]; /* destination then source, as in the frame */
-	__u8 mid[14];
-	__u8 addrs[32];
+	__u8 addrs[32]; /* 4-byte aligned, for csum_words */
 	__be16 ports[2];
-};
+	__u8 mid[14];
+} __attribute__((aligned(8)));
 
 /* The frame's first bytes as write_hdr stores them, in one piece: MACs,
  * mid, addresses and ports (38 bytes for IPv4, 58 for IPv6). */
@@ -142,6 +145,26 @@ static __always_inline void count(enum stat_reason reason)
 		*v += 1;
 }
 
+/* csum_words returns the one's-complement difference (a 32-bit partial sum,
+ * as bpf_csum_diff returns) between n 32-bit words from and to: the sum of
+ * the new words and the complements of the old (RFC 1624). Computed here, it
+ * saves a helper call per difference, six in a relay with both forks. */
+static __always_inline __u32 csum_words(const __u32 *from, const __u32 *to, int n)
+{
+	__u64 sum = 0;
+	int i;
+
+	for (i = 0; i < 8; i++) {
+		if (i < n) {
+			sum += (__u32)~from[i];
+			sum += to[i];
+		}
+	}
+	sum = (sum & 0xffffffff) + (sum >> 32);
+	sum = (sum & 0xffffffff) + (sum >> 32);
+	return (__u32)sum;
+}
+
 /* csum_replace returns the IPv4 header checksum check (as it lies in the
  * packet) updated for a change whose one's-complement difference is diff
  * (RFC 1624 eqn. 3), as bpf_l3_csum_replace computes it. */
@@ -169,18 +192,17 @@ static __noinline int write_hdr(struct __sk_buff *skb, int v6,
 				struct fork_hdr *from, struct fork_hdr *to)
 {
 	struct hdr_bytes *h;
-	__s64 diff, pdiff;
-	__u32 zero = 0;
+	__u32 diff, pdiff, zero = 0;
 	__u16 check;
 
 	h = bpf_map_lookup_elem(&hdr_scratch, &zero);
 	if (!h)
 		return WRITE_NONE;
 	__builtin_memcpy(to->mid, from->mid, sizeof(to->mid));
-	pdiff = bpf_csum_diff((__be32 *)from->ports, 4, (__be32 *)to->ports, 4, 0);
+	pdiff = csum_words((__u32 *)from->ports, (__u32 *)to->ports, 1);
 	__builtin_memcpy(h->b, to->macs, 12);
 	if (v6) {
-		diff = bpf_csum_diff((__be32 *)from->addrs, 32, (__be32 *)to->addrs, 32, 0);
+		diff = csum_words((__u32 *)from->addrs, (__u32 *)to->addrs, 8);
 		__builtin_memcpy(h->b + 12, to->mid, MID6_LEN);
 		__builtin_memcpy(h->b + 12 + MID6_LEN, to->addrs, 32);
 		__builtin_memcpy(h->b + HDR6_LEN - 4, to->ports, 4);
@@ -193,9 +215,9 @@ static __noinline int write_hdr(struct __sk_buff *skb, int v6,
 			return -1;
 		return bpf_l4_csum_replace(skb, L4_OFF_V6 + 6, 0, pdiff, 0);
 	}
-	diff = bpf_csum_diff((__be32 *)from->addrs, 8, (__be32 *)to->addrs, 8, 0);
+	diff = csum_words((__u32 *)from->addrs, (__u32 *)to->addrs, 2);
 	__builtin_memcpy(&check, to->mid + MID4_CSUM, 2);
-	check = csum_replace(check, (__u32)diff);
+	check = csum_replace(check, diff);
 	__builtin_memcpy(to->mid + MID4_CSUM, &check, 2);
 	__builtin_memcpy(h->b + 12, to->mid, MID4_LEN);
 	__builtin_memcpy(h->b + 12 + MID4_LEN, to->addrs, 8);
@@ -515,7 +537,6 @@ static __always_inline int relay_stream(struct __sk_buff *skb, struct stream_key
 					struct fork_hdr *old, struct fork_hdr *cur, struct fork_hdr *new,
 					int *dirty, int v6, __u32 media, __u32 payload, int guarded)
 {
-	struct fork_hdr rel = {};
 	struct stream_key out = {};
 	struct relay_value *v;
 	struct relay_counters *c;
@@ -559,35 +580,40 @@ static __always_inline int relay_stream(struct __sk_buff *skb, struct stream_key
 		return TCX_NEXT;
 	}
 
-	__builtin_memcpy(rel.macs, v->dst_mac, 6);
-	__builtin_memcpy(rel.macs + 6, v->src_mac, 6);
-	if (v6) {
-		__builtin_memcpy(rel.addrs, v->src_addr, 16);
-		__builtin_memcpy(rel.addrs + 16, v->dst_addr, 16);
+	/* The other leg's outbound fork first, keyed as the egress program
+	 * keys it: by the relayed packet's source, the other leg's local
+	 * address and port. Its copy's header is built in *new, which the
+	 * relay's header then reuses. */
+	if (v6)
 		__builtin_memcpy(out.addr, v->src_addr, 16);
-	} else {
-		__builtin_memcpy(rel.addrs, v->src_addr, 4);
-		__builtin_memcpy(rel.addrs + 4, v->dst_addr, 4);
+	else
 		__builtin_memcpy(out.addr, v->src_addr, 4);
-	}
-	rel.ports[0] = bpf_htons(v->src_port + rtcp);
-	rel.ports[1] = bpf_htons(v->dst_port + rtcp);
-	ifindex = v->ifindex;
-	if (v->flags & RELAY_F_FOLLOW)
-		follow(v, key, rtcp, &rel, &ifindex);
-
-	/* The other leg's outbound fork, keyed as the egress program keys it:
-	 * by the relayed packet's source. */
-	out.port = rel.ports[0];
+	out.port = bpf_htons(v->src_port + rtcp);
 	out.dir = DIR_OUTBOUND;
 	out.family = key->family;
 	if (fork_stream(skb, &out, old, cur, new, v6, media, payload, 1, 1, 0))
 		*dirty = 1;
 
-	ret = write_hdr(skb, v6, cur, &rel);
+	__builtin_memset(new, 0, sizeof(*new));
+	__builtin_memcpy(new->macs, v->dst_mac, 6);
+	__builtin_memcpy(new->macs + 6, v->src_mac, 6);
+	if (v6) {
+		__builtin_memcpy(new->addrs, v->src_addr, 16);
+		__builtin_memcpy(new->addrs + 16, v->dst_addr, 16);
+	} else {
+		__builtin_memcpy(new->addrs, v->src_addr, 4);
+		__builtin_memcpy(new->addrs + 4, v->dst_addr, 4);
+	}
+	new->ports[0] = bpf_htons(v->src_port + rtcp); /* fork_stream may have changed out.port */
+	new->ports[1] = bpf_htons(v->dst_port + rtcp);
+	ifindex = v->ifindex;
+	if (v->flags & RELAY_F_FOLLOW)
+		follow(v, key, rtcp, new, &ifindex);
+
+	ret = write_hdr(skb, v6, cur, new);
 	if (ret) {
 		if (ret != WRITE_NONE) {
-			*cur = rel;
+			*cur = *new;
 			*dirty = 1;
 		}
 		c->failed_packets += 1;
