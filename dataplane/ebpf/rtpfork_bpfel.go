@@ -128,6 +128,7 @@ const (
 	rtpforkMapStreams          = "streams"
 	rtpforkProgRtpforkEgress   = "rtpfork_egress"
 	rtpforkProgRtpforkIngress  = "rtpfork_ingress"
+	rtpforkVarScratchKey       = "scratch_key"
 	rtpforkVarUnusedLatchEvent = "unused_latch_event"
 )
 
@@ -196,6 +197,7 @@ type rtpforkMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type rtpforkVariableSpecs struct {
+	ScratchKey       *ebpf.VariableSpec `ebpf:"scratch_key"`
 	UnusedLatchEvent *ebpf.VariableSpec `ebpf:"unused_latch_event"`
 }
 
@@ -248,6 +250,7 @@ func (m *rtpforkMaps) Close() error {
 //
 // It can be passed to loadRtpforkObjects or ebpf.CollectionSpec.LoadAndAssign.
 type rtpforkVariables struct {
+	ScratchKey       *ebpf.Variable `ebpf:"scratch_key"`
 	UnusedLatchEvent *ebpf.Variable `ebpf:"unused_latch_event"`
 }
 
