@@ -297,7 +297,7 @@ func srtpSummary(r *Results) string {
 	if !okP && !okC {
 		return "SRTP copies: " + missing(r, "fork.srtp.pps", "fork.srtp.cpu_ns_per_copy") + "."
 	}
-	s := "SRTP copies (userspace engine, each stream's copies encrypted by its own dataplane/srtp relay, AES_CM_128_HMAC_SHA1_80, copies authenticated and decrypted at the receiver):"
+	s := "SRTP copies (userspace engine, each stream's copies encrypted by its own dataplane/srtp relay, AES_CM_128_HMAC_SHA1_80, copies authenticated and decrypted at the receiver; the inbound fork only, one copy per relayed packet where fork.userspace makes two, so the plain copy compared with shares its packet's receive and send batch with a second copy):"
 	if okP {
 		s += fmt.Sprintf(" %s copies/s", Human(p))
 		if u, ok := r.Value("fork.userspace.pps"); ok {

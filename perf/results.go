@@ -78,7 +78,7 @@ var Keys = []KeySpec{
 	{Key: "fork.rtpengine.cpu_ns_per_copy", Unit: "ns", RatioTo: "fork.none.cpu_ns_per_packet", Doc: "extra CPU per copy against rtpengine relaying without subscriptions"},
 	{Key: "fork.rtpengine.loss", Unit: "fraction", Doc: "copy loss at fork.rtpengine.pps"},
 	{Key: "fork.srtp.pps", Unit: "copies/s", RatioTo: "fork.userspace.pps", Doc: "highest copy rate with loss < 0.1%, copies leaving as SRTP through dataplane/srtp relays (userspace engine, AES_CM_128_HMAC_SHA1_80); ratio to the plain copies of the same engine"},
-	{Key: "fork.srtp.cpu_ns_per_copy", Unit: "ns", RatioTo: "fork.userspace.cpu_ns_per_copy", Doc: "extra CPU per SRTP copy (fork, relay receive, encrypt, send) against the same engine without forks; ratio to the plain copy's"},
+	{Key: "fork.srtp.cpu_ns_per_copy", Unit: "ns", RatioTo: "fork.userspace.cpu_ns_per_copy", Doc: "extra CPU per SRTP copy (fork, relay receive, encrypt, send) against the same engine without forks, the inbound fork only; ratio to the plain copy's, made two per relayed packet"},
 	{Key: "fork.srtp.loss", Unit: "fraction", Doc: "copy loss at fork.srtp.pps"},
 
 	{Key: "relay.userspace.pps", Unit: "pps", RatioTo: "fork.none.pps", Doc: "highest lossless relay rate of joined pairs, userspace engine; ratio to fork.none, the same engine and work in another scenario of the run (how repeatable the relay figure is)"},

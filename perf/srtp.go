@@ -21,7 +21,9 @@ import (
 // them (AES_CM_128_HMAC_SHA1_80, the stream's own keys) and sends them on to
 // the recorder. The userspace engine is the one SRTP forks take in
 // production (the eBPF clone cannot encrypt), so fork.srtp against
-// fork.userspace in the same run is the SRTP cost of a copy.
+// fork.userspace in the same run is the SRTP cost of a copy. It forks the
+// inbound only (one relay per stream), where fork.userspace forks both
+// directions a relayed packet feeds; the report says so beside the ratio.
 
 // VerifyPort is the generator-side port the SRTP verifier listens on,
 // outside the sink's callee and recorder ranges so its datagrams reach it.
