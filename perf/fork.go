@@ -48,8 +48,9 @@ type ForkScenario struct {
 	Relay  bool
 	open   forkOpener
 	// Generator chooses the load generator: "xdp" (live frames, the
-	// default; packet sockets when the kernel refuses live frames),
-	// "packet" (AF_PACKET sendmmsg) or "sendmmsg" (raw IP socket).
+	// default; AF_XDP when the kernel refuses live frames), "xsk" (AF_XDP
+	// copy mode), "packet" (AF_PACKET sendmmsg) or "sendmmsg" (raw IP
+	// socket).
 	Generator string
 }
 
@@ -382,11 +383,12 @@ func (r *forkRun) chooseSender(ctx context.Context, objs *xdpgen.Objects, want s
 	return nil
 }
 
-// openGenerator opens the load generator want names ("xdp", "packet" or
-// "sendmmsg"), its streams set to src and dst: live frames are tried with a
-// send of 16 frames and, when the kernel refuses them, AF_PACKET sendmmsg
-// takes over; packet sockets fall back to raw-socket sendmmsg. It returns
-// the generator's name and a note for each fallback, with the reason.
+// openGenerator opens the load generator want names ("xdp", "xsk",
+// "packet" or "sendmmsg"), its streams set to src and dst: live frames are
+// tried with a send of 16 frames and, when the kernel refuses them, AF_XDP
+// copy-mode sockets take over; those fall back to AF_PACKET sendmmsg, and
+// packet sockets to raw-socket sendmmsg. It returns the generator's name
+// and a note for each fallback, with the reason.
 func openGenerator(objs *xdpgen.Objects, p *Pair, want string, src, dst []uint16) (Sender, string, []string, error) {
 	var notes []string
 	if want == "xdp" || want == "" {
@@ -398,7 +400,19 @@ func openGenerator(objs *xdpgen.Objects, p *Pair, want string, src, dst []uint16
 		if err == nil {
 			return x, "xdp-live-frames", nil, nil
 		}
-		notes = append(notes, fmt.Sprintf("xdp live-frames generator unavailable (%v); the packet-socket generator is used", err))
+		notes = append(notes, fmt.Sprintf("xdp live-frames generator unavailable (%v); the AF_XDP generator is used", err))
+		want = "xsk"
+	}
+	if want == "xsk" {
+		var xs *xskSender
+		err := p.G.Do(func() (err error) { xs, err = newXSKSender(p, MaxStreams); return err })
+		if err == nil {
+			if err = xs.SetStreams(src, dst); err == nil {
+				return xs, "af-xdp-copy", notes, nil
+			}
+			xs.Close()
+		}
+		notes = append(notes, fmt.Sprintf("AF_XDP generator unavailable (%v); the packet-socket generator is used", err))
 		want = "packet"
 	}
 	if want == "packet" {

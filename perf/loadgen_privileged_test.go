@@ -15,10 +15,10 @@ import (
 // generator namespace to a UDP socket in the media namespace, echoes them to a
 // callee port and a recorder port, and checks that the sink counts both. A
 // kernel that refuses live-frames test runs must be named in a note and
-// leave the packet-socket generator in charge, which then carries the check.
+// leave the AF_XDP generator in charge, which then carries the check.
 func TestGeneratorsReachSocketAndSink(t *testing.T) {
 	testenv.Privileged(t)
-	for _, gen := range []string{"xdp", "packet", "sendmmsg"} {
+	for _, gen := range []string{"xdp", "xsk", "packet", "sendmmsg"} {
 		t.Run(gen, func(t *testing.T) {
 			p, err := NewPair()
 			if err != nil {
@@ -48,10 +48,10 @@ func TestGeneratorsReachSocketAndSink(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer s.Close()
-			want := map[string]string{"xdp": "xdp-live-frames", "packet": "packet-sendmmsg", "sendmmsg": "sendmmsg"}[gen]
+			want := map[string]string{"xdp": "xdp-live-frames", "xsk": "af-xdp-copy", "packet": "packet-sendmmsg", "sendmmsg": "sendmmsg"}[gen]
 			switch {
 			case name == want && len(notes) == 0:
-			case gen == "xdp" && name == "packet-sendmmsg" && len(notes) == 1 && strings.Contains(notes[0], "live-frames generator unavailable ("):
+			case gen == "xdp" && name == "af-xdp-copy" && len(notes) == 1 && strings.Contains(notes[0], "live-frames generator unavailable ("):
 				t.Logf("this kernel refuses live frames; checking the generator that replaces them: %s", notes[0])
 			default:
 				t.Fatalf("asked for %s, got %s with notes %q", gen, name, notes)

@@ -18,7 +18,7 @@ import (
 // (PACKET_QDISC_BYPASS), one socket per worker. The kernel neither routes
 // nor builds headers, so a frame costs an skb, a copy and the veth's
 // transmit: several times cheaper than the raw IP socket of mmsgSender, and
-// what is left when the kernel refuses live-frames test runs.
+// the fallback of the AF_XDP generator (xskSender).
 type packetSender struct {
 	pair   *Pair
 	frames [][]byte

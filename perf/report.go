@@ -468,10 +468,13 @@ is counted exactly in the kernel.
   one worker per CPU, paced from Go in 50 ms chunks (each live-frames call costs about 25 ms of
   kernel waiting, so chunks are what works; streams are sent in round robin, so a chunk holds
   only a few packets of any one stream). Where the kernel refuses live-frames runs (EPERM, as
-  on 6.18.44-fc-v1300), whole frames go out of ` + "`AF_PACKET`" + ` sockets with ` + "`sendmmsg`" + `
-  (` + "`PACKET_QDISC_BYPASS`" + `, one socket and thread per CPU, paced every millisecond); the
-  run's config and notes name the generator used. A raw-socket ` + "`sendmmsg`" + ` generator is the
-  last fallback and drives the mute scenario.
+  on 6.18.44-fc-v1300), ` + "`AF_XDP`" + ` sockets in copy mode take over: one per CPU, each bound
+  to its own queue of G's veth, transmit-only, every stream's frame written once into the
+  socket's UMEM and sent as descriptors that point at it (the kernel builds an skb per
+  descriptor: no message header, iovec or flow-dissector pass per frame), paced every
+  millisecond. Then ` + "`AF_PACKET`" + ` sockets with ` + "`sendmmsg`" + ` (` + "`PACKET_QDISC_BYPASS`" + `), then a
+  raw-socket ` + "`sendmmsg`" + `, which also drives the mute scenario; the run's config and notes
+  name the generator used.
   - ` + "`pps`" + `: a ladder of offered rates (×2 from 25 kpps in the full run, ×4 from 50 kpps
     in the quick run) over {{.Streams}} streams, then a geometric bisection between the last
     sustained rate and the first that was not. A rate is sustained when copies **and** relays

@@ -30,12 +30,12 @@ func run(args []string) int {
 	only := fs.String("only", "", "comma-separated scenario name prefixes to run (default all)")
 	verbose := fs.Bool("v", false, "debug logging")
 	render := fs.Bool("render", false, "run nothing: rewrite the README and the chart from the -out results file")
-	generator := fs.String("generator", "xdp", "load generator of the fork scenarios: xdp (live frames; packet sockets if the kernel refuses them), packet (AF_PACKET sendmmsg) or sendmmsg (raw IP socket)")
+	generator := fs.String("generator", "xdp", "load generator of the fork scenarios: xdp (live frames; AF_XDP if the kernel refuses them), xsk (AF_XDP copy mode), packet (AF_PACKET sendmmsg) or sendmmsg (raw IP socket)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	if *generator != "xdp" && *generator != "packet" && *generator != "sendmmsg" {
-		fmt.Fprintf(os.Stderr, "recforkperf: -generator %q: want xdp, packet or sendmmsg\n", *generator)
+	if *generator != "xdp" && *generator != "xsk" && *generator != "packet" && *generator != "sendmmsg" {
+		fmt.Fprintf(os.Stderr, "recforkperf: -generator %q: want xdp, xsk, packet or sendmmsg\n", *generator)
 		return 2
 	}
 	level := slog.LevelWarn
