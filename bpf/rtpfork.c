@@ -191,7 +191,7 @@ static __always_inline __u16 csum_replace(__u16 check, __u32 diff)
  * also keeps a CHECKSUM_PARTIAL skb from the local stack correct; the ports
  * are plain L4 data. An IPv4 UDP checksum of zero means "none" (RFC 768)
  * and stays zero (BPF_F_MARK_MANGLED_0). A BPF subprogram, not inlined: it
- * runs up to six times in a run. */
+ * runs up to five times in a run. */
 static __noinline int write_hdr(struct __sk_buff *skb, int v6,
 				struct fork_hdr *from, struct fork_hdr *to)
 {
@@ -536,7 +536,8 @@ static __always_inline int follow(struct relay_value *v, struct stream_key *key,
  * a second time and redirects it. The packet's header is *cur (old as it
  * came); *dirty says whether it differs from old. It returns TCX_NEXT when
  * the packet goes on to the socket instead (no relay, not media, or no way
- * to send it), and the caller then writes old back if *dirty. */
+ * to send it), and the caller then writes old back if *dirty; TCX_DROP when
+ * the relay's rewrite failed after the other leg's copy was made. */
 static __always_inline int relay_stream(struct __sk_buff *skb, struct stream_key *key,
 					struct fork_hdr *old, struct fork_hdr *cur, struct fork_hdr *new,
 					int *dirty, int v6, __u32 media, __u32 payload, int guarded)
@@ -546,7 +547,7 @@ static __always_inline int relay_stream(struct __sk_buff *skb, struct stream_key
 	struct relay_counters *c;
 	__u16 rtcp = 0, port;
 	__u32 ifindex;
-	int ret;
+	int ret, copied;
 
 	v = bpf_map_lookup_elem(&relays, key);
 	if (!v) {
@@ -595,7 +596,8 @@ static __always_inline int relay_stream(struct __sk_buff *skb, struct stream_key
 	out.port = bpf_htons(v->src_port + rtcp);
 	out.dir = DIR_OUTBOUND;
 	out.family = key->family;
-	if (fork_stream(skb, &out, old, cur, new, v6, media, payload, 1, 1, 0))
+	copied = fork_stream(skb, &out, old, cur, new, v6, media, payload, 1, 1, 0);
+	if (copied)
 		*dirty = 1;
 
 	__builtin_memset(new, 0, sizeof(*new));
@@ -621,7 +623,10 @@ static __always_inline int relay_stream(struct __sk_buff *skb, struct stream_key
 			*dirty = 1;
 		}
 		c->failed_packets += 1;
-		return TCX_NEXT;
+		/* No memory to make the headers private: with the other leg's
+		 * copy already sent, the socket's relay would copy the packet
+		 * a second time on its way out, so it is dropped instead. */
+		return copied ? TCX_DROP : TCX_NEXT;
 	}
 	c->relayed_packets += 1;
 	c->relayed_bytes += payload;
