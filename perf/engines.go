@@ -52,10 +52,11 @@ func openUserspace(ctx context.Context, env *Env, p *Pair, name string) (forkSub
 // in the forked pool, the caller's inbound forked to the recorder from a
 // third, recording-leg endpoint and, with both set, the callee's outbound
 // (the same packets after the relay) from a fourth: a relayed packet feeds
-// both forks, as when both connections of a bridge are recorded. The forked and the unforked streams are two pools
-// that live side by side, and pools only grow: removing a fork of the eBPF
-// engine waits for an RCU grace period, so switching forks on and off per
-// run would measure that wait instead of the data path. Stream i of the
+// both forks, as when both connections of a bridge are recorded. The forked
+// and the unforked streams are two pools that live side by side, and pools
+// only grow: removing a fork of the eBPF engine waits for an RCU grace
+// period, so switching forks on and off per run would measure that wait
+// instead of the data path. Stream i of the
 // unforked pool uses the ports of stream MaxStreams-1-i on the generator side;
 // where the pools' generator ports overlap nothing breaks (an endpoint
 // accepts its own remote; the sink counts ranges).

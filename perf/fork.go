@@ -27,7 +27,7 @@ type forkSubject interface {
 	// way the counters do not show (rtpengine's receive-queue trap).
 	Check() error
 	// Forks is how many copies a forked stream's relayed packet makes: 2
-	// for the "relay + both forks" (the caller's inbound and the
+	// for "relay + both forks" (the caller's inbound and the
 	// callee's outbound, each recorded from its own recording leg), 1
 	// where a subject forks only the inbound.
 	Forks() int

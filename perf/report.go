@@ -459,8 +459,8 @@ is counted exactly in the kernel.
   once by the engine's guard, in the kernel's total and in the endpoint's drops. Ratio to an
   XDP program that only returns ` + "`XDP_PASS`" + `, test-run the same way (` + "`baseline.xdp_pass_ns`" + `).
 - **` + "`fork.<engine>.*`" + `** — the generator sends RTP (214-byte frames: 172-byte PCMU payload) from
-  thousands of 5-tuples; the engine relays every stream to its callee and, as the issue's
-  "relay + both forks" asks, copies each relayed packet twice: for the caller's inbound and for
+  thousands of 5-tuples; the engine relays every stream to its callee and copies each
+  relayed packet twice ("relay + both forks"): for the caller's inbound and for
   the callee's outbound recording, each from its own recording leg (rtpengine: two
   subscriptions to the caller; the ` + "`srtp`" + ` subject forks the inbound only). Load comes
   from an XDP program run with ` + "`BPF_PROG_TEST_RUN`" + ` and

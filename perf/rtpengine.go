@@ -131,13 +131,13 @@ func (r *rtpEngine) Pids() []int {
 	return []int{r.cmd.Process.Pid}
 }
 
-// Check reports rtpengine's permanent per-stream overload: after five
-// receive-queue overflows it stops reading a socket until the call ends.
 // Forks is 2: each call's caller is subscribed to twice (to-tags rec and
 // rec2), as recfork's engines fork the caller's inbound and the callee's
 // outbound, which carry the same packets.
 func (r *rtpEngine) Forks() int { return 2 }
 
+// Check reports rtpengine's permanent per-stream overload: after five
+// receive-queue overflows it stops reading a socket until the call ends.
 func (r *rtpEngine) Check() error {
 	log := r.log.String()
 	if r.logMark > len(log) {
