@@ -55,9 +55,7 @@ func (*BPFScenario) Run(ctx context.Context, env *Env) error {
 
 	caller, _, rec := StreamPorts(0)
 	frame := func(dport uint16) []byte {
-		return xdpgen.Packet(xdpgen.Frame{SrcMAC: p.GMAC, DstMAC: p.MMAC,
-			SrcIP: netip.AddrFrom4([4]byte(p.GAddr.To4())), DstIP: netip.AddrFrom4([4]byte(p.MAddr.To4()))},
-			xdpgen.Stream{SrcPort: caller, DstPort: dport})
+		return xdpgen.Packet(p.frame(), xdpgen.Stream{SrcPort: caller, DstPort: dport})
 	}
 	// The floor: an XDP program that returns at once, test-run the same way.
 	var pass []float64

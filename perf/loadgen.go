@@ -132,9 +132,11 @@ func newXDPSender(o *xdpgen.Objects, p *Pair) *xdpSender {
 	return &xdpSender{o: o, pair: p}
 }
 
-func (x *xdpSender) frameSpec() xdpgen.Frame {
-	return xdpgen.Frame{SrcMAC: x.pair.GMAC, DstMAC: x.pair.MMAC,
-		SrcIP: netip.AddrFrom4([4]byte(x.pair.GAddr.To4())), DstIP: netip.AddrFrom4([4]byte(x.pair.MAddr.To4()))}
+// frame is the Ethernet and IP part of every frame the generators send on
+// the pair: G's end to M's end.
+func (p *Pair) frame() xdpgen.Frame {
+	return xdpgen.Frame{SrcMAC: p.GMAC, DstMAC: p.MMAC,
+		SrcIP: netip.AddrFrom4([4]byte(p.GAddr.To4())), DstIP: netip.AddrFrom4([4]byte(p.MAddr.To4()))}
 }
 
 func (x *xdpSender) SetStreams(src, dst []uint16) error {
@@ -143,8 +145,8 @@ func (x *xdpSender) SetStreams(src, dst []uint16) error {
 		ss[i] = xdpgen.Stream{SrcPort: src[i], DstPort: d}
 	}
 	x.streams = len(dst)
-	x.frame = xdpgen.Packet(x.frameSpec(), ss[0])
-	return x.o.SetStreams(x.frameSpec(), ss)
+	x.frame = xdpgen.Packet(x.pair.frame(), ss[0])
+	return x.o.SetStreams(x.pair.frame(), ss)
 }
 
 // Send must be called on a thread inside the generator namespace.

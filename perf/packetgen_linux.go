@@ -2,7 +2,6 @@ package perf
 
 import (
 	"fmt"
-	"net/netip"
 	"runtime"
 	"sync/atomic"
 	"time"
@@ -63,8 +62,7 @@ func newPacketSender(p *Pair) (*packetSender, error) {
 }
 
 func (s *packetSender) SetStreams(src, dst []uint16) error {
-	f := xdpgen.Frame{SrcMAC: s.pair.GMAC, DstMAC: s.pair.MMAC,
-		SrcIP: netip.AddrFrom4([4]byte(s.pair.GAddr.To4())), DstIP: netip.AddrFrom4([4]byte(s.pair.MAddr.To4()))}
+	f := s.pair.frame()
 	frames := make([][]byte, len(dst))
 	for i, d := range dst {
 		frames[i] = xdpgen.Packet(f, xdpgen.Stream{SrcPort: src[i], DstPort: d})

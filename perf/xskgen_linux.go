@@ -3,7 +3,6 @@ package perf
 import (
 	"errors"
 	"fmt"
-	"net/netip"
 	"runtime"
 	"sync/atomic"
 	"time"
@@ -142,8 +141,7 @@ func (s *xskSender) SetStreams(src, dst []uint16) error {
 	if len(dst) > len(s.all[0].umem)/xskFrame {
 		return fmt.Errorf("af_xdp generator: %d streams, room for %d", len(dst), len(s.all[0].umem)/xskFrame)
 	}
-	f := xdpgen.Frame{SrcMAC: s.pair.GMAC, DstMAC: s.pair.MMAC,
-		SrcIP: netip.AddrFrom4([4]byte(s.pair.GAddr.To4())), DstIP: netip.AddrFrom4([4]byte(s.pair.MAddr.To4()))}
+	f := s.pair.frame()
 	for _, w := range s.all {
 		for i, d := range dst {
 			b := xdpgen.Packet(f, xdpgen.Stream{SrcPort: src[i], DstPort: d})
