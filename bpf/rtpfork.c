@@ -298,6 +298,27 @@ static __always_inline int same_addr(struct fork_hdr *old, int v6, const __u8 *a
 	return same;
 }
 
+/* SET_HDR fills the fields of h a rewrite sets from v, a stream_value or a
+ * relay_value: the next hop's MAC and ours, v's source address and the
+ * destination address in field dst, and the ports (host byte order). The
+ * rest (mid, and for IPv4 the unused address bytes) write_hdr takes or
+ * ignores. A macro rather than a function: through plain byte pointers
+ * clang loses the fields' alignment and copies them a byte at a time. */
+#define SET_HDR(h, v6, v, dst, sport, dport)                               \
+	do {                                                                \
+		__builtin_memcpy((h)->macs, (v)->dst_mac, 6);               \
+		__builtin_memcpy((h)->macs + 6, (v)->src_mac, 6);           \
+		if (v6) {                                                   \
+			__builtin_memcpy((h)->addrs, (v)->src_addr, 16);    \
+			__builtin_memcpy((h)->addrs + 16, (v)->dst, 16);    \
+		} else {                                                    \
+			__builtin_memcpy((h)->addrs, (v)->src_addr, 4);     \
+			__builtin_memcpy((h)->addrs + 4, (v)->dst, 4);      \
+		}                                                           \
+		(h)->ports[0] = bpf_htons(sport);                           \
+		(h)->ports[1] = bpf_htons(dport);                           \
+	} while (0)
+
 /* set_tx_hash gives an skb without a flow hash one of the stream's own, from
  * its header as it came, before the packet or a copy is transmitted: each
  * transmit on a multi-queue device picks its queue by the hash, and without
@@ -374,17 +395,7 @@ static __always_inline int fork_stream(struct __sk_buff *skb, struct stream_key 
 		return 0;
 	}
 
-	__builtin_memcpy(new->macs, v->dst_mac, 6);
-	__builtin_memcpy(new->macs + 6, v->src_mac, 6);
-	if (v6) {
-		__builtin_memcpy(new->addrs, v->src_addr, 16);
-		__builtin_memcpy(new->addrs + 16, v->rec_addr, 16);
-	} else {
-		__builtin_memcpy(new->addrs, v->src_addr, 4);
-		__builtin_memcpy(new->addrs + 4, v->rec_addr, 4);
-	}
-	new->ports[0] = bpf_htons(v->src_port + rtcp);
-	new->ports[1] = bpf_htons(v->rec_port + rtcp);
+	SET_HDR(new, v6, v, rec_addr, v->src_port + rtcp, v->rec_port + rtcp);
 
 	ret = write_hdr(skb, v6, cur, new);
 	if (ret == WRITE_NONE) {
@@ -600,18 +611,8 @@ static __always_inline int relay_stream(struct __sk_buff *skb, struct stream_key
 	if (copied)
 		*dirty = 1;
 
-	__builtin_memset(new, 0, sizeof(*new));
-	__builtin_memcpy(new->macs, v->dst_mac, 6);
-	__builtin_memcpy(new->macs + 6, v->src_mac, 6);
-	if (v6) {
-		__builtin_memcpy(new->addrs, v->src_addr, 16);
-		__builtin_memcpy(new->addrs + 16, v->dst_addr, 16);
-	} else {
-		__builtin_memcpy(new->addrs, v->src_addr, 4);
-		__builtin_memcpy(new->addrs + 4, v->dst_addr, 4);
-	}
-	new->ports[0] = bpf_htons(v->src_port + rtcp); /* fork_stream may have changed out.port */
-	new->ports[1] = bpf_htons(v->dst_port + rtcp);
+	/* From v, not out.port: fork_stream may have moved it to the RTP port. */
+	SET_HDR(new, v6, v, dst_addr, v->src_port + rtcp, v->dst_port + rtcp);
 	ifindex = v->ifindex;
 	if (v->flags & RELAY_F_FOLLOW)
 		follow(v, key, rtcp, new, &ifindex);
