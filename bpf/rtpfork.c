@@ -20,6 +20,7 @@
 #include <linux/udp.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
+#include <bpf/bpf_core_read.h>
 
 #include "rtpfork.h"
 
@@ -103,20 +104,25 @@ struct {
  * covers both. ports are source then destination, network byte order. mid
  * is what lies between the MACs and the addresses, kept as it came: the
  * EtherType and the IPv4 header's first 12 bytes (its checksum last) or the
- * IPv6 header's first 8; write_hdr carries it over from the header it
- * replaces, so a header built from the other fields alone can be written.
- * The fields are in the order that keeps addrs and ports 4-byte aligned on
- * the stack (the verifier's rule for a 32-bit load); write_hdr lays them
- * out in the frame's order. */
+ * IPv6 header's first 8; write_hdr carries it and the UDP length over from
+ * the header it replaces, so a header built from the other fields alone
+ * can be written. check is the UDP checksum as it lies in the packet while
+ * the header is there; write_hdr keeps it only where it computes it (see
+ * WH_SW_CSUM). The fields are in the order that keeps addrs and ports
+ * 4-byte aligned on the stack (the verifier's rule for a 32-bit load);
+ * write_hdr lays them out in the frame's order. */
 struct fork_hdr {
 	__u8 macs[12]; /* destination then source, as in the frame */
 	__u8 addrs[32]; /* 4-byte aligned, for csum_words */
 	__be16 ports[2];
+	__be16 ulen;
+	__u16 check;
 	__u8 mid[14];
 } __attribute__((aligned(8)));
 
 /* The frame's first bytes as write_hdr stores them, in one piece: MACs,
- * mid, addresses and ports (38 bytes for IPv4, 58 for IPv6). */
+ * mid, addresses, ports, and with WH_SW_CSUM the UDP length and checksum
+ * (38 or 42 bytes for IPv4, 58 or 62 for IPv6). */
 struct hdr_bytes {
 	__u8 b[64];
 };
@@ -139,6 +145,22 @@ const __u32 scratch_key = 0;
 #define MID4_LEN 14
 #define MID6_LEN 10
 #define MID4_CSUM 12 /* the IPv4 header checksum's offset in mid */
+
+/* write_hdr's flags. */
+#define WH_V6 1      /* an IPv6 header (else IPv4) */
+#define WH_SW_CSUM 2 /* the skb's UDP checksum is all in the packet: computed here */
+#define WH_BACK 4    /* to is a header the packet had: its check is known */
+
+/* The skb's checksum state (include/linux/skbuff.h), read through the
+ * kernel's own struct: __sk_buff has no field for it. */
+#define CHECKSUM_NONE 0
+#define CHECKSUM_UNNECESSARY 1
+
+struct sk_buff___rf {
+	__u8 ip_summed : 2;
+} __attribute__((preserve_access_index));
+
+extern void *bpf_cast_to_kern_ctx(void *obj) __ksym;
 
 static __always_inline void count(enum stat_reason reason)
 {
@@ -183,26 +205,35 @@ static __always_inline __u16 csum_replace(__u16 check, __u32 diff)
 }
 
 /* write_hdr turns the packet's header from into to, keeping every checksum
- * right, and sets to's mid (and its IPv4 checksum) from from's. The MACs,
- * the IPv4 header (its checksum updated here: the addresses' difference)
- * and the ports go in with one store; the UDP checksum with the helpers:
- * the addresses are part of the UDP pseudo-header (RFC 768; RFC 8200
- * section 8.1), so their difference goes in with BPF_F_PSEUDO_HDR, which
- * also keeps a CHECKSUM_PARTIAL skb from the local stack correct; the ports
- * are plain L4 data. An IPv4 UDP checksum of zero means "none" (RFC 768)
- * and stays zero (BPF_F_MARK_MANGLED_0). A BPF subprogram, not inlined: it
- * runs up to five times in a run. */
-static __noinline int write_hdr(struct __sk_buff *skb, int v6,
+ * right, and sets to's mid (and its IPv4 checksum) and UDP length from
+ * from's. The MACs, the IPv4 header (its checksum updated here: the
+ * addresses' difference) and the ports go in with one store.
+ *
+ * The UDP checksum covers the addresses, as the pseudo-header (RFC 768; RFC
+ * 8200 section 8.1), and the ports. Where the skb's checksum lies wholly in
+ * the packet (CHECKSUM_NONE, or _UNNECESSARY: the NIC checked it), flags
+ * has WH_SW_CSUM and the new checksum is computed here from both
+ * differences (RFC 1624) and goes in with the same store; a header written
+ * back (WH_BACK) gets the checksum it had. Otherwise the helpers update it:
+ * a CHECKSUM_PARTIAL skb from the local stack holds only the pseudo-header's
+ * sum there, which BPF_F_PSEUDO_HDR alone changes, and a CHECKSUM_COMPLETE
+ * skb's csum must follow the field. An IPv4 UDP checksum of zero means
+ * "none" (RFC 768) and stays zero; a computed zero goes out as 0xffff (RFC
+ * 768; RFC 8200 section 8.1), as BPF_F_MARK_MANGLED_0 does. A BPF
+ * subprogram, not inlined: it runs up to five times in a run. */
+static __noinline int write_hdr(struct __sk_buff *skb, int flags,
 				struct fork_hdr *from, struct fork_hdr *to)
 {
 	struct hdr_bytes *h;
-	__u32 diff, pdiff;
+	__u32 diff, pdiff, sum;
 	__u16 *check;
+	int v6 = flags & WH_V6, sw = flags & WH_SW_CSUM, len;
 
 	h = bpf_map_lookup_elem(&hdr_scratch, &scratch_key);
 	if (!h)
 		return WRITE_NONE;
 	__builtin_memcpy(to->mid, from->mid, sizeof(to->mid));
+	to->ulen = from->ulen;
 	pdiff = csum_words((__u32 *)from->ports, (__u32 *)to->ports, 1);
 	__builtin_memcpy(h->b, to->macs, 12);
 	if (v6) {
@@ -210,27 +241,54 @@ static __noinline int write_hdr(struct __sk_buff *skb, int v6,
 		diff = bpf_csum_diff((__be32 *)from->addrs, 32, (__be32 *)to->addrs, 32, 0);
 		__builtin_memcpy(h->b + 12, to->mid, MID6_LEN);
 		__builtin_memcpy(h->b + 12 + MID6_LEN, to->addrs, 32);
-		__builtin_memcpy(h->b + HDR6_LEN - 4, to->ports, 4);
-		/* The first write makes the skb private (it may be a clone);
-		 * only it can fail for want of memory, and then nothing has
-		 * changed. */
-		if (bpf_skb_store_bytes(skb, 0, h->b, HDR6_LEN, 0))
-			return WRITE_NONE;
+		len = HDR6_LEN;
+	} else {
+		diff = csum_words((__u32 *)from->addrs, (__u32 *)to->addrs, 2);
+		check = (__u16 *)(to->mid + MID4_CSUM);
+		*check = csum_replace(*check, diff);
+		__builtin_memcpy(h->b + 12, to->mid, MID4_LEN);
+		__builtin_memcpy(h->b + 12 + MID4_LEN, to->addrs, 8);
+		len = HDR4_LEN;
+	}
+	__builtin_memcpy(h->b + len - 4, to->ports, 4);
+	if (sw) {
+		if (!(flags & WH_BACK)) {
+			if (!v6 && !from->check) {
+				to->check = 0;
+			} else {
+				sum = diff + pdiff;
+				sum += sum < diff; /* end-around carry */
+				to->check = csum_replace(from->check, sum) ?: 0xffff;
+			}
+		}
+		__builtin_memcpy(h->b + len, &to->ulen, 2);
+		__builtin_memcpy(h->b + len + 2, &to->check, 2);
+		len += 4;
+	}
+	/* The first write makes the skb private (it may be a clone); only
+	 * it can fail for want of memory, and then nothing has changed. */
+	if (bpf_skb_store_bytes(skb, 0, h->b, len, 0))
+		return WRITE_NONE;
+	if (sw)
+		return 0;
+	if (v6) {
 		if (bpf_l4_csum_replace(skb, L4_OFF_V6 + 6, 0, diff, BPF_F_PSEUDO_HDR))
 			return -1;
 		return bpf_l4_csum_replace(skb, L4_OFF_V6 + 6, 0, pdiff, 0);
 	}
-	diff = csum_words((__u32 *)from->addrs, (__u32 *)to->addrs, 2);
-	check = (__u16 *)(to->mid + MID4_CSUM);
-	*check = csum_replace(*check, diff);
-	__builtin_memcpy(h->b + 12, to->mid, MID4_LEN);
-	__builtin_memcpy(h->b + 12 + MID4_LEN, to->addrs, 8);
-	__builtin_memcpy(h->b + HDR4_LEN - 4, to->ports, 4);
-	if (bpf_skb_store_bytes(skb, 0, h->b, HDR4_LEN, 0))
-		return WRITE_NONE;
 	if (bpf_l4_csum_replace(skb, L4_OFF_V4 + 6, 0, diff, BPF_F_PSEUDO_HDR | BPF_F_MARK_MANGLED_0))
 		return -1;
 	return bpf_l4_csum_replace(skb, L4_OFF_V4 + 6, 0, pdiff, BPF_F_MARK_MANGLED_0);
+}
+
+/* sw_csum tells whether the skb's UDP checksum lies wholly in the packet
+ * (write_hdr's WH_SW_CSUM). */
+static __always_inline int sw_csum(struct __sk_buff *skb)
+{
+	struct sk_buff___rf *k = bpf_cast_to_kern_ctx(skb);
+	__u32 summed = BPF_CORE_READ_BITFIELD(k, ip_summed);
+
+	return summed == CHECKSUM_NONE || summed == CHECKSUM_UNNECESSARY ? WH_SW_CSUM : 0;
 }
 
 /* What classify found in a UDP payload (media_info bits 0-7); bits 8-15
@@ -345,8 +403,8 @@ static __always_inline void set_tx_hash(struct __sk_buff *skb, struct fork_hdr *
  * 512-byte stack holds three headers, not one per use). */
 static __always_inline int fork_stream(struct __sk_buff *skb, struct stream_key *key,
 				       struct fork_hdr *old, struct fork_hdr *cur, struct fork_hdr *new,
-				       int v6, __u32 media, __u32 payload, __u32 segs, int guarded,
-				       int restore)
+				       int v6, int wh, __u32 media, __u32 payload, __u32 segs,
+				       int guarded, int restore)
 {
 	struct stream_value *v;
 	struct fork_counters *c;
@@ -397,7 +455,7 @@ static __always_inline int fork_stream(struct __sk_buff *skb, struct stream_key 
 
 	SET_HDR(new, v6, v, rec_addr, v->src_port + rtcp, v->rec_port + rtcp);
 
-	ret = write_hdr(skb, v6, cur, new);
+	ret = write_hdr(skb, wh, cur, new);
 	if (ret == WRITE_NONE) {
 		c->failed_packets += segs;
 		return 0;
@@ -413,7 +471,7 @@ static __always_inline int fork_stream(struct __sk_buff *skb, struct stream_key 
 		/* Restore, also after a failure half-way (which the offsets
 		 * checked above rule out): the packet must go on exactly as
 		 * it was. */
-		write_hdr(skb, v6, new, cur);
+		write_hdr(skb, wh | WH_BACK, new, cur);
 	} else {
 		*cur = *new;
 	}
@@ -551,7 +609,8 @@ static __always_inline int follow(struct relay_value *v, struct stream_key *key,
  * the relay's rewrite failed after the other leg's copy was made. */
 static __always_inline int relay_stream(struct __sk_buff *skb, struct stream_key *key,
 					struct fork_hdr *old, struct fork_hdr *cur, struct fork_hdr *new,
-					int *dirty, int v6, __u32 media, __u32 payload, int guarded)
+					int *dirty, int v6, int wh, __u32 media, __u32 payload,
+					int guarded)
 {
 	struct stream_key out = {};
 	struct relay_value *v;
@@ -607,7 +666,7 @@ static __always_inline int relay_stream(struct __sk_buff *skb, struct stream_key
 	out.port = bpf_htons(v->src_port + rtcp);
 	out.dir = DIR_OUTBOUND;
 	out.family = key->family;
-	copied = fork_stream(skb, &out, old, cur, new, v6, media, payload, 1, 1, 0);
+	copied = fork_stream(skb, &out, old, cur, new, v6, wh, media, payload, 1, 1, 0);
 	if (copied)
 		*dirty = 1;
 
@@ -617,7 +676,7 @@ static __always_inline int relay_stream(struct __sk_buff *skb, struct stream_key
 	if (v->flags & RELAY_F_FOLLOW)
 		follow(v, key, rtcp, new, &ifindex);
 
-	ret = write_hdr(skb, v6, cur, new);
+	ret = write_hdr(skb, wh, cur, new);
 	if (ret) {
 		if (ret != WRITE_NONE) {
 			*cur = *new;
@@ -646,7 +705,7 @@ static __always_inline int fork_packet(struct __sk_buff *skb, __u8 dir)
 	struct udphdr *udp;
 	void *data, *end;
 	__u32 payload, segs, media, zero = 0;
-	int v6, hdr_len, guarded = GUARD_NONE, dirty;
+	int v6, wh, hdr_len, guarded = GUARD_NONE, dirty;
 
 	if (skb->mark == FORK_MARK) {
 		count(STAT_LOOPED);
@@ -743,6 +802,8 @@ static __always_inline int fork_packet(struct __sk_buff *skb, __u8 dir)
 	__builtin_memcpy(old.macs, data, 12);
 	old.ports[0] = udp->source;
 	old.ports[1] = udp->dest;
+	old.ulen = udp->len;
+	old.check = udp->check;
 
 	key.dir = dir;
 	key.port = dir == DIR_INBOUND ? udp->dest : udp->source;
@@ -756,6 +817,7 @@ static __always_inline int fork_packet(struct __sk_buff *skb, __u8 dir)
 		return TCX_NEXT;
 	rkey = key;
 	media = classify(skb, hdr_len, payload);
+	wh = (v6 ? WH_V6 : 0) | sw_csum(skb);
 	if (dir == DIR_INBOUND) {
 		guarded = guard(skb, &key, &old, v6, media, payload);
 		if (guarded == GUARD_DROP) {
@@ -766,13 +828,13 @@ static __always_inline int fork_packet(struct __sk_buff *skb, __u8 dir)
 	/* Inbound, the fork leaves its header in place for the relay to
 	 * write over; a packet that goes on to the socket gets old back. */
 	cur = old;
-	dirty = fork_stream(skb, &key, &old, &cur, &scratch, v6, media, payload, segs,
+	dirty = fork_stream(skb, &key, &old, &cur, &scratch, v6, wh, media, payload, segs,
 			    guarded, dir != DIR_INBOUND);
 	if (dir == DIR_INBOUND) {
-		ret = relay_stream(skb, &rkey, &old, &cur, &scratch, &dirty, v6, media, payload,
-				   guarded);
+		ret = relay_stream(skb, &rkey, &old, &cur, &scratch, &dirty, v6, wh, media,
+				   payload, guarded);
 		if (ret == TCX_NEXT && dirty)
-			write_hdr(skb, v6, &cur, &old);
+			write_hdr(skb, wh | WH_BACK, &cur, &old);
 	}
 out:
 	if (__sync_fetch_and_add(&q->leave, 1) == ~0ULL)
