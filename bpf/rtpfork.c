@@ -303,14 +303,21 @@ static __always_inline int sw_csum(struct __sk_buff *skb)
  * first length must fit; anything else is RTP, never valid on the RTCP port
  * (is_media), whose CSRC list and extension must fit (RFC 3550 section
  * 5.3.1). A run classifies its packet once; the guard, both forks and the
- * relay ask is_media. */
-static __always_inline __u32 classify(struct __sk_buff *skb, __u32 off, __u32 plen)
+ * relay ask is_media. The first bytes are read in place when they are in
+ * the linear data (always, for the frames a NIC or veth hands over), else
+ * copied out. */
+static __always_inline __u32 classify(struct __sk_buff *skb, void *data, void *end, __u32 off,
+				      __u32 plen)
 {
 	__u8 b[4];
 	__u32 hl;
 	__be16 ext;
 
-	if (plen < 8 || bpf_skb_load_bytes(skb, off, b, 4))
+	if (plen < 8)
+		return 0;
+	if (data + off + 4 <= end)
+		__builtin_memcpy(b, data + off, 4);
+	else if (bpf_skb_load_bytes(skb, off, b, 4))
 		return 0;
 	if ((b[0] >> 6) != 2)
 		return 0;
@@ -816,7 +823,7 @@ static __always_inline int fork_packet(struct __sk_buff *skb, __u8 dir)
 	if (__sync_fetch_and_add(&q->enter, 1) == ~0ULL)
 		return TCX_NEXT;
 	rkey = key;
-	media = classify(skb, hdr_len, payload);
+	media = classify(skb, data, end, hdr_len, payload);
 	wh = (v6 ? WH_V6 : 0) | sw_csum(skb);
 	if (dir == DIR_INBOUND) {
 		guarded = guard(skb, &key, &old, v6, media, payload);
