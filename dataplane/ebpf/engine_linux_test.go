@@ -412,6 +412,66 @@ func TestNextHopFollowsNeighbour(t *testing.T) {
 	}
 }
 
+// TestRefreshAsksOncePerNextHop: the periodic re-resolution asks the kernel
+// about each route and next hop once per pass, however many forks and
+// relays share them, and leaves every one of them resolved.
+func TestRefreshAsksOncePerNextHop(t *testing.T) {
+	f := families[0]
+	tp := newTopology(t, f, viaRouter)
+	e := newEngine(t, tp.eng, tp.ifaces)
+	rec := listenPair(t, tp.rec, tp.recIP)
+	const calls = 12
+	var ids []dataplane.EndpointID
+	for range calls {
+		pa, pb := listenPair(t, tp.remote, tp.remoteIP), listenPair(t, tp.remote, tp.remoteIP)
+		a := openEndpoint(t, tp.eng, e, tp.engIP, pa.addr)
+		b := openEndpoint(t, tp.eng, e, tp.engIP, pb.addr)
+		src := openEndpoint(t, tp.eng, e, tp.engIP, netip.AddrPort{})
+		if err := e.Join(a.ID, b.ID, dataplane.Full); err != nil {
+			t.Fatal(err)
+		}
+		if !e.RelayedInKernel(a.ID, b.ID) || !e.RelayedInKernel(b.ID, a.ID) {
+			t.Fatal("join not relayed in the kernel: the pass would not cover relays")
+		}
+		if err := e.AddFork(a.ID, dataplane.Inbound, dataplane.ForkConfig{Recorder: rec.addr, Source: src.ID}); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.AddFork(b.ID, dataplane.Outbound, dataplane.ForkConfig{Recorder: rec.addr, Source: src.ID}); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, a.ID, b.ID)
+	}
+	asked := func() uint32 {
+		e.nl.mu.Lock()
+		defer e.nl.mu.Unlock()
+		return e.nl.seq
+	}
+	before := asked()
+	e.reresolve()
+	n := asked() - before
+	// Two routes (to the recorder, to the remotes), each a route query
+	// and at most three about its next hop; without the memo a pass
+	// asks 3-4 times for each of the 24 forks and 24 relays.
+	if n > 8 {
+		t.Fatalf("a refresh pass over %d forks and %d relays sent %d netlink requests, want at most 8", 2*calls, 2*calls, n)
+	}
+	t.Logf("a refresh pass over %d forks and %d relays sent %d netlink requests", 2*calls, 2*calls, n)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, id := range ids {
+		for _, dir := range []dataplane.Direction{dataplane.Inbound, dataplane.Outbound} {
+			if fk := e.forks[forkID{id, dir}]; fk != nil && fk.val.Flags&flagResolved == 0 {
+				t.Fatalf("fork %d %s unresolved after the pass", id, dir)
+			}
+		}
+	}
+	for id, r := range e.relays {
+		if r.val.Flags&flagResolved == 0 {
+			t.Fatalf("relay %d -> %d unresolved after the pass", id.from, id.to)
+		}
+	}
+}
+
 // devWithAddr names the interface of ns that holds ip.
 func devWithAddr(t *testing.T, ns *testenv.Netns, ip netip.Addr) string {
 	t.Helper()

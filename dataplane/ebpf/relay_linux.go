@@ -126,7 +126,7 @@ func (e *Engine) relayValueLocked(id relayID) (rtpforkStreamKey, rtpforkRelayVal
 	if f := e.forks[forkID{id.to, dataplane.Outbound}]; f != nil && f.media {
 		return rtpforkStreamKey{}, v, fmt.Errorf("outbound fork copied in userspace: %w", errKernelCannot)
 	}
-	h, err := e.resolve(b.remote.Addr(), bl.Addr())
+	h, err := e.resolveIn(e.memo, b.remote.Addr(), bl.Addr())
 	if err != nil {
 		return rtpforkStreamKey{}, v, err
 	}
