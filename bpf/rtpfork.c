@@ -273,6 +273,7 @@ static __always_inline int write_hdr(struct __sk_buff *skb, int flags,
 		return WRITE_NONE;
 	if (sw)
 		return 0;
+	count(STAT_CSUM_HELPERS);
 	if (v6) {
 		if (bpf_l4_csum_replace(skb, L4_OFF_V6 + 6, 0, diff, BPF_F_PSEUDO_HDR))
 			return -1;

@@ -182,6 +182,7 @@ enum stat_reason {
 	STAT_RELAYED,        /* not passed on: relayed in the kernel (TCX_REDIRECT) */
 	STAT_GUARD,          /* not passed on: dropped by the guard (foreign source) */
 	STAT_LATCHED,        /* a socket latched in the kernel */
+	STAT_CSUM_HELPERS,   /* rewrites of CHECKSUM_PARTIAL or _COMPLETE skbs: UDP checksum by the helpers */
 	STAT_MAX,
 };
 

@@ -78,6 +78,11 @@ type KernelStats struct {
 	Guard uint64
 	// Latched counts sockets that latched to a source in the kernel.
 	Latched uint64
+	// CsumHelpers counts header rewrites of CHECKSUM_PARTIAL or _COMPLETE
+	// skbs (the local stack's, or a NIC's full checksum), whose UDP
+	// checksum the kernel's helpers update; for the others (CHECKSUM_NONE,
+	// _UNNECESSARY) the program computes it.
+	CsumHelpers uint64
 	// Failed counts packets of active forks that could not be copied (next
 	// hop unresolved, clone failed), summed over live forks.
 	Failed uint64

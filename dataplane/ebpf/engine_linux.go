@@ -28,7 +28,7 @@ const (
 	modeActive   = 1
 	flagResolved = 1
 	flagRemote   = 2
-	statMax      = 15
+	statMax      = 16
 	maxForks     = 65536
 	familyV4     = 4
 	familyV6     = 6
@@ -972,7 +972,7 @@ func (e *Engine) KernelStats() (KernelStats, error) {
 	}
 	ks := KernelStats{Miss: r[0], NotIP: r[1], NotUDP: r[2], Short: r[3], Fragment: r[4],
 		IPOptions: r[5], GSO: r[6], Looped: r[7], NotRTP: r[8], VLAN: r[9], Foreign: r[10], GSOEgress: r[11], Relayed: r[12],
-		Guard: r[statGuard], Latched: r[statLatched]}
+		Guard: r[statGuard], Latched: r[statLatched], CsumHelpers: r[statHelpers]}
 	for _, f := range e.forks {
 		if f.media {
 			continue

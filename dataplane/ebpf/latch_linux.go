@@ -33,6 +33,7 @@ const (
 	relayFollow  = 4
 	statGuard    = 13
 	statLatched  = 14
+	statHelpers  = 15
 	latchRingBuf = 256 * 1024
 )
 
