@@ -63,10 +63,10 @@ type Engine struct {
 	// kick asks the resolver goroutine to re-resolve every fork.
 	kick chan struct{}
 
-	mu        sync.Mutex
-	closed    bool
+	mu     sync.Mutex
+	closed bool
 	// memo answers relayValueLocked during a refresh pass.
-	memo *hopMemo
+	memo      *hopMemo
 	endpoints map[dataplane.EndpointID]*endpoint
 	forks     map[forkID]*fork
 	freeSlots []uint32
