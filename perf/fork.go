@@ -135,10 +135,7 @@ func (f *ForkScenario) Run(ctx context.Context, env *Env) (err error) {
 		// Eight sockets per forked stream (caller, callee and two
 		// recording legs; six and the SRTP relay's two for srtp), four
 		// per unforked one, some spare.
-		per := uint64(8)
-		if f.Engine == "srtp" {
-			per = 8
-		}
+		const per = 8
 		fit := int((lim - 1000 - uint64(4*p.RefStreams)) / per)
 		if fit < p.Streams {
 			env.Results.Note("%s: %d streams instead of %d: the open-file limit is %d", f.Name(), fit, p.Streams, lim)
@@ -383,6 +380,10 @@ func (r *forkRun) chooseSender(ctx context.Context, objs *xdpgen.Objects, want s
 	return nil
 }
 
+// Generators maps each load generator a fork scenario can be asked for
+// (recforkperf -generator) to the name its results give it.
+var Generators = map[string]string{"xdp": "xdp-live-frames", "xsk": "af-xdp-copy", "packet": "packet-sendmmsg", "sendmmsg": "sendmmsg"}
+
 // openGenerator opens the load generator want names ("xdp", "xsk",
 // "packet" or "sendmmsg"), its streams set to src and dst: live frames are
 // tried with a send of 16 frames and, when the kernel refuses them, AF_XDP
@@ -398,7 +399,7 @@ func openGenerator(objs *xdpgen.Objects, p *Pair, want string, src, dst []uint16
 			err = p.G.Do(func() error { return x.Send(16) })
 		}
 		if err == nil {
-			return x, "xdp-live-frames", nil, nil
+			return x, Generators["xdp"], nil, nil
 		}
 		notes = append(notes, fmt.Sprintf("xdp live-frames generator unavailable (%v); the AF_XDP generator is used", err))
 		want = "xsk"
@@ -408,7 +409,7 @@ func openGenerator(objs *xdpgen.Objects, p *Pair, want string, src, dst []uint16
 		err := p.G.Do(func() (err error) { xs, err = newXSKSender(p, MaxStreams); return err })
 		if err == nil {
 			if err = xs.SetStreams(src, dst); err == nil {
-				return xs, "af-xdp-copy", notes, nil
+				return xs, Generators["xsk"], notes, nil
 			}
 			xs.Close()
 		}
@@ -420,7 +421,7 @@ func openGenerator(objs *xdpgen.Objects, p *Pair, want string, src, dst []uint16
 		err := p.G.Do(func() (err error) { ps, err = newPacketSender(p); return err })
 		if err == nil {
 			if err = ps.SetStreams(src, dst); err == nil {
-				return ps, "packet-sendmmsg", notes, nil
+				return ps, Generators["packet"], notes, nil
 			}
 			ps.Close()
 		}
@@ -434,7 +435,7 @@ func openGenerator(objs *xdpgen.Objects, p *Pair, want string, src, dst []uint16
 		m.Close()
 		return nil, "", notes, err
 	}
-	return m, "sendmmsg", notes, nil
+	return m, Generators["sendmmsg"], notes, nil
 }
 
 // measure offers rate for warm, lets the queues drain, then offers it again

@@ -48,16 +48,15 @@ func TestGeneratorsReachSocketAndSink(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer s.Close()
-			want := map[string]string{"xdp": "xdp-live-frames", "xsk": "af-xdp-copy", "packet": "packet-sendmmsg", "sendmmsg": "sendmmsg"}[gen]
 			switch {
-			case name == want && len(notes) == 0:
-			case gen == "xdp" && name == "af-xdp-copy" && len(notes) == 1 && strings.Contains(notes[0], "live-frames generator unavailable ("):
+			case name == Generators[gen] && len(notes) == 0:
+			case gen == "xdp" && name == Generators["xsk"] && len(notes) == 1 && strings.Contains(notes[0], "live-frames generator unavailable ("):
 				t.Logf("this kernel refuses live frames; checking the generator that replaces them: %s", notes[0])
 			default:
 				t.Fatalf("asked for %s, got %s with notes %q", gen, name, notes)
 			}
 			// The probe send of live frames already sent 16.
-			if name == "xdp-live-frames" {
+			if name == Generators["xdp"] {
 				for i := 0; i < 16; i++ {
 					_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
 					if _, _, err := conn.ReadFromUDP(make([]byte, 2048)); err != nil {

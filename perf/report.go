@@ -183,10 +183,7 @@ func perCopyWhere(r *Results, e float64) string {
 	bf, okF := configFloat(r, "fork.ebpf", "bpf_ingress_ns_per_packet")
 	br, okR := configFloat(r, "relay.ebpf", "bpf_ingress_ns_per_packet")
 	if okF && okR {
-		f, ok := configFloat(r, "fork.ebpf", "forks_per_packet")
-		if !ok {
-			f = 1
-		}
+		f := forksPerPacket(r)
 		in := max(bf-br, 0) / f
 		return fmt.Sprintf(" Of the eBPF engine's %s ns per copy, %s ns are the TCX ingress program's own live run time for the copy (%s ns per packet with the forks against %s ns relaying only, BPF run-time statistics, over the %.0f copies a packet makes); the other %s ns are spent outside the program (the copy's delivery through the veth pair in softirq and the sink's drop).",
 			Human(e), Human(in), Human(bf), Human(br), f, Human(max(e-in, 0)))
@@ -197,12 +194,19 @@ func perCopyWhere(r *Results, e float64) string {
 	return ""
 }
 
+// forksPerPacket is how many copies each relayed packet of fork.ebpf made
+// (1 where the run does not say).
+func forksPerPacket(r *Results) float64 {
+	f, _ := configFloat(r, "fork.ebpf", "forks_per_packet")
+	return max(f, 1)
+}
+
 // copiesWhat says what a copy rate p of the eBPF engine is made of: the
 // relayed packets and the forks each feeds.
 func copiesWhat(r *Results, p float64) string {
-	f, ok := configFloat(r, "fork.ebpf", "forks_per_packet")
+	f := forksPerPacket(r)
 	switch {
-	case !ok || f < 1:
+	case f == 1:
 		return ""
 	case f == 2:
 		return fmt.Sprintf(" (relay + both forks: %s relayed packets/s, each copied for the caller's inbound and the callee's outbound recording)", Human(p/2))
@@ -231,8 +235,7 @@ func copyRateWhere(r *Results) string {
 			s += fmt.Sprintf(" At that rate the CPU the suite measures (its own process with the engine and the generator, rtpengine when it runs, ksoftirqd) was %.2f of the %d cores, %s ns per copy",
 				busy, cores, Human(w))
 			if rw, ok := configFloat(r, "relay.ebpf", "best_cpu_ns_per_out"); ok {
-				f, _ := configFloat(r, "fork.ebpf", "forks_per_packet")
-				f = max(f, 1)
+				f := forksPerPacket(r)
 				s += fmt.Sprintf(", of which %s ns are the relayed packet's own share (a packet relayed without forks costs %s ns, generator included, at the relay's best rate", Human(rw/f), Human(rw))
 				if f > 1 {
 					s += fmt.Sprintf(", shared by its %.0f copies", f)

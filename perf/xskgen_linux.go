@@ -165,10 +165,7 @@ func (s *xskSender) Send(n uint32) error {
 	next := s.next.Add(uint64(n)) - uint64(n)
 	descs := unsafe.Slice((*unix.XDPDesc)(w.tx.desc), xskRing)
 	for n > 0 {
-		// Completions free TX slots: the kernel reserves one per frame
-		// it takes and fills it when the frame's skb is freed.
-		w.cqCons = atomic.LoadUint32(w.cq.prod)
-		atomic.StoreUint32(w.cq.cons, w.cqCons)
+		w.reap()
 		free := xskRing - (w.prod - w.cqCons)
 		k := min(n, free)
 		if k == 0 {
@@ -206,11 +203,18 @@ func (w *xskWorker) kick() error {
 		}
 		if e == unix.EAGAIN {
 			// The completion ring may be what is full.
-			w.cqCons = atomic.LoadUint32(w.cq.prod)
-			atomic.StoreUint32(w.cq.cons, w.cqCons)
+			w.reap()
 		}
 	}
 	return nil
+}
+
+// reap takes every completion the kernel has posted. Completions free TX
+// slots: the kernel reserves one per frame it takes and fills it when the
+// frame's skb is freed.
+func (w *xskWorker) reap() {
+	w.cqCons = atomic.LoadUint32(w.cq.prod)
+	atomic.StoreUint32(w.cq.cons, w.cqCons)
 }
 
 func (s *xskSender) Close() error {

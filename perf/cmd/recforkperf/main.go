@@ -34,7 +34,7 @@ func run(args []string) int {
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	if *generator != "xdp" && *generator != "xsk" && *generator != "packet" && *generator != "sendmmsg" {
+	if _, ok := perf.Generators[*generator]; !ok {
 		fmt.Fprintf(os.Stderr, "recforkperf: -generator %q: want xdp, xsk, packet or sendmmsg\n", *generator)
 		return 2
 	}
