@@ -137,7 +137,7 @@ struct {
 	__type(value, struct hdr_bytes);
 } hdr_scratch SEC(".maps");
 
-/* hdr_scratch's one key, as a global: write_hdr keeps its stack small. */
+/* hdr_scratch's one key, as a global: no stack slot at write_hdr's five inlined sites. */
 const __u32 scratch_key = 0;
 
 #define HDR4_LEN 38
