@@ -43,9 +43,16 @@ __u32 next_stream;
 /* Sink port ranges, host byte order, half-open [lo, hi). */
 __u32 callee_lo, callee_hi, rec_lo, rec_hi;
 
-/* bpf_ktime_get_ns() (CLOCK_MONOTONIC) when the last recorder copy arrived:
- * the mute scenario's "last copy seen at the recorder". */
-__u64 last_rec_ns;
+/* The sink's per-CPU slots: packets to the callees, packets to the
+ * recorder, and bpf_ktime_get_ns() (CLOCK_MONOTONIC) when the last recorder
+ * copy arrived on that CPU (the mute scenario's "last copy seen at the
+ * recorder" is the latest of them). Per CPU, not a global: a global written
+ * by every copy shares its cache line with the port ranges every run reads,
+ * and the two CPUs' sinks would take the line from each other at every
+ * copy, a cost of the harness that the engines under test would pay. */
+#define SINK_CALLEE 0
+#define SINK_REC 1
+#define SINK_REC_NS 2
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -104,9 +111,9 @@ int tc_sink(struct __sk_buff *skb)
 	__u32 port = bpf_ntohs(udp->dest);
 	__u32 idx;
 	if (port >= callee_lo && port < callee_hi)
-		idx = 0;
+		idx = SINK_CALLEE;
 	else if (port >= rec_lo && port < rec_hi)
-		idx = 1;
+		idx = SINK_REC;
 	else
 		return TCX_NEXT;
 	/* A sender using UDP GSO (the userspace engine does) hands veth one skb
@@ -118,8 +125,12 @@ int tc_sink(struct __sk_buff *skb)
 	__u64 *c = bpf_map_lookup_elem(&sink_counts, &idx);
 	if (c)
 		*c += segs;
-	if (idx == 1)
-		last_rec_ns = bpf_ktime_get_ns();
+	if (idx == SINK_REC) {
+		idx = SINK_REC_NS;
+		c = bpf_map_lookup_elem(&sink_counts, &idx);
+		if (c)
+			*c = bpf_ktime_get_ns();
+	}
 	return TCX_DROP;
 }
 

@@ -230,6 +230,13 @@ func (o *Objects) TimeMapUpdates(n int) ([]time.Duration, error) {
 	return out, nil
 }
 
+// The sink_counts slots (SINK_* in gen.c).
+const (
+	sinkCallee = iota
+	sinkRec
+	sinkRecNs
+)
+
 // Sink is the TCX sink attached to one interface.
 type Sink struct {
 	o   *Objects
@@ -248,7 +255,7 @@ func (o *Objects) AttachSink(ifindex int) (*Sink, error) {
 
 // Counts returns the packets counted so far to the callees and to the recorder.
 func (s *Sink) Counts() (callee, rec uint64, err error) {
-	for i, dst := range []*uint64{&callee, &rec} {
+	for i, dst := range []*uint64{sinkCallee: &callee, sinkRec: &rec} {
 		var per []uint64
 		if err := s.o.objs.SinkCounts.Lookup(uint32(i), &per); err != nil {
 			return 0, 0, fmt.Errorf("read sink counter: %w", err)
@@ -261,11 +268,15 @@ func (s *Sink) Counts() (callee, rec uint64, err error) {
 }
 
 // LastCopy returns the CLOCK_MONOTONIC time at which the sink last saw a
-// recorder copy (zero if never).
+// recorder copy (zero if never): the latest of the CPUs' stamps.
 func (s *Sink) LastCopy() (time.Duration, error) {
-	var ns uint64
-	if err := s.o.objs.LastRecNs.Get(&ns); err != nil {
+	var per []uint64
+	if err := s.o.objs.SinkCounts.Lookup(uint32(sinkRecNs), &per); err != nil {
 		return 0, fmt.Errorf("read last copy time: %w", err)
+	}
+	var ns uint64
+	for _, v := range per {
+		ns = max(ns, v)
 	}
 	return time.Duration(ns), nil
 }

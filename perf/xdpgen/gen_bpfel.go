@@ -33,7 +33,6 @@ const (
 	genVarCalleeHi   = "callee_hi"
 	genVarCalleeLo   = "callee_lo"
 	genVarHdrTmpl    = "hdr_tmpl"
-	genVarLastRecNs  = "last_rec_ns"
 	genVarNextStream = "next_stream"
 	genVarNstreams   = "nstreams"
 	genVarRecHi      = "rec_hi"
@@ -102,7 +101,6 @@ type genVariableSpecs struct {
 	CalleeHi   *ebpf.VariableSpec `ebpf:"callee_hi"`
 	CalleeLo   *ebpf.VariableSpec `ebpf:"callee_lo"`
 	HdrTmpl    *ebpf.VariableSpec `ebpf:"hdr_tmpl"`
-	LastRecNs  *ebpf.VariableSpec `ebpf:"last_rec_ns"`
 	NextStream *ebpf.VariableSpec `ebpf:"next_stream"`
 	Nstreams   *ebpf.VariableSpec `ebpf:"nstreams"`
 	RecHi      *ebpf.VariableSpec `ebpf:"rec_hi"`
@@ -147,7 +145,6 @@ type genVariables struct {
 	CalleeHi   *ebpf.Variable `ebpf:"callee_hi"`
 	CalleeLo   *ebpf.Variable `ebpf:"callee_lo"`
 	HdrTmpl    *ebpf.Variable `ebpf:"hdr_tmpl"`
-	LastRecNs  *ebpf.Variable `ebpf:"last_rec_ns"`
 	NextStream *ebpf.Variable `ebpf:"next_stream"`
 	Nstreams   *ebpf.Variable `ebpf:"nstreams"`
 	RecHi      *ebpf.Variable `ebpf:"rec_hi"`
