@@ -6,8 +6,9 @@
  * L2-L4 to the recorder with the checksum helpers, marks the skb, clones it
  * to the recorder's egress interface, restores the headers and the mark and
  * passes the original on with TCX_NEXT, so other TCX programs still run.
- * An inbound packet of an endpoint in the relay table is instead rewritten
- * to the other leg's remote and redirected (relay_stream). Inbound RTP and
+ * An inbound packet of an endpoint with a kernel relay is instead rewritten
+ * to the other leg's remote and redirected (relay_stream); the stream entry
+ * holds both, so one lookup finds them. Inbound RTP and
  * RTCP from a source an endpoint does not accept is dropped first (guard),
  * and latching is learnt there.
  * Everything it cannot handle is passed on untouched and counted.
@@ -51,14 +52,6 @@ struct {
 	__type(key, __u32);
 	__type(value, struct fork_counters);
 } counters SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 65536);
-	__type(key, struct stream_key);
-	__type(value, struct relay_value);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-} relays SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -403,7 +396,29 @@ static __always_inline void set_tx_hash(struct __sk_buff *skb, struct fork_hdr *
 	bpf_set_hash(skb, h | 1);
 }
 
-/* fork_stream looks the packet's stream up and copies or counts it. old is
+/* find_stream looks the stream of key up: the entry of its port, or for an
+ * odd port without one, the RTP port's below it (RTCP travels on the RTP
+ * port + 1 and follows its stream, RFC 3550 section 11), which sets *rtcp
+ * and leaves key at the RTP port. */
+static __always_inline struct stream_value *find_stream(struct stream_key *key, __u16 *rtcp)
+{
+	struct stream_value *v;
+	__u16 port;
+
+	*rtcp = 0;
+	v = bpf_map_lookup_elem(&streams, key);
+	if (v)
+		return v;
+	port = bpf_ntohs(key->port);
+	if (!(port & 1))
+		return 0;
+	key->port = bpf_htons(port - 1);
+	*rtcp = 1;
+	return bpf_map_lookup_elem(&streams, key);
+}
+
+/* fork_stream copies or counts the packet for v, its stream's entry (the
+ * RTCP port's with rtcp), if that has a fork. old is
  * the header as the packet came (for the source check), *cur the one it has
  * now. With restore the packet is left with *cur; without, a copied packet
  * keeps the copy's header, *cur becomes it and fork_stream returns 1: the
@@ -411,33 +426,18 @@ static __always_inline void set_tx_hash(struct __sk_buff *skb, struct fork_hdr *
  * a rewrite, and after a clone each rewrite costs a private copy of the
  * headers. The copy's header is built in *new, the caller's scratch (the
  * 512-byte stack holds three headers, not one per use). */
-static __always_inline int fork_stream(struct __sk_buff *skb, struct stream_key *key,
-				       struct fork_hdr *old, struct fork_hdr *cur, struct fork_hdr *new,
-				       int v6, int wh, __u32 media, __u32 payload, __u32 segs,
-				       int guarded, int restore)
+static __always_inline int fork_stream(struct __sk_buff *skb, struct stream_value *v, __u16 rtcp,
+				       __u8 family, struct fork_hdr *old, struct fork_hdr *cur,
+				       struct fork_hdr *new, int v6, int wh, __u32 media, __u32 payload,
+				       __u32 segs, int guarded, int restore)
 {
-	struct stream_value *v;
 	struct fork_counters *c;
 	__u32 mark;
-	__u16 rtcp = 0, port;
 	int ret;
 
-	v = bpf_map_lookup_elem(&streams, key);
-	if (!v) {
-		/* RTCP travels on the RTP port + 1 and follows its stream
-		 * (RFC 3550 section 11). */
-		port = bpf_ntohs(key->port);
-		if (!(port & 1)) {
-			count(STAT_MISS);
-			return 0;
-		}
-		key->port = bpf_htons(port - 1);
-		v = bpf_map_lookup_elem(&streams, key);
-		if (!v) {
-			count(STAT_MISS);
-			return 0;
-		}
-		rtcp = 1;
+	if (!v || !(v->flags & STREAM_F_FORK)) {
+		count(STAT_MISS);
+		return 0;
 	}
 	/* The media socket drops what does not come from its remote; so do
 	 * the copies. The guard, where there is one, has decided already. */
@@ -458,7 +458,7 @@ static __always_inline int fork_stream(struct __sk_buff *skb, struct stream_key 
 		c->muted_bytes += payload;
 		return 0;
 	}
-	if (!(v->flags & STREAM_F_RESOLVED) || v->family != key->family) {
+	if (!(v->flags & STREAM_F_RESOLVED) || v->family != family) {
 		c->failed_packets += segs;
 		return 0;
 	}
@@ -607,8 +607,9 @@ static __always_inline int follow(struct relay_value *v, struct stream_key *key,
 	return 1;
 }
 
-/* relay_stream relays an inbound packet of a joined endpoint in the kernel:
- * it makes the other leg's outbound fork (this leg's inbound fork was made
+/* relay_stream relays an inbound packet of a joined endpoint in the kernel,
+ * if its stream entry sv (the RTCP port's with rtcp; key its key) has a
+ * relay: it makes the other leg's outbound fork (this leg's inbound fork was made
  * before; a copy's headers are the recorder's whatever the packet's were),
  * rewrites L2-L4 to leave from the other leg's local address towards the
  * other leg's remote, marks the skb so the egress program does not fork it
@@ -617,30 +618,22 @@ static __always_inline int follow(struct relay_value *v, struct stream_key *key,
  * the packet goes on to the socket instead (no relay, not media, or no way
  * to send it), and the caller then writes old back if *dirty; TCX_DROP when
  * the relay's rewrite failed after the other leg's copy was made. */
-static __always_inline int relay_stream(struct __sk_buff *skb, struct stream_key *key,
-					struct fork_hdr *old, struct fork_hdr *cur, struct fork_hdr *new,
-					int *dirty, int v6, int wh, __u32 media, __u32 payload,
-					int guarded)
+static __always_inline int relay_stream(struct __sk_buff *skb, struct stream_value *sv, __u16 rtcp,
+					struct stream_key *key, struct fork_hdr *old, struct fork_hdr *cur,
+					struct fork_hdr *new, int *dirty, int v6, int wh, __u32 media,
+					__u32 payload, int guarded)
 {
 	struct stream_key out = {};
+	struct stream_value *ov;
 	struct relay_value *v;
 	struct relay_counters *c;
-	__u16 rtcp = 0, port;
+	__u16 ortcp;
 	__u32 ifindex;
 	int ret, copied;
 
-	v = bpf_map_lookup_elem(&relays, key);
-	if (!v) {
-		/* RTCP follows its RTP stream (RFC 3550 section 11). */
-		port = bpf_ntohs(key->port);
-		if (!(port & 1))
-			return TCX_NEXT;
-		key->port = bpf_htons(port - 1);
-		v = bpf_map_lookup_elem(&relays, key);
-		if (!v)
-			return TCX_NEXT;
-		rtcp = 1;
-	}
+	if (!sv || !(sv->relay.flags & RELAY_F_ON))
+		return TCX_NEXT;
+	v = &sv->relay;
 	/* Injected media is never relayed: the guard dropped it already, or
 	 * (no guard entry) a source other than the accepted remote goes on to
 	 * the socket, which drops it and counts it. */
@@ -676,7 +669,8 @@ static __always_inline int relay_stream(struct __sk_buff *skb, struct stream_key
 	out.port = bpf_htons(v->src_port + rtcp);
 	out.dir = DIR_OUTBOUND;
 	out.family = key->family;
-	copied = fork_stream(skb, &out, old, cur, new, v6, wh, media, payload, 1, 1, 0);
+	ov = find_stream(&out, &ortcp);
+	copied = fork_stream(skb, ov, ortcp, out.family, old, cur, new, v6, wh, media, payload, 1, 1, 0);
 	if (copied)
 		*dirty = 1;
 
@@ -708,7 +702,8 @@ static __always_inline int relay_stream(struct __sk_buff *skb, struct stream_key
 
 static __always_inline int fork_packet(struct __sk_buff *skb, __u8 dir)
 {
-	struct stream_key key = {}, rkey;
+	struct stream_key key = {};
+	struct stream_value *v;
 	struct fork_hdr old = {}, cur, scratch;
 	struct inflight_count *q;
 	int ret = TCX_NEXT;
@@ -716,6 +711,7 @@ static __always_inline int fork_packet(struct __sk_buff *skb, __u8 dir)
 	void *data, *end;
 	__u32 payload, segs, media, zero = 0;
 	int v6, wh, hdr_len, guarded = GUARD_NONE, dirty;
+	__u16 rtcp;
 
 	if (skb->mark == FORK_MARK) {
 		count(STAT_LOOPED);
@@ -825,7 +821,6 @@ static __always_inline int fork_packet(struct __sk_buff *skb, __u8 dir)
 	 * only after the run is done with what it read. */
 	if (__sync_fetch_and_add(&q->enter, 1) == ~0ULL)
 		return TCX_NEXT;
-	rkey = key;
 	media = classify(skb, data, end, hdr_len, payload);
 	wh = (v6 ? WH_V6 : 0) | sw_csum(skb);
 	if (dir == DIR_INBOUND) {
@@ -838,10 +833,11 @@ static __always_inline int fork_packet(struct __sk_buff *skb, __u8 dir)
 	/* Inbound, the fork leaves its header in place for the relay to
 	 * write over; a packet that goes on to the socket gets old back. */
 	cur = old;
-	dirty = fork_stream(skb, &key, &old, &cur, &scratch, v6, wh, media, payload, segs,
-			    guarded, dir != DIR_INBOUND);
+	v = find_stream(&key, &rtcp);
+	dirty = fork_stream(skb, v, rtcp, key.family, &old, &cur, &scratch, v6, wh, media, payload,
+			    segs, guarded, dir != DIR_INBOUND);
 	if (dir == DIR_INBOUND) {
-		ret = relay_stream(skb, &rkey, &old, &cur, &scratch, &dirty, v6, wh, media,
+		ret = relay_stream(skb, v, rtcp, &key, &old, &cur, &scratch, &dirty, v6, wh, media,
 				   payload, guarded);
 		if (ret == TCX_NEXT && dirty)
 			write_hdr(skb, wh | WH_BACK, &cur, &old);

@@ -17,6 +17,7 @@
 /* stream_value.flags */
 #define STREAM_F_RESOLVED 1 /* ifindex and both MACs are valid */
 #define STREAM_F_REMOTE 2   /* inbound: copy only what comes from rem_addr/rem_port */
+#define STREAM_F_FORK 4     /* the entry has a fork (else only a relay) */
 
 /* skb->mark of a copy while it is being cloned: the egress program passes
  * marked packets on untouched, so a copy is never forked again. */
@@ -32,34 +33,12 @@ struct stream_key {
 	__u8 family; /* 4 or 6 */
 };
 
-/* Value of the stream table: where the copies of one direction go. The
- * whole value is replaced by one map update, so a mute is atomic. */
-struct stream_value {
-	__u32 slot;    /* index into the counters map */
-	__u32 ifindex; /* egress interface of the copy */
-	__u8 mode;     /* MODE_ACTIVE or MODE_INACTIVE */
-	__u8 family;   /* 4 or 6, equal to the key's */
-	__u8 flags;    /* STREAM_F_* */
-	__u8 pad;
-	__u16 rec_port;   /* recorder RTP port, host byte order */
-	__u16 src_port;   /* copy's source RTP port, host byte order */
-	__u8 dst_mac[6];  /* next hop towards the recorder */
-	__u8 src_mac[6];  /* MAC of ifindex */
-	__u8 rec_addr[16];
-	__u8 src_addr[16];
-	/* With STREAM_F_REMOTE, the only source the media socket accepts
-	 * (a signalled remote without latching); RTCP comes from port+1. */
-	__u8 rem_addr[16];
-	__u16 rem_port; /* host byte order */
-	__u16 pad2;
-};
-
-/* Value of the relay table, keyed like the stream table with DIR_INBOUND:
- * a joined endpoint's inbound stream is rewritten to leave from the other
- * leg's local address towards the other leg's remote and redirected to
- * ifindex in the kernel. One map update joins, unjoins or moves a relay.
- * With RELAY_F_FOLLOW the destination is the other leg's latched source
- * once its latch_value has one. */
+/* A joined endpoint's kernel relay, the relay part of its inbound stream
+ * entry (stream_value.relay, with RELAY_F_ON): its inbound stream is
+ * rewritten to leave from the other leg's local address towards the other
+ * leg's remote and redirected to ifindex in the kernel. One map update
+ * joins, unjoins or moves a relay. With RELAY_F_FOLLOW the destination is
+ * the other leg's latched source once its latch_value has one. */
 struct relay_value {
 	__u32 slot;    /* index into the relay_stats map */
 	__u32 ifindex; /* egress interface towards the other leg's remote */
@@ -88,6 +67,33 @@ struct relay_value {
 #define RELAY_F_REMOTE 2   /* relay only what comes from rem_addr/rem_port */
 #define RELAY_F_FOLLOW 4   /* send to the other leg's latched source once it has one */
 #define RELAY_F_PASS_PT 8  /* RTP of payload type pass_pt is not relayed here */
+#define RELAY_F_ON 16      /* the entry has a relay */
+
+/* Value of the stream table: where the copies of one direction go (with
+ * STREAM_F_FORK) and, for an inbound key, the endpoint's kernel relay
+ * (relay.flags has RELAY_F_ON): the ingress program finds both with one
+ * lookup. The whole value is replaced by one map update, so a mute, a join
+ * or an unjoin is atomic. */
+struct stream_value {
+	__u32 slot;    /* index into the counters map */
+	__u32 ifindex; /* egress interface of the copy */
+	__u8 mode;     /* MODE_ACTIVE or MODE_INACTIVE */
+	__u8 family;   /* 4 or 6, equal to the key's */
+	__u8 flags;    /* STREAM_F_* */
+	__u8 pad;
+	__u16 rec_port;   /* recorder RTP port, host byte order */
+	__u16 src_port;   /* copy's source RTP port, host byte order */
+	__u8 dst_mac[6];  /* next hop towards the recorder */
+	__u8 src_mac[6];  /* MAC of ifindex */
+	__u8 rec_addr[16];
+	__u8 src_addr[16];
+	/* With STREAM_F_REMOTE, the only source the media socket accepts
+	 * (a signalled remote without latching); RTCP comes from port+1. */
+	__u8 rem_addr[16];
+	__u16 rem_port; /* host byte order */
+	__u16 pad2;
+	struct relay_value relay;
+};
 
 /* Guard and latch table, keyed like the stream table with DIR_INBOUND but by
  * the exact local port (RTP or RTCP, one entry each): which sources an

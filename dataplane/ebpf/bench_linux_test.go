@@ -71,6 +71,7 @@ func BenchmarkSetForkMode(b *testing.B) {
 	e.mu.Lock()
 	f := e.forks[forkID{a.ID, dataplane.Inbound}]
 	key, val := f.key, f.val
+	val.Flags |= streamFlagFork // as writeEntryLocked writes it
 	e.mu.Unlock()
 	b.ResetTimer()
 	for range b.N {

@@ -76,8 +76,10 @@ type Engine struct {
 	// out holds the joins as Media applies them: from -> the endpoints
 	// that send what from receives. relays are the directions the kernel
 	// relays; relayGone totals removed relays' counts per endpoint.
-	out         map[dataplane.EndpointID]map[dataplane.EndpointID]bool
-	relays      map[relayID]*relay
+	out    map[dataplane.EndpointID]map[dataplane.EndpointID]bool
+	relays map[relayID]*relay
+	// entries is what the stream table holds per key (see streamEntry).
+	entries     map[rtpforkStreamKey]streamEntry
 	relayGone   map[dataplane.EndpointID]dataplane.EndpointStats
 	goneRelayed uint64
 	relayWhy    map[relayID]string
@@ -168,6 +170,7 @@ func New(cfg Config) (*Engine, error) {
 		forks:       make(map[forkID]*fork),
 		out:         make(map[dataplane.EndpointID]map[dataplane.EndpointID]bool),
 		relays:      make(map[relayID]*relay),
+		entries:     make(map[rtpforkStreamKey]streamEntry),
 		relayGone:   make(map[dataplane.EndpointID]dataplane.EndpointStats),
 		relayWhy:    make(map[relayID]string),
 		relayLogged: make(map[relayID]bool),
@@ -428,7 +431,7 @@ func (e *Engine) SetRemote(id dataplane.EndpointID, remote netip.AddrPort) error
 		nv := f.val
 		ep.applyRemote(&nv)
 		if nv != f.val {
-			if err := e.objs.Streams.Update(&f.key, &nv, ebpf.UpdateExist); err != nil {
+			if err := e.putForkLocked(f.key, &nv); err != nil {
 				return fmt.Errorf("set remote %d: update inbound fork: %w", id, err)
 			}
 			f.val = nv
@@ -691,7 +694,11 @@ func (e *Engine) AddFork(ep dataplane.EndpointID, dir dataplane.Direction, cfg d
 		e.freeSlots = append(e.freeSlots, slot)
 		return fmt.Errorf("add fork %d %s: reset counters: %w", ep, dir, err)
 	}
-	if err := e.objs.Streams.Update(&f.key, &f.val, ebpf.UpdateNoExist); err != nil {
+	if e.entries[f.key].fork != nil {
+		e.freeSlots = append(e.freeSlots, slot)
+		return fmt.Errorf("add fork %d %s: stream entry taken: %w", ep, dir, dataplane.ErrInvalid)
+	}
+	if err := e.putForkLocked(f.key, &f.val); err != nil {
 		e.freeSlots = append(e.freeSlots, slot)
 		return fmt.Errorf("add fork %d %s: write stream entry: %w", ep, dir, err)
 	}
@@ -714,7 +721,7 @@ func (e *Engine) addMediaFork(ep dataplane.EndpointID, dir dataplane.Direction, 
 	// depends on go back to Media before it starts.
 	e.forks[forkID{ep, dir}] = &fork{media: true, why: why.Error(), source: cfg.Source}
 	if err := e.syncRelaysLocked(true, ep); err != nil {
-		e.log.Warn("relay table update failed", "err", err)
+		e.log.Warn("kernel relay update failed", "err", err)
 	}
 	if err := e.media.AddFork(ep, dir, cfg); err != nil {
 		delete(e.forks, forkID{ep, dir})
@@ -760,8 +767,12 @@ func (e *Engine) SetForkMode(ep dataplane.EndpointID, dir dataplane.Direction, m
 		e.mu.Unlock()
 		return e.media.SetForkMode(ep, dir, m)
 	}
-	f.val.Mode = uint8(m)
-	err := e.objs.Streams.Update(&f.key, &f.val, ebpf.UpdateExist)
+	nv := f.val
+	nv.Mode = uint8(m)
+	err := e.putForkLocked(f.key, &nv)
+	if err == nil {
+		f.val = nv
+	}
 	e.mu.Unlock()
 	if err != nil {
 		return fmt.Errorf("set fork mode %d %s: %w", ep, dir, err)
@@ -856,8 +867,7 @@ func (e *Engine) unlinkForkLocked(id forkID, f *fork) error {
 		e.goneMuted += s.MutedPackets
 		f.settled = s.ForkStats
 	}
-	err := e.objs.Streams.Delete(&f.key)
-	if err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+	if err := e.putForkLocked(f.key, nil); err != nil {
 		return fmt.Errorf("remove fork %d %s: %w", id.ep, id.dir, err)
 	}
 	return nil
@@ -1197,7 +1207,7 @@ func (e *Engine) reresolve() {
 			nv := f.val
 			h.apply(&nv)
 			if nv != f.val {
-				if err := e.objs.Streams.Update(&f.key, &nv, ebpf.UpdateExist); err == nil {
+				if err := e.putForkLocked(f.key, &nv); err == nil {
 					f.val = nv
 					e.log.Info("ebpf fork next hop changed", "endpoint", uint64(it.id.ep), "direction", it.id.dir.String(),
 						"ifindex", h.ifindex, "next_hop", h.nexthop.String(), "mac", net.HardwareAddr(h.dst[:]).String(), "resolved", h.resolved)
@@ -1211,7 +1221,7 @@ func (e *Engine) reresolve() {
 	if !e.closed {
 		e.memo = memo
 		if err := e.syncRelaysLocked(false); err != nil {
-			e.log.Warn("relay table update failed", "err", err)
+			e.log.Warn("kernel relay update failed", "err", err)
 		}
 		e.memo = nil
 	}

@@ -12,7 +12,7 @@ import (
 )
 
 // TestMediaPaths: MediaPaths tells, per endpoint, the path each relay and
-// fork took and why not the kernel, in the same terms as the relay table:
+// fork took and why not the kernel, in the same terms as the kernel relays:
 // a join of two endpoints with signalled remotes on the media interface is
 // kernel both ways; an endpoint relaying to two endpoints, a fork to a
 // recorder on this host and a relay that depends on such a fork are

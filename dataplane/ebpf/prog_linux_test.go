@@ -88,14 +88,17 @@ func newProgEnv(t testing.TB) *progEnv {
 	return p
 }
 
-// addStream writes a stream entry and returns its counter slot.
+// addStream writes the fork part of a stream entry (keeping its relay part)
+// and returns its counter slot.
 func (p *progEnv) addStream(t testing.TB, local netip.AddrPort, dir dataplane.Direction, mode dataplane.Mode, rec, src netip.AddrPort) uint32 {
 	t.Helper()
 	slot := p.slots
 	p.slots++
 	k := keyOf(local, dir)
-	v := rtpforkStreamValue{Slot: slot, Ifindex: uint32(p.ifindex), Mode: uint8(mode), Family: k.Family, Flags: flagResolved,
-		RecPort: rec.Port(), SrcPort: src.Port(), DstMac: recMAC, SrcMac: outMAC}
+	var old rtpforkStreamValue
+	_ = p.objs.Streams.Lookup(&k, &old)
+	v := rtpforkStreamValue{Slot: slot, Ifindex: uint32(p.ifindex), Mode: uint8(mode), Family: k.Family, Flags: flagResolved | streamFlagFork,
+		RecPort: rec.Port(), SrcPort: src.Port(), DstMac: recMAC, SrcMac: outMAC, Relay: old.Relay}
 	copy(v.RecAddr[:], rec.Addr().AsSlice())
 	copy(v.SrcAddr[:], src.Addr().AsSlice())
 	if err := p.objs.Counters.Put(slot, make([]rtpforkForkCounters, p.ncpu)); err != nil {
@@ -349,7 +352,7 @@ func TestProgramRunUnresolved(t *testing.T) {
 	if err := p.objs.Streams.Lookup(&k, &v); err != nil {
 		t.Fatal(err)
 	}
-	v.Flags = 0
+	v.Flags &^= flagResolved
 	if err := p.objs.Streams.Put(&k, &v); err != nil {
 		t.Fatal(err)
 	}
@@ -360,40 +363,50 @@ func TestProgramRunUnresolved(t *testing.T) {
 	}
 }
 
-// addRelay writes a relay entry: what comes in to local leaves from
-// otherLocal towards otherRemote via the veth's A end.
+// addRelay writes the relay part of local's inbound stream entry (keeping
+// its fork part): what comes in to local leaves from otherLocal towards
+// otherRemote via the veth's A end.
 func (p *progEnv) addRelay(t testing.TB, local, otherLocal, otherRemote netip.AddrPort, flags uint8) uint32 {
 	t.Helper()
 	slot := p.slots
 	p.slots++
 	k := keyOf(local, dataplane.Inbound)
-	v := rtpforkRelayValue{Slot: slot, Ifindex: uint32(p.ifindex), Family: k.Family, Flags: flags,
+	v := rtpforkRelayValue{Slot: slot, Ifindex: uint32(p.ifindex), Family: k.Family, Flags: flags | relayFlagOn,
 		SrcPort: otherLocal.Port(), DstPort: otherRemote.Port(), DstMac: relayMAC, SrcMac: ourMAC}
 	copy(v.SrcAddr[:], otherLocal.Addr().AsSlice())
 	copy(v.DstAddr[:], otherRemote.Addr().AsSlice())
 	if err := p.objs.RelayStats.Put(slot, make([]rtpforkRelayCounters, p.ncpu)); err != nil {
 		t.Fatal(err)
 	}
-	if err := p.objs.Relays.Put(&k, &v); err != nil {
+	p.putRelay(t, k, v)
+	return slot
+}
+
+// putRelay sets the relay part of k's stream entry, creating the entry
+// (without a fork) if there is none.
+func (p *progEnv) putRelay(t testing.TB, k rtpforkStreamKey, r rtpforkRelayValue) {
+	t.Helper()
+	var v rtpforkStreamValue
+	_ = p.objs.Streams.Lookup(&k, &v)
+	v.Relay = r
+	if err := p.objs.Streams.Put(&k, &v); err != nil {
 		t.Fatal(err)
 	}
-	return slot
 }
 
 // relayFrom makes the relay of local accept remote only.
 func (p *progEnv) relayFrom(t testing.TB, local, remote netip.AddrPort) {
 	t.Helper()
 	k := keyOf(local, dataplane.Inbound)
-	var v rtpforkRelayValue
-	if err := p.objs.Relays.Lookup(&k, &v); err != nil {
+	var sv rtpforkStreamValue
+	if err := p.objs.Streams.Lookup(&k, &sv); err != nil {
 		t.Fatal(err)
 	}
+	v := sv.Relay
 	v.Flags |= 2 // RELAY_F_REMOTE
 	copy(v.RemAddr[:], remote.Addr().AsSlice())
 	v.RemPort = remote.Port()
-	if err := p.objs.Relays.Put(&k, &v); err != nil {
-		t.Fatal(err)
-	}
+	p.putRelay(t, k, v)
 }
 
 func (p *progEnv) relayCounters(t *testing.T, slot uint32) rtpforkRelayCounters {

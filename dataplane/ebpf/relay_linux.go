@@ -8,15 +8,14 @@ import (
 
 	"net/netip"
 
-	"github.com/cilium/ebpf"
-
 	"github.com/recfork/recfork/dataplane"
 )
 
 // Kernel relay of joined endpoints. Media keeps every join (its sockets
 // relay whatever reaches them); for a direction the kernel can carry, the
-// relay table also gets an entry and the ingress program redirects the
-// packets before any socket sees them, so each packet is relayed exactly
+// from endpoint's inbound stream entry also gets a relay part (see
+// streamEntry) and the ingress program redirects the packets before any
+// socket sees them, so each packet is relayed exactly
 // once, by one path. A packet the program passes on (not media, a foreign
 // source, no next hop) reaches the socket and Media relays or drops it.
 
@@ -178,7 +177,7 @@ func (e *Engine) tapsBesideLocked(id relayID) (uint8, error) {
 	return pt, nil
 }
 
-// syncRelaysLocked makes the relay table what the joins, endpoints and forks
+// syncRelaysLocked makes the stream table's relay parts what the joins, endpoints and forks
 // call for; with create false it only updates and deletes entries. A relay
 // that starts while Media is already relaying the direction could overtake
 // Media's packets still waiting in the neighbour queue, so new relays start
@@ -241,7 +240,7 @@ func (e *Engine) syncRelaysLocked(create bool, only ...dataplane.EndpointID) err
 		if ok && w.key == r.key {
 			w.val.Slot = r.val.Slot
 			if w.val != r.val {
-				if err := e.objs.Relays.Update(&r.key, &w.val, ebpf.UpdateExist); err != nil {
+				if err := e.putRelayLocked(r.key, &w.val); err != nil {
 					errs = append(errs, fmt.Errorf("update relay %d to %d: %w", id.from, id.to, err))
 				} else {
 					r.val = w.val
@@ -250,7 +249,7 @@ func (e *Engine) syncRelaysLocked(create bool, only ...dataplane.EndpointID) err
 			delete(wants, id)
 			continue
 		}
-		if err := e.objs.Relays.Delete(&r.key); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		if err := e.putRelayLocked(r.key, nil); err != nil {
 			errs = append(errs, fmt.Errorf("delete relay %d to %d: %w", id.from, id.to, err))
 		}
 		gone = append(gone, id)
@@ -286,7 +285,13 @@ func (e *Engine) syncRelaysLocked(create bool, only ...dataplane.EndpointID) err
 			errs = append(errs, fmt.Errorf("relay %d to %d: reset counters: %w", id.from, id.to, err))
 			continue
 		}
-		if err := e.objs.Relays.Update(&w.key, &w.val, ebpf.UpdateNoExist); err != nil {
+		if e.entries[w.key].relay != nil {
+			// tapsBesideLocked leaves one kernel relay per endpoint.
+			e.freeSlots = append(e.freeSlots, slot)
+			errs = append(errs, fmt.Errorf("relay %d to %d: relay entry taken", id.from, id.to))
+			continue
+		}
+		if err := e.putRelayLocked(w.key, &w.val); err != nil {
 			e.freeSlots = append(e.freeSlots, slot)
 			errs = append(errs, fmt.Errorf("relay %d to %d: write relay entry: %w", id.from, id.to, err))
 			continue

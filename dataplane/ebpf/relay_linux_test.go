@@ -12,7 +12,7 @@ import (
 )
 
 // TestRelayInKernel: a full join of two endpoints on the media interface is
-// relayed by the BPF programs (the relay table has both directions and the
+// relayed by the BPF programs (the stream table has both directions' relays and the
 // kernel counts every packet), byte for byte, RTCP with its RTP; the forks
 // of both directions a packet feeds copy it exactly once; a stranger's
 // packets are neither relayed nor copied; after Unjoin nothing is relayed.

@@ -111,6 +111,7 @@ type rtpforkStreamValue struct {
 	RemAddr [16]uint8
 	RemPort uint16
 	Pad2    uint16
+	Relay   rtpforkRelayValue
 }
 
 // Names of all BPF objects in the ELF.
@@ -123,7 +124,6 @@ const (
 	rtpforkMapLatchEvents      = "latch_events"
 	rtpforkMapLatches          = "latches"
 	rtpforkMapRelayStats       = "relay_stats"
-	rtpforkMapRelays           = "relays"
 	rtpforkMapStats            = "stats"
 	rtpforkMapStreams          = "streams"
 	rtpforkProgRtpforkEgress   = "rtpfork_egress"
@@ -188,7 +188,6 @@ type rtpforkMapSpecs struct {
 	LatchEvents *ebpf.MapSpec `ebpf:"latch_events"`
 	Latches     *ebpf.MapSpec `ebpf:"latches"`
 	RelayStats  *ebpf.MapSpec `ebpf:"relay_stats"`
-	Relays      *ebpf.MapSpec `ebpf:"relays"`
 	Stats       *ebpf.MapSpec `ebpf:"stats"`
 	Streams     *ebpf.MapSpec `ebpf:"streams"`
 }
@@ -227,7 +226,6 @@ type rtpforkMaps struct {
 	LatchEvents *ebpf.Map `ebpf:"latch_events"`
 	Latches     *ebpf.Map `ebpf:"latches"`
 	RelayStats  *ebpf.Map `ebpf:"relay_stats"`
-	Relays      *ebpf.Map `ebpf:"relays"`
 	Stats       *ebpf.Map `ebpf:"stats"`
 	Streams     *ebpf.Map `ebpf:"streams"`
 }
@@ -240,7 +238,6 @@ func (m *rtpforkMaps) Close() error {
 		m.LatchEvents,
 		m.Latches,
 		m.RelayStats,
-		m.Relays,
 		m.Stats,
 		m.Streams,
 	)
