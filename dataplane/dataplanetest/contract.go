@@ -35,6 +35,7 @@ func Run(t *testing.T, h Harness) {
 		{"LatchLearnsFirstSource", testLatchLearn},
 		{"LatchFollowsSource", testLatchFollows},
 		{"SetRemote", testSetRemote},
+		{"SetRemoteRelatches", testSetRemoteRelatch},
 		{"BadInput", testBadInput},
 		{"Errors", testErrors},
 		{"Close", testClose},
@@ -584,6 +585,29 @@ func testSetRemote(t *testing.T, v *env) {
 	if err := v.e.SetRemote(a.ID+1000, pc.Addr); !errors.Is(err, dataplane.ErrNotFound) {
 		t.Fatalf("SetRemote of an unknown endpoint: %v, want ErrNotFound", err)
 	}
+}
+
+func testSetRemoteRelatch(t *testing.T, v *env) {
+	// SetRemote resets latching: a latched endpoint learns its source
+	// again, and what is sent to it (here its own echo) goes to the new
+	// source, never to the one it had latched before.
+	pa, pc := v.party(t), v.party(t)
+	a := v.open(t, pa.Addr, true)
+	v.must(t, "self join", v.e.Join(a.ID, a.ID, dataplane.Full))
+	first := RTPRange(0xa3, 0, 3)
+	Send(t, pa.RTP, local(a), first)
+	Expect(t, pa.RTP, local(a), first, v.timeout)
+	v.waitRx(t, a.ID, 3, 0)
+	v.must(t, "set remote", v.e.SetRemote(a.ID, pc.Addr))
+	again := RTPRange(0xc3, 0, 3)
+	Send(t, pc.RTP, local(a), again)
+	Expect(t, pc.RTP, local(a), again, v.timeout)
+	ExpectNothingQueued(t, pa.RTP)
+	// Latched to pc now: the old source is refused.
+	Send(t, pa.RTP, local(a), RTPRange(0xa3, 3, 2))
+	v.waitRx(t, a.ID, 6, 2)
+	ExpectNothingQueued(t, pa.RTP)
+	ExpectNothingQueued(t, pc.RTP)
 }
 
 // BadDatagrams are datagrams that are not RTP or RTCP; every engine counts

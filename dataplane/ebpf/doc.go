@@ -21,12 +21,13 @@
 // guarded with a known remote, not on loopback, the same IP version,
 // no fork of Media's on the legs, a resolved next hop, and the receiving
 // endpoint relaying to one endpoint only, besides taps of one payload type
-// whose RTP the program passes on to Media) also gets a relay-table entry: the
+// whose RTP the program passes on to Media) also gets a relay part in its
+// inbound stream entry (one lookup finds fork and relay): the
 // ingress program then rewrites the packet to the other leg (to where the
 // kernel latched it, for a latching leg), makes the forks
 // of both directions it feeds in the same run and redirects it, so it never
 // reaches Media's socket and is relayed once. Join, Unjoin and SetRemote
-// write or delete one entry per direction; which path a direction takes is
+// write one entry per direction; which path a direction takes is
 // logged when it changes (RelayedInKernel reports it). Config.UserspaceRelay
 // keeps every relay in Media.
 //

@@ -517,8 +517,9 @@ func (e *Engine) CloseEndpoint(id dataplane.EndpointID) error {
 }
 
 // Join implements dataplane.Engine: Media joins the endpoints, then each
-// direction the kernel can carry gets one relay-table entry, so from then on
-// its packets are redirected before they reach Media's socket.
+// direction the kernel can carry gets a relay part in its stream entry (one
+// map update), so from then on its packets are redirected before they reach
+// Media's socket.
 func (e *Engine) Join(from, to dataplane.EndpointID, d dataplane.Duplex) error {
 	e.warmRelays(from, to, d)
 	e.mu.Lock()
@@ -533,8 +534,8 @@ func (e *Engine) Join(from, to dataplane.EndpointID, d dataplane.Duplex) error {
 	return e.syncRelaysLocked(true, from, to)
 }
 
-// Unjoin implements dataplane.Engine: the relay entries go first (one map
-// delete each), so packets in flight fall back to Media's relay, which stops
+// Unjoin implements dataplane.Engine: the relay parts go first (one map
+// update each), so packets in flight fall back to Media's relay, which stops
 // after them; no packet of another stream is touched.
 func (e *Engine) Unjoin(a, b dataplane.EndpointID) error {
 	e.mu.Lock()

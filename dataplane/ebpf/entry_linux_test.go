@@ -72,3 +72,17 @@ func TestStreamEntryKeepsTheOtherPart(t *testing.T) {
 		t.Fatalf("engine still holds %d entries", len(e.entries))
 	}
 }
+
+// TestTableSizes checks that the engine's slot allocator stops where the
+// programs' counter arrays end.
+func TestTableSizes(t *testing.T) {
+	spec, err := loadRtpfork()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"counters", "relay_stats"} {
+		if got := spec.Maps[name].MaxEntries; got != maxForks {
+			t.Errorf("%s has %d entries, the engine allocates slots up to %d", name, got, maxForks)
+		}
+	}
+}

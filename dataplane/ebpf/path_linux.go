@@ -14,9 +14,9 @@ import (
 var _ dataplane.PathReporter = (*Engine)(nil)
 
 // MediaPaths implements dataplane.PathReporter: each direction of a join is
-// on the kernel path while it has a relay-table entry, else Media relays it
-// for the reason the last relay-table sync found; each fork is a
-// stream-table entry unless AddFork handed it to Media.
+// on the kernel path while its stream entry has a relay part, else Media
+// relays it for the reason the last relay sync found; each fork is a
+// stream-table entry's fork part unless AddFork handed it to Media.
 func (e *Engine) MediaPaths(id dataplane.EndpointID) (dataplane.MediaPaths, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()

@@ -78,7 +78,7 @@ func TestRelayInKernel(t *testing.T) {
 
 			tp.eng.MustDo(t, func() error { return e.Unjoin(a.ID, b.ID) })
 			if e.RelayedInKernel(a.ID, b.ID) || e.RelayedInKernel(b.ID, a.ID) {
-				t.Fatal("relay entries left after Unjoin")
+				t.Fatal("relays left after Unjoin")
 			}
 			after := rtpN(0xabc, 100, 3)
 			send(t, pa.rtp, a.Local, after...)
