@@ -473,7 +473,8 @@ is counted exactly in the kernel.
   only a few packets of any one stream). Where the kernel refuses live-frames runs (EPERM, as
   on 6.18.44-fc-v1300), ` + "`AF_XDP`" + ` sockets in copy mode take over: one per CPU, each bound
   to its own queue of G's veth, transmit-only, every stream's frame written once into the
-  socket's UMEM and sent as descriptors that point at it (the kernel builds an skb per
+  socket's UMEM, 256 bytes apart (unaligned chunks), so the frames the kernel copies stay in
+  cache, and sent as descriptors that point at it (the kernel builds an skb per
   descriptor: no message header, iovec or flow-dissector pass per frame), paced every
   millisecond. Then ` + "`AF_PACKET`" + ` sockets with ` + "`sendmmsg`" + ` (` + "`PACKET_QDISC_BYPASS`" + `), then a
   raw-socket ` + "`sendmmsg`" + `, which also drives the mute scenario; the run's config and notes
@@ -529,7 +530,8 @@ is counted exactly in the kernel.
   ` + "`<send name=\"'bvr.record'\">`" + ` with ` + "`inbound`" + ` inactive (the real interpreter; a
   platform that carries the mode to the engine's ` + "`SetForkMode`" + `, as the control plane does
   for an established recording, without the SIP re-INVITE to the SRS) to the last copy seen
-  at the recorder's interface (the sink stamps copies with ` + "`bpf_ktime_get_ns`" + `; the stream
+  at the recorder's interface (the sink stamps copies with ` + "`bpf_ktime_get_ns`" + `, per CPU, and
+  the latest stamp is the last copy; the stream
   sends a packet, sleeps 20 µs, and so on — its rate is in the scenario's config — so a
   figure carries up to one packet interval of uncertainty; trials where no copy followed the
   send count as 0). Its ratio is to the p99 wake-up latency of a goroutine blocked on a
