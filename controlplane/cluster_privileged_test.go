@@ -506,8 +506,14 @@ func TestStandbyEndsDeadNodesRecordings(t *testing.T) {
 	if !strings.Contains(ended[0].Remote, "10.201.3.2") {
 		t.Logf("recording started from %s", ended[0].Remote)
 	}
-	st := standby.status(t)
-	if st.State == nil || st.State.TakenOver != 1 || !st.State.Standby {
+	// The SRS has the BYE before the standby has its answer and counts the
+	// recording as ended: wait for the count, do not read it once.
+	var st controlplane.StatusInfo
+	waitFor(t, "the standby to count the recording it ended", func() bool {
+		st = standby.status(t)
+		return st.State != nil && st.State.TakenOver >= 1
+	})
+	if st.State.TakenOver != 1 || !st.State.Standby {
 		t.Fatalf("standby status %+v", st.State)
 	}
 	waitFor(t, "the dead node's state to be removed", func() bool {
