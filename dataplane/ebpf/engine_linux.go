@@ -69,6 +69,8 @@ type Engine struct {
 	memo      *hopMemo
 	endpoints map[dataplane.EndpointID]*endpoint
 	forks     map[forkID]*fork
+	// entries is what the stream table holds per key (see streamEntry).
+	entries   map[rtpforkStreamKey]streamEntry
 	freeSlots []uint32
 	nextSlot  uint32
 	// gone totals the counters of removed forks, for Stats.
@@ -76,10 +78,8 @@ type Engine struct {
 	// out holds the joins as Media applies them: from -> the endpoints
 	// that send what from receives. relays are the directions the kernel
 	// relays; relayGone totals removed relays' counts per endpoint.
-	out    map[dataplane.EndpointID]map[dataplane.EndpointID]bool
-	relays map[relayID]*relay
-	// entries is what the stream table holds per key (see streamEntry).
-	entries     map[rtpforkStreamKey]streamEntry
+	out         map[dataplane.EndpointID]map[dataplane.EndpointID]bool
+	relays      map[relayID]*relay
 	relayGone   map[dataplane.EndpointID]dataplane.EndpointStats
 	goneRelayed uint64
 	relayWhy    map[relayID]string
@@ -1043,12 +1043,6 @@ func (h nextHop) apply(v *rtpforkStreamValue) {
 	}
 }
 
-// resolve looks the recorder's next hop up in the kernel's routing and
-// neighbour tables; an unknown or stale neighbour is (re-)probed.
-func (e *Engine) resolve(rec, src netip.Addr) (nextHop, error) {
-	return e.resolveIn(nil, rec, src)
-}
-
 // hopMemo keeps the answers of one refresh pass. The forks of many calls
 // share a recorder and their relays a router, and every answer costs up to
 // four netlink round trips: without it, a pass over 2,175 calls' forks and
@@ -1073,8 +1067,9 @@ func newHopMemo() *hopMemo {
 	return &hopMemo{routes: make(map[[2]netip.Addr]hopAnswer), hops: make(map[hopKey]hopAnswer)}
 }
 
-// resolveIn is resolve, answered from m where m has the answer (m may be
-// nil).
+// resolveIn looks the next hop from src to rec up in the kernel's routing
+// and neighbour tables (an unknown or stale neighbour is (re-)probed),
+// answered from m where m has the answer; m may be nil.
 func (e *Engine) resolveIn(m *hopMemo, rec, src netip.Addr) (nextHop, error) {
 	rk := [2]netip.Addr{rec, src}
 	if m != nil {
@@ -1138,7 +1133,7 @@ func (e *Engine) resolveWait(rec, src netip.Addr) (nextHop, error) {
 		e.mu.Lock()
 		changed := e.changed
 		e.mu.Unlock()
-		h, err := e.resolve(rec, src)
+		h, err := e.resolveIn(nil, rec, src)
 		if err != nil || h.resolved {
 			return h, err
 		}

@@ -177,8 +177,9 @@ func (e *Engine) tapsBesideLocked(id relayID) (uint8, error) {
 	return pt, nil
 }
 
-// syncRelaysLocked makes the stream table's relay parts what the joins, endpoints and forks
-// call for; with create false it only updates and deletes entries. A relay
+// syncRelaysLocked makes the stream table's relay parts what the joins,
+// endpoints and forks call for; with create false it only updates and
+// deletes relays. A relay
 // that starts while Media is already relaying the direction could overtake
 // Media's packets still waiting in the neighbour queue, so new relays start
 // only from Join and SetRemote, never from a late neighbour resolution.
