@@ -215,7 +215,7 @@ static __always_inline __u16 csum_replace(__u16 check, __u32 diff)
  * 768; RFC 8200 section 8.1), as BPF_F_MARK_MANGLED_0 does. Inlined at
  * its five call sites: as a subprogram its call and return cost ~50 ns a
  * rewrite on a kernel with return thunks, more than its body; the program's
- * stack is then 472 of the verifier's 512 bytes. */
+ * stack is then 440 of the verifier's 512 bytes. */
 static __always_inline int write_hdr(struct __sk_buff *skb, int flags,
 				struct fork_hdr *from, struct fork_hdr *to)
 {
