@@ -38,6 +38,11 @@
 
 char __license[] SEC("license") = "Dual MIT/GPL";
 
+/* The max_entries of streams, latches, counters and relay_stats are what
+ * the engine asks for when it knows no port range (every pair of the 16-bit
+ * port space): it sizes them from the media port range when it loads the
+ * programs (dataplane/ebpf/tables_linux.go). */
+
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 65536);
@@ -48,14 +53,14 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 65536);
+	__uint(max_entries, 131072);
 	__type(key, __u32);
 	__type(value, struct fork_counters);
 } counters SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 65536);
+	__uint(max_entries, 131072);
 	__type(key, __u32);
 	__type(value, struct relay_counters);
 } relay_stats SEC(".maps");
@@ -70,7 +75,7 @@ struct {
 /* Two entries (RTP, RTCP) per endpoint. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 131072);
+	__uint(max_entries, 65536);
 	__type(key, struct stream_key);
 	__type(value, struct latch_value);
 	__uint(map_flags, BPF_F_NO_PREALLOC);

@@ -29,7 +29,6 @@ const (
 	flagResolved = 1
 	flagRemote   = 2
 	statMax      = 16
-	maxForks     = 65536
 	familyV4     = 4
 	familyV6     = 6
 )
@@ -70,7 +69,9 @@ type Engine struct {
 	endpoints map[dataplane.EndpointID]*endpoint
 	forks     map[forkID]*fork
 	// entries is what the stream table holds per key (see streamEntry).
-	entries   map[rtpforkStreamKey]streamEntry
+	entries map[rtpforkStreamKey]streamEntry
+	// freeSlots and nextSlot allocate counter slots, up to sizes.slots.
+	sizes     tableSizes
 	freeSlots []uint32
 	nextSlot  uint32
 	// gone totals the counters of removed forks, for Stats.
@@ -228,7 +229,15 @@ func unsupported(op string, err error) error {
 }
 
 func (e *Engine) load() error {
-	if err := loadRtpforkObjects(&e.objs, nil); err != nil {
+	spec, err := loadRtpfork()
+	if err != nil {
+		return fmt.Errorf("load fork programs: %w", err)
+	}
+	e.sizes = sizesFor(mediaEndpoints(e.media))
+	if err := e.sizes.size(spec); err != nil {
+		return err
+	}
+	if err := spec.LoadAndAssign(&e.objs, nil); err != nil {
 		var ve *ebpf.VerifierError
 		if errors.As(err, &ve) {
 			return unsupported("load fork programs (verifier rejected them)", err)
@@ -739,8 +748,8 @@ func (e *Engine) allocSlot() (uint32, error) {
 		e.freeSlots = e.freeSlots[:n-1]
 		return s, nil
 	}
-	if e.nextSlot >= maxForks {
-		return 0, fmt.Errorf("%d forks in the kernel table: %w", maxForks, dataplane.ErrPortsExhausted)
+	if e.nextSlot >= e.sizes.slots {
+		return 0, fmt.Errorf("%d forks and relays in the kernel's counter tables: %w", e.sizes.slots, dataplane.ErrPortsExhausted)
 	}
 	e.nextSlot++
 	return e.nextSlot - 1, nil

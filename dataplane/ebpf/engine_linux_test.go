@@ -792,6 +792,89 @@ func TestMapEntriesReturnToZero(t *testing.T) {
 	}
 }
 
+// TestFullRangeInTheKernel fills a small port range: every endpoint the media
+// engine can open, each forked both ways and joined, fits the kernel's tables
+// sized from that range, and it fits again after all of it is removed, as
+// the counter slots come back.
+func TestFullRangeInTheKernel(t *testing.T) {
+	tp := newTopology(t, families[0], viaSame)
+	e := newEngineWith(t, tp.eng, tp.ifaces, userspace.Config{PortRange: dataplane.PortRange{Min: 30000, Max: 30007}})
+	if want := sizesFor(4); e.sizes != want {
+		t.Fatalf("tables sized %+v for a range of 4 pairs, want %+v", e.sizes, want)
+	}
+	for m, want := range map[*ebpf.Map]uint32{e.objs.Streams: 8, e.objs.Latches: 8, e.objs.Counters: 16, e.objs.RelayStats: 16} {
+		if m.MaxEntries() != want {
+			t.Errorf("%v holds %d entries, want %d", m, m.MaxEntries(), want)
+		}
+	}
+	rec := listenPair(t, tp.rec, tp.recIP)
+	var eps []dataplane.EndpointID
+	for range 4 {
+		party := listenPair(t, tp.remote, tp.remoteIP)
+		eps = append(eps, openEndpoint(t, tp.eng, e, tp.engIP, party.addr).ID)
+	}
+	if err := tp.eng.Do(func() error {
+		_, err := e.OpenEndpoint(dataplane.EndpointConfig{LocalIP: tp.engIP})
+		return err
+	}); !errors.Is(err, dataplane.ErrPortsExhausted) {
+		t.Fatalf("fifth endpoint in a range of four pairs: %v, want ErrPortsExhausted", err)
+	}
+	count := func(m *ebpf.Map, v any) int {
+		n := 0
+		var k rtpforkStreamKey
+		for it := m.Iterate(); it.Next(&k, v); {
+			n++
+		}
+		return n
+	}
+	dirs := []dataplane.Direction{dataplane.Inbound, dataplane.Outbound}
+	for round := range 3 {
+		for i, ep := range eps {
+			for _, d := range dirs {
+				if err := e.AddFork(ep, d, dataplane.ForkConfig{Recorder: rec.addr, Source: eps[(i+2)%4]}); err != nil {
+					t.Fatalf("round %d: fork %d %s: %v", round, ep, d, err)
+				}
+			}
+		}
+		for i := 0; i < len(eps); i += 2 {
+			if err := e.Join(eps[i], eps[i+1], dataplane.Full); err != nil {
+				t.Fatalf("round %d: join: %v", round, err)
+			}
+		}
+		e.mu.Lock()
+		for id, f := range e.forks {
+			if f.media {
+				t.Errorf("round %d: fork %v left to userspace: %s", round, id, f.why)
+			}
+		}
+		relays, forks := len(e.relays), len(e.forks)
+		e.mu.Unlock()
+		if forks != 8 || relays != 4 {
+			t.Fatalf("round %d: %d forks and %d kernel relays, want 8 and 4 (why: %v)", round, forks, relays, e.relayWhy)
+		}
+		var sv rtpforkStreamValue
+		var lv rtpforkLatchValue
+		if n, l := count(e.objs.Streams, &sv), count(e.objs.Latches, &lv); n != 8 || l != 8 {
+			t.Fatalf("round %d: %d stream and %d latch entries, want 8 and 8", round, n, l)
+		}
+		for i := 0; i < len(eps); i += 2 {
+			if err := e.Unjoin(eps[i], eps[i+1]); err != nil {
+				t.Fatalf("round %d: unjoin: %v", round, err)
+			}
+		}
+		for _, ep := range eps {
+			for _, d := range dirs {
+				if err := e.RemoveFork(ep, d); err != nil {
+					t.Fatalf("round %d: remove fork: %v", round, err)
+				}
+			}
+		}
+		if n := count(e.objs.Streams, &sv); n != 0 {
+			t.Fatalf("round %d: %d stream entries left", round, n)
+		}
+	}
+}
+
 // TestReattachAfterRecreate deletes the media interface under a running
 // fork and creates it again with the same name: the engine attaches to the
 // new device and copies resume.

@@ -10,6 +10,7 @@ import (
 	"github.com/cilium/ebpf"
 
 	"github.com/recfork/recfork/dataplane"
+	"github.com/recfork/recfork/dataplane/userspace"
 )
 
 // TestStreamEntryKeepsTheOtherPart checks that a fork and a relay sharing a
@@ -73,16 +74,51 @@ func TestStreamEntryKeepsTheOtherPart(t *testing.T) {
 	}
 }
 
-// TestTableSizes checks that the engine's slot allocator stops where the
-// programs' counter arrays end.
+// TestTableSizes checks the tables' capacities for a number of endpoints:
+// the Media's port range bounds them, and the 16-bit port space does when
+// Media says nothing.
 func TestTableSizes(t *testing.T) {
+	for _, c := range []struct {
+		endpoints int
+		want      tableSizes
+	}{
+		{5000, tableSizes{streams: 10000, latches: 10000, slots: 20000}},
+		{1, tableSizes{streams: 2, latches: 2, slots: 4}},
+		{0, tableSizes{streams: 2, latches: 2, slots: 4}},
+		{1 << 20, tableSizes{streams: 65536, latches: 65536, slots: 131072}},
+	} {
+		if got := sizesFor(c.endpoints); got != c.want {
+			t.Errorf("sizesFor(%d) = %+v, want %+v", c.endpoints, got, c.want)
+		}
+	}
+	media, err := userspace.New(userspace.Config{PortRange: dataplane.PortRange{Min: 30001, Max: 30010}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer media.Close()
+	if n := mediaEndpoints(media); n != 4 {
+		t.Errorf("a range of 30001-30010 holds %d endpoints, want 4 (30002-30009)", n)
+	}
+	if n := mediaEndpoints(nil); n != defaultEndpoints {
+		t.Errorf("a media without a port range holds %d endpoints, want %d", n, defaultEndpoints)
+	}
 	spec, err := loadRtpfork()
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, name := range []string{"counters", "relay_stats"} {
-		if got := spec.Maps[name].MaxEntries; got != maxForks {
-			t.Errorf("%s has %d entries, the engine allocates slots up to %d", name, got, maxForks)
+	d := sizesFor(defaultEndpoints)
+	for name, want := range map[string]uint32{"streams": d.streams, "latches": d.latches, "counters": d.slots, "relay_stats": d.slots} {
+		if got := spec.Maps[name].MaxEntries; got != want {
+			t.Errorf("rtpfork.c gives %s %d entries, the engine's default is %d", name, got, want)
+		}
+	}
+	s := sizesFor(7)
+	if err := s.size(spec); err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]uint32{"streams": 14, "latches": 14, "counters": 28, "relay_stats": 28} {
+		if got := spec.Maps[name].MaxEntries; got != want {
+			t.Errorf("%s sized to %d entries, want %d", name, got, want)
 		}
 	}
 }

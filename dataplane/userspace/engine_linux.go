@@ -309,6 +309,10 @@ func (e *Engine) SetLatched(id dataplane.EndpointID, rtcp bool, src netip.AddrPo
 // LatchPolicy is the policy the engine latches endpoints by.
 func (e *Engine) LatchPolicy() dataplane.LatchPolicy { return e.cfg.LatchPolicy }
 
+// PortRange is the range the engine's endpoints take their port pairs from;
+// it never holds more endpoints than the range has pairs.
+func (e *Engine) PortRange() dataplane.PortRange { return e.cfg.PortRange }
+
 // SetRemote sets the remote RTP address and resets latching.
 func (e *Engine) SetRemote(id dataplane.EndpointID, remote netip.AddrPort) error {
 	e.mu.Lock()
