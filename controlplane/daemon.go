@@ -354,6 +354,30 @@ func (d *Daemon) Connections() []ConnectionInfo {
 	return out
 }
 
+// sessionConnections is Connections for one CCXML session, without the
+// media statistics and paths: a session's hangup and its new calls need only
+// who is in it. (Connections asks the engine for every live connection's
+// figures, which made each hangup cost in proportion to all the calls up.)
+func (d *Daemon) sessionConnections(id string) []ConnectionInfo {
+	d.mu.Lock()
+	cs := make([]*Connection, 0, len(d.conns))
+	for _, c := range d.conns {
+		cs = append(cs, c)
+	}
+	d.mu.Unlock()
+	var out []ConnectionInfo
+	for _, c := range cs {
+		c.mu.Lock()
+		in := c.sessionID == id
+		c.mu.Unlock()
+		if in {
+			out = append(out, c.Info())
+		}
+	}
+	sortConns(out)
+	return out
+}
+
 // end releases everything c holds, once: the recording (BYE to the SRS), the
 // joins, the media endpoint and its table entry. The final state and event
 // are the caller's.

@@ -105,8 +105,8 @@ func (p *platform) CreateCall(_ context.Context, s *ccxml.Session, r ccxml.Creat
 	// connection this call will be joined to, else of the session's call,
 	// and SRTP when that one is SRTP (it opens and re-seals per leg).
 	join := r.JoinID
-	for _, ci := range p.d.Connections() {
-		if ci.SessionID == s.ID() && (join == "" || ci.ID == join) && ci.State == StateConnected {
+	for _, ci := range p.d.sessionConnections(s.ID()) {
+		if (join == "" || ci.ID == join) && ci.State == StateConnected {
 			if c, err := p.d.Connection(ci.ID); err == nil {
 				if cs := c.Codecs(); len(cs) > 0 {
 					o.Codecs = cs

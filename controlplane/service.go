@@ -312,10 +312,7 @@ func (svc *Service) startSession(doc *ccxml.Document, uri, mode string, c *Conne
 
 func (svc *Service) hangupSession(id string) {
 	var wg sync.WaitGroup
-	for _, ci := range svc.d.Connections() {
-		if ci.SessionID != id {
-			continue
-		}
+	for _, ci := range svc.d.sessionConnections(id) {
 		c, err := svc.d.Connection(ci.ID)
 		if err != nil {
 			continue

@@ -79,12 +79,14 @@ type Engine struct {
 	// out holds the joins as Media applies them: from -> the endpoints
 	// that send what from receives. relays are the directions the kernel
 	// relays; relayGone totals removed relays' counts per endpoint.
-	out         map[dataplane.EndpointID]map[dataplane.EndpointID]bool
-	relays      map[relayID]*relay
-	relayGone   map[dataplane.EndpointID]dataplane.EndpointStats
-	goneRelayed uint64
-	relayWhy    map[relayID]string
-	relayLogged map[relayID]bool
+	out    map[dataplane.EndpointID]map[dataplane.EndpointID]bool
+	relays map[relayID]*relay
+	// joinsOf and relaysOf index out and relays by both their endpoints.
+	joinsOf, relaysOf pairIndex
+	relayGone         map[dataplane.EndpointID]dataplane.EndpointStats
+	goneRelayed       uint64
+	relayWhy          map[relayID]string
+	relayLogged       map[relayID]bool
 	// changed is closed and replaced whenever the kernel reports a change of
 	// routes, neighbours or links; AddFork waits on it for a resolution.
 	changed chan struct{}
@@ -171,6 +173,8 @@ func New(cfg Config) (*Engine, error) {
 		forks:       make(map[forkID]*fork),
 		out:         make(map[dataplane.EndpointID]map[dataplane.EndpointID]bool),
 		relays:      make(map[relayID]*relay),
+		joinsOf:     make(pairIndex),
+		relaysOf:    make(pairIndex),
 		entries:     make(map[rtpforkStreamKey]streamEntry),
 		relayGone:   make(map[dataplane.EndpointID]dataplane.EndpointStats),
 		relayWhy:    make(map[relayID]string),

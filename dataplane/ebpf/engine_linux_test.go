@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/netip"
 	"os"
@@ -69,7 +70,10 @@ func TestContract(t *testing.T) {
 				}
 				newPolicyEngine := func(t *testing.T, p dataplane.LatchPolicy) dataplane.Engine {
 					mcfg := userspace.Config{PortRange: testRange, GSORelays: gso, LatchPolicy: p}
-					return nsEngine{newEngineCfg(t, tp.eng, tp.ifaces, mcfg, gso), tp.eng}
+					e := newEngineCfg(t, tp.eng, tp.ifaces, mcfg, gso)
+					// Whatever the case left joined, before Close.
+					t.Cleanup(func() { checkIndexes(t, e) })
+					return nsEngine{e, tp.eng}
 				}
 				dataplanetest.Run(t, dataplanetest.Harness{
 					NewEngine: func(t *testing.T) dataplane.Engine {
@@ -852,6 +856,7 @@ func TestFullRangeInTheKernel(t *testing.T) {
 		if forks != 8 || relays != 4 {
 			t.Fatalf("round %d: %d forks and %d kernel relays, want 8 and 4 (why: %v)", round, forks, relays, e.relayWhy)
 		}
+		checkIndexes(t, e)
 		var sv rtpforkStreamValue
 		var lv rtpforkLatchValue
 		if n, l := count(e.objs.Streams, &sv), count(e.objs.Latches, &lv); n != 8 || l != 8 {
@@ -872,6 +877,30 @@ func TestFullRangeInTheKernel(t *testing.T) {
 		if n := count(e.objs.Streams, &sv); n != 0 {
 			t.Fatalf("round %d: %d stream entries left", round, n)
 		}
+		checkIndexes(t, e)
+	}
+}
+
+// checkIndexes checks that joinsOf and relaysOf index exactly the joins and
+// the kernel relays, by both their endpoints.
+func checkIndexes(t *testing.T, e *Engine) {
+	t.Helper()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	joins, relays := make(pairIndex), make(pairIndex)
+	for from, tos := range e.out {
+		for to := range tos {
+			joins.add(relayID{from, to})
+		}
+	}
+	for id := range e.relays {
+		relays.add(id)
+	}
+	if !maps.EqualFunc(joins, e.joinsOf, maps.Equal) {
+		t.Errorf("joinsOf %v, the joins give %v", e.joinsOf, joins)
+	}
+	if !maps.EqualFunc(relays, e.relaysOf, maps.Equal) {
+		t.Errorf("relaysOf %v, the relays give %v", e.relaysOf, relays)
 	}
 }
 

@@ -56,6 +56,7 @@ func (e *Engine) joinLocked(from, to dataplane.EndpointID, d dataplane.Duplex) {
 			e.out[a] = make(map[dataplane.EndpointID]bool)
 		}
 		e.out[a][b] = true
+		e.joinsOf.add(relayID{a, b})
 	}
 	add(from, to)
 	if d == dataplane.Full {
@@ -68,6 +69,7 @@ func (e *Engine) unjoinLocked(a, b dataplane.EndpointID) {
 	delete(e.out[b], a)
 	// The reasons go with the join, or they would pile up call after call.
 	for _, id := range []relayID{{a, b}, {b, a}} {
+		e.joinsOf.remove(id)
 		delete(e.relayWhy, id)
 		delete(e.relayLogged, id)
 	}
@@ -81,14 +83,59 @@ func (e *Engine) unjoinLocked(a, b dataplane.EndpointID) {
 
 // forgetLocked drops every join of a closed endpoint.
 func (e *Engine) forgetLocked(id dataplane.EndpointID) {
-	for to := range e.out[id] {
-		e.unjoinLocked(id, to)
+	for j := range e.joinsOf[id] {
+		e.unjoinLocked(j.from, j.to)
 	}
-	for from, tos := range e.out {
-		if tos[id] {
-			e.unjoinLocked(from, id)
+}
+
+// pairIndex finds the joins or relays of an endpoint, either way, without a
+// pass over all of them: the work a call's setup and teardown does stays the
+// same however many other calls are up.
+type pairIndex map[dataplane.EndpointID]map[relayID]struct{}
+
+func (p pairIndex) add(id relayID) {
+	for _, ep := range [2]dataplane.EndpointID{id.from, id.to} {
+		if p[ep] == nil {
+			p[ep] = make(map[relayID]struct{})
+		}
+		p[ep][id] = struct{}{}
+	}
+}
+
+func (p pairIndex) remove(id relayID) {
+	for _, ep := range [2]dataplane.EndpointID{id.from, id.to} {
+		delete(p[ep], id)
+		if len(p[ep]) == 0 {
+			delete(p, ep)
 		}
 	}
+}
+
+// relayCandidatesLocked are the directions syncRelaysLocked looks at again:
+// the joins and kernel relays from or to the endpoints in only, or all of
+// them when only is empty.
+func (e *Engine) relayCandidatesLocked(only []dataplane.EndpointID) map[relayID]struct{} {
+	c := make(map[relayID]struct{})
+	if len(only) == 0 {
+		for from, tos := range e.out {
+			for to := range tos {
+				c[relayID{from, to}] = struct{}{}
+			}
+		}
+		for id := range e.relays {
+			c[id] = struct{}{}
+		}
+		return c
+	}
+	for _, o := range only {
+		for id := range e.joinsOf[o] {
+			c[id] = struct{}{}
+		}
+		for id := range e.relaysOf[o] {
+			c[id] = struct{}{}
+		}
+	}
+	return c
 }
 
 // relayValueLocked builds the relay entry of one direction, or says why the
@@ -190,53 +237,41 @@ func (e *Engine) tapsBesideLocked(id relayID) (uint8, error) {
 // at again (each look resolves a next hop over rtnetlink); the rest stay as
 // they are.
 func (e *Engine) syncRelaysLocked(create bool, only ...dataplane.EndpointID) error {
-	touches := func(id relayID) bool {
-		if len(only) == 0 {
-			return true
-		}
-		for _, o := range only {
-			if id.from == o || id.to == o {
-				return true
-			}
-		}
-		return false
-	}
 	type want struct {
 		key rtpforkStreamKey
 		val rtpforkRelayValue
 	}
+	look := e.relayCandidatesLocked(only)
 	wants := make(map[relayID]want)
-	for from, tos := range e.out {
-		for to := range tos {
-			id := relayID{from, to}
-			if !touches(id) {
-				if r, ok := e.relays[id]; ok {
-					wants[id] = want{r.key, r.val}
-				}
-				continue
-			}
-			k, v, err := e.relayValueLocked(id)
-			why := ""
+	for id := range look {
+		if !e.out[id.from][id.to] {
+			continue
+		}
+		k, v, err := e.relayValueLocked(id)
+		why := ""
+		if err != nil {
+			why = err.Error()
+		}
+		if e.relayWhy[id] != why || !e.relayLogged[id] {
+			e.relayLogged[id] = true
+			e.relayWhy[id] = why
 			if err != nil {
-				why = err.Error()
+				e.log.Info("join relayed in userspace", "from", uint64(id.from), "to", uint64(id.to), "reason", why)
+			} else {
+				e.log.Info("join relayed in the kernel", "from", uint64(id.from), "to", uint64(id.to))
 			}
-			if e.relayWhy[id] != why || !e.relayLogged[id] {
-				e.relayLogged[id] = true
-				e.relayWhy[id] = why
-				if err != nil {
-					e.log.Info("join relayed in userspace", "from", uint64(from), "to", uint64(to), "reason", why)
-				} else {
-					e.log.Info("join relayed in the kernel", "from", uint64(from), "to", uint64(to))
-				}
-			}
-			if err == nil {
-				wants[id] = want{k, v}
-			}
+		}
+		if err == nil {
+			wants[id] = want{k, v}
 		}
 	}
 	var errs []error
 	var gone []relayID
-	for id, r := range e.relays {
+	for id := range look {
+		r, ok := e.relays[id]
+		if !ok {
+			continue
+		}
 		w, ok := wants[id]
 		if ok && w.key == r.key {
 			w.val.Slot = r.val.Slot
@@ -260,6 +295,7 @@ func (e *Engine) syncRelaysLocked(create bool, only ...dataplane.EndpointID) err
 		for _, id := range gone {
 			r := e.relays[id]
 			delete(e.relays, id)
+			e.relaysOf.remove(id)
 			if c, err := e.relayCounters(r.val.Slot); err == nil {
 				e.foldRelayLocked(id, c)
 			}
@@ -298,6 +334,7 @@ func (e *Engine) syncRelaysLocked(create bool, only ...dataplane.EndpointID) err
 			continue
 		}
 		e.relays[id] = &relay{key: w.key, val: w.val}
+		e.relaysOf.add(id)
 	}
 	return errors.Join(errs...)
 }
@@ -351,11 +388,8 @@ func (e *Engine) addRelayStatsLocked(id dataplane.EndpointID, s *dataplane.Endpo
 	s.Relayed += g.Relayed
 	s.TxPackets += g.TxPackets
 	s.TxBytes += g.TxBytes
-	for rid, r := range e.relays {
-		if rid.from != id && rid.to != id {
-			continue
-		}
-		c, err := e.relayCounters(r.val.Slot)
+	for rid := range e.relaysOf[id] {
+		c, err := e.relayCounters(e.relays[rid].val.Slot)
 		if err != nil {
 			continue
 		}
