@@ -32,6 +32,7 @@ func Run(t *testing.T, h Harness) {
 		{"ForkStartsInactive", testForkStartsInactive},
 		{"RemoveFork", testRemoveFork},
 		{"CloseEndpoint", testCloseEndpoint},
+		{"CloseSource", testCloseSource},
 		{"LatchLearnsFirstSource", testLatchLearn},
 		{"LatchFollowsSource", testLatchFollows},
 		{"SetRemote", testSetRemote},
@@ -528,6 +529,41 @@ func testCloseEndpoint(t *testing.T, v *env) {
 	echo := RTPRange(0x90, 10, 3)
 	Send(t, p.pb.RTP, local(p.b), echo)
 	Expect(t, p.pb.RTP, local(p.b), echo, v.timeout)
+}
+
+// testCloseSource closes the endpoint a fork's copies leave from: the fork
+// goes with it, its endpoint's relay goes on, and nothing more reaches the
+// recorder.
+func testCloseSource(t *testing.T, v *env) {
+	p := v.pair(t, dataplane.Full)
+	rec, src := v.recorder(t)
+	for _, d := range []dataplane.Direction{dataplane.Inbound, dataplane.Outbound} {
+		v.must(t, "add fork", v.e.AddFork(p.a.ID, d, dataplane.ForkConfig{Recorder: rec.Addr, Source: src.ID}))
+	}
+	in, out := RTPRange(0x30, 1, 5), RTPRange(0x31, 1, 5)
+	Send(t, p.pa.RTP, local(p.a), in)
+	Expect(t, rec.RTP, local(src), in, v.timeout)
+	Expect(t, p.pb.RTP, local(p.b), in, v.timeout)
+	// What b receives leaves through a: a's outbound copy.
+	Send(t, p.pb.RTP, local(p.b), out)
+	Expect(t, rec.RTP, local(src), out, v.timeout)
+	Expect(t, p.pa.RTP, local(p.a), out, v.timeout)
+
+	v.must(t, "close source", v.e.CloseEndpoint(src.ID))
+	if s := v.e.Stats(); s.Endpoints != 2 || s.Forks != 0 || s.Joins != 1 {
+		t.Fatalf("Stats() after closing the source = %+v, want 2 endpoints, 1 join, no forks", s)
+	}
+	for _, d := range []dataplane.Direction{dataplane.Inbound, dataplane.Outbound} {
+		if _, err := v.e.ForkStats(p.a.ID, d); !errors.Is(err, dataplane.ErrNotFound) {
+			t.Fatalf("ForkStats(%s) after closing the source: %v, want ErrNotFound", d, err)
+		}
+	}
+	in, out = RTPRange(0x30, 6, 10), RTPRange(0x31, 6, 10)
+	Send(t, p.pa.RTP, local(p.a), in)
+	Send(t, p.pb.RTP, local(p.b), out)
+	Expect(t, p.pb.RTP, local(p.b), in, v.timeout)
+	Expect(t, p.pa.RTP, local(p.a), out, v.timeout)
+	ExpectNothingQueued(t, rec.RTP)
 }
 
 func testLatchLearn(t *testing.T, v *env) {

@@ -68,6 +68,8 @@ type Engine struct {
 	memo      *hopMemo
 	endpoints map[dataplane.EndpointID]*endpoint
 	forks     map[forkID]*fork
+	// sourced indexes forks by their source endpoint (linkForkLocked).
+	sourced map[dataplane.EndpointID]map[forkID]struct{}
 	// entries is what the stream table holds per key (see streamEntry).
 	entries map[rtpforkStreamKey]streamEntry
 	// freeSlots and nextSlot allocate counter slots, up to sizes.slots.
@@ -171,6 +173,7 @@ func New(cfg Config) (*Engine, error) {
 		kick:        make(chan struct{}, 1),
 		endpoints:   make(map[dataplane.EndpointID]*endpoint),
 		forks:       make(map[forkID]*fork),
+		sourced:     make(map[dataplane.EndpointID]map[forkID]struct{}),
 		out:         make(map[dataplane.EndpointID]map[dataplane.EndpointID]bool),
 		relays:      make(map[relayID]*relay),
 		joinsOf:     make(pairIndex),
@@ -498,12 +501,18 @@ func (e *Engine) CloseEndpoint(id dataplane.EndpointID) error {
 	delete(e.endpoints, id)
 	var gone []*fork
 	var mediaGone []forkID
-	for fid, f := range e.forks {
-		if fid.ep != id && f.source != id {
+	// The endpoint's forks and those whose copies leave from it.
+	mine := []forkID{{id, dataplane.Inbound}, {id, dataplane.Outbound}}
+	for fid := range e.sourced[id] {
+		mine = append(mine, fid)
+	}
+	for _, fid := range mine {
+		f, ok := e.forks[fid]
+		if !ok {
 			continue
 		}
 		if f.media {
-			delete(e.forks, fid)
+			e.forgetForkLocked(fid)
 			if fid.ep != id {
 				mediaGone = append(mediaGone, fid)
 			}
@@ -716,7 +725,7 @@ func (e *Engine) AddFork(ep dataplane.EndpointID, dir dataplane.Direction, cfg d
 		e.freeSlots = append(e.freeSlots, slot)
 		return fmt.Errorf("add fork %d %s: write stream entry: %w", ep, dir, err)
 	}
-	e.forks[forkID{ep, dir}] = f
+	e.linkForkLocked(forkID{ep, dir}, f)
 	if !hop.resolved {
 		e.log.Warn("ebpf fork next hop unresolved; copying starts when it resolves",
 			"endpoint", uint64(ep), "direction", dir.String(), "recorder", rec.String(), "next_hop", hop.nexthop.String())
@@ -733,17 +742,40 @@ func (e *Engine) addMediaFork(ep dataplane.EndpointID, dir dataplane.Direction, 
 	}
 	// A userspace fork sees only what reaches the sockets: the relays it
 	// depends on go back to Media before it starts.
-	e.forks[forkID{ep, dir}] = &fork{media: true, why: why.Error(), source: cfg.Source}
+	e.linkForkLocked(forkID{ep, dir}, &fork{media: true, why: why.Error(), source: cfg.Source})
 	if err := e.syncRelaysLocked(true, ep); err != nil {
 		e.log.Warn("kernel relay update failed", "err", err)
 	}
 	if err := e.media.AddFork(ep, dir, cfg); err != nil {
-		delete(e.forks, forkID{ep, dir})
+		e.forgetForkLocked(forkID{ep, dir})
 		_ = e.syncRelaysLocked(true, ep)
 		return err
 	}
 	e.log.Info("fork copied in userspace", "endpoint", uint64(ep), "direction", dir.String(), "reason", why.Error())
 	return nil
+}
+
+// linkForkLocked and forgetForkLocked add and remove a fork of e.forks and
+// keep its index by source, so closing an endpoint finds the forks it is
+// the source of without a pass over every fork.
+func (e *Engine) linkForkLocked(id forkID, f *fork) {
+	e.forks[id] = f
+	if e.sourced[f.source] == nil {
+		e.sourced[f.source] = make(map[forkID]struct{})
+	}
+	e.sourced[f.source][id] = struct{}{}
+}
+
+func (e *Engine) forgetForkLocked(id forkID) {
+	f, ok := e.forks[id]
+	if !ok {
+		return
+	}
+	delete(e.forks, id)
+	delete(e.sourced[f.source], id)
+	if len(e.sourced[f.source]) == 0 {
+		delete(e.sourced, f.source)
+	}
 }
 
 func (e *Engine) allocSlot() (uint32, error) {
@@ -863,7 +895,7 @@ func (e *Engine) RemoveFork(ep dataplane.EndpointID, dir dataplane.Direction) er
 		return fmt.Errorf("remove fork %d %s: %w", ep, dir, dataplane.ErrNotFound)
 	}
 	if f.media {
-		delete(e.forks, id)
+		e.forgetForkLocked(id)
 		e.mu.Unlock()
 		return e.media.RemoveFork(ep, dir)
 	}
@@ -875,7 +907,7 @@ func (e *Engine) RemoveFork(ep dataplane.EndpointID, dir dataplane.Direction) er
 // unlinkForkLocked deletes a fork's stream entry and forgets the fork; its
 // counter slot stays reserved until settle.
 func (e *Engine) unlinkForkLocked(id forkID, f *fork) error {
-	delete(e.forks, id)
+	e.forgetForkLocked(id)
 	if s, err := e.counters(f.val.Slot); err == nil {
 		e.goneCopied += s.CopiedPackets
 		e.goneMuted += s.MutedPackets
@@ -1019,15 +1051,13 @@ func (e *Engine) Close() error {
 	}
 	e.closed = true
 	for id, f := range e.forks {
-		if f.media {
-			delete(e.forks, id)
-			continue
+		if !f.media {
+			if s, err := e.counters(f.val.Slot); err == nil {
+				e.goneCopied += s.CopiedPackets
+				e.goneMuted += s.MutedPackets
+			}
 		}
-		if s, err := e.counters(f.val.Slot); err == nil {
-			e.goneCopied += s.CopiedPackets
-			e.goneMuted += s.MutedPackets
-		}
-		delete(e.forks, id)
+		e.forgetForkLocked(id)
 	}
 	clear(e.endpoints)
 	e.mu.Unlock()

@@ -794,6 +794,7 @@ func TestMapEntriesReturnToZero(t *testing.T) {
 	if s := e.Stats(); s.Forks != 0 || s.Endpoints != 1 {
 		t.Fatalf("stats %+v, want no forks and the source endpoint only", s)
 	}
+	checkIndexes(t, e)
 }
 
 // TestFullRangeInTheKernel fills a small port range: every endpoint the media
@@ -882,7 +883,7 @@ func TestFullRangeInTheKernel(t *testing.T) {
 }
 
 // checkIndexes checks that joinsOf and relaysOf index exactly the joins and
-// the kernel relays, by both their endpoints.
+// the kernel relays by both their endpoints, and sourced the forks by source.
 func checkIndexes(t *testing.T, e *Engine) {
 	t.Helper()
 	e.mu.Lock()
@@ -901,6 +902,16 @@ func checkIndexes(t *testing.T, e *Engine) {
 	}
 	if !maps.EqualFunc(relays, e.relaysOf, maps.Equal) {
 		t.Errorf("relaysOf %v, the relays give %v", e.relaysOf, relays)
+	}
+	sourced := make(map[dataplane.EndpointID]map[forkID]struct{})
+	for id, f := range e.forks {
+		if sourced[f.source] == nil {
+			sourced[f.source] = make(map[forkID]struct{})
+		}
+		sourced[f.source][id] = struct{}{}
+	}
+	if !maps.EqualFunc(sourced, e.sourced, maps.Equal) {
+		t.Errorf("sourced %v, the forks give %v", e.sourced, sourced)
 	}
 }
 
