@@ -13,7 +13,9 @@ type Config struct {
 	// userspace engine); the eBPF engine delegates OpenEndpoint, SetRemote,
 	// CloseEndpoint, Join, Unjoin and EndpointStats to it and never calls its
 	// fork methods, so a packet is never copied twice. Required. Close closes
-	// it too.
+	// it too. The kernel's tables are sized for as many endpoints as Media's
+	// port range has pairs, when Media has a PortRange method (the userspace
+	// engine does), else for every pair of the 16-bit port space.
 	Media dataplane.Engine
 	// Interfaces are the media interfaces the fork programs attach to (TCX
 	// ingress and egress). Empty means every interface that is up, is not

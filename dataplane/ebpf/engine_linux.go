@@ -72,7 +72,8 @@ type Engine struct {
 	sourced map[dataplane.EndpointID]map[forkID]struct{}
 	// entries is what the stream table holds per key (see streamEntry).
 	entries map[rtpforkStreamKey]streamEntry
-	// freeSlots and nextSlot allocate counter slots, up to sizes.slots.
+	// sizes are the kernel tables' capacities; freeSlots and nextSlot
+	// allocate counter slots up to sizes.slots.
 	sizes     tableSizes
 	freeSlots []uint32
 	nextSlot  uint32
