@@ -3,6 +3,7 @@
 package ebpf
 
 import (
+	"maps"
 	"net/netip"
 	"testing"
 	"time"
@@ -107,5 +108,45 @@ func waitEndpointStats(t *testing.T, e *Engine, id dataplane.EndpointID, ok func
 			t.Fatalf("endpoint %d stats %+v", id, s)
 		}
 		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestRelayCandidatesOfOneEndpoint checks that a join, unjoin or close looks
+// at the joins and relays of the endpoints it touches only, however many
+// other calls are joined: the work of a call's setup and teardown must not
+// grow with the calls up. It counts directions, not time.
+func TestRelayCandidatesOfOneEndpoint(t *testing.T) {
+	e := &Engine{out: make(map[dataplane.EndpointID]map[dataplane.EndpointID]bool),
+		relays: make(map[relayID]*relay), joinsOf: make(pairIndex), relaysOf: make(pairIndex),
+		relayWhy: make(map[relayID]string), relayLogged: make(map[relayID]bool)}
+	const calls = 500
+	for i := range dataplane.EndpointID(calls) {
+		a, b := 2*i+1, 2*i+2
+		e.joinLocked(a, b, dataplane.Full)
+		// One direction of each call is in the kernel.
+		e.relays[relayID{a, b}] = &relay{}
+		e.relaysOf.add(relayID{a, b})
+	}
+	// An echo join and a tap beside call 0's first leg.
+	e.joinLocked(1, 1, dataplane.Full)
+	e.joinLocked(1, 1001, dataplane.Half)
+	want := map[relayID]struct{}{{1, 2}: {}, {2, 1}: {}, {1, 1}: {}, {1, 1001}: {}}
+	if got := e.relayCandidatesLocked([]dataplane.EndpointID{1}); !maps.Equal(got, want) {
+		t.Fatalf("candidates of endpoint 1: %v, want %v", got, want)
+	}
+	if got := len(e.relayCandidatesLocked(nil)); got != 2*calls+2 {
+		t.Fatalf("%d candidates of all endpoints, want %d", got, 2*calls+2)
+	}
+	e.forgetLocked(1)
+	if len(e.out[1]) != 0 || e.out[2][1] || len(e.joinsOf[1]) != 0 || len(e.joinsOf[1001]) != 0 {
+		t.Fatalf("endpoint 1's joins left after forgetLocked: out %v, joinsOf %v", e.out[1], e.joinsOf[1])
+	}
+	// The kernel relay 1 -> 2 stays a candidate until a sync removes it.
+	want = map[relayID]struct{}{{1, 2}: {}}
+	if got := e.relayCandidatesLocked([]dataplane.EndpointID{1}); !maps.Equal(got, want) {
+		t.Fatalf("candidates of endpoint 1 after forgetLocked: %v, want %v", got, want)
+	}
+	if n := len(e.joinsOf); n != 2*calls-2 {
+		t.Fatalf("joinsOf indexes %d endpoints, want the other calls' %d", n, 2*calls-2)
 	}
 }
