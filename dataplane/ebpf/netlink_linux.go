@@ -3,6 +3,7 @@
 package ebpf
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -23,6 +24,10 @@ type rtnl struct {
 	mu  sync.Mutex
 	fd  int
 	seq uint32
+	// buf receives every reply, under mu; request returns a copy of the
+	// payload. A buffer per request was 16 KiB of garbage per question,
+	// several questions a fork or relay.
+	buf []byte
 }
 
 func openRTNL() (*rtnl, error) {
@@ -41,7 +46,7 @@ func openRTNL() (*rtnl, error) {
 		unix.Close(fd)
 		return nil, fmt.Errorf("bind rtnetlink: %w", err)
 	}
-	return &rtnl{fd: fd}, nil
+	return &rtnl{fd: fd, buf: make([]byte, 16384)}, nil
 }
 
 // Close closes the socket; later requests fail instead of reaching a
@@ -107,7 +112,7 @@ func (r *rtnl) request(typ, flags uint16, body []byte) ([]byte, error) {
 	if err := unix.Sendto(r.fd, msg, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
 		return nil, err
 	}
-	buf := make([]byte, 16384)
+	buf := r.buf
 	for {
 		n, _, err := unix.Recvfrom(r.fd, buf, 0)
 		if err != nil {
@@ -133,7 +138,7 @@ func (r *rtnl) request(typ, flags uint16, body []byte) ([]byte, error) {
 				}
 				return nil, nil
 			}
-			return m.Data, nil
+			return bytes.Clone(m.Data), nil
 		}
 	}
 }
