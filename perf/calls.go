@@ -265,6 +265,40 @@ func activeRecordings(c *http.Client) (int, error) {
 	return n, nil
 }
 
+// liveConnections is how many call legs recforkd holds (admin API status).
+func liveConnections(c *http.Client) (int, error) {
+	resp, err := c.Get("http://recforkd/v1/status")
+	if err != nil {
+		return 0, fmt.Errorf("admin api: %w", err)
+	}
+	defer resp.Body.Close()
+	var st struct {
+		Connections int `json:"connections"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+		return 0, fmt.Errorf("admin api status: %w", err)
+	}
+	return st.Connections, nil
+}
+
+// settleSRS waits until recforkd holds no call and the SRS's count of
+// finished sessions has stopped growing, so that a step of the ladder counts
+// its own recordings only: those a failed step left in flight finish late,
+// and once were counted in the next step's.
+func settleSRS(ctx context.Context, admin *http.Client, srsDir string) {
+	_ = waitUntil(ctx, 30*time.Second, func() bool { n, err := liveConnections(admin); return err == nil && n == 0 })
+	last := srsSessions(srsDir)
+	_ = waitUntil(ctx, 10*time.Second, func() bool {
+		if sleepCtx(ctx, 500*time.Millisecond) != nil {
+			return true
+		}
+		n := srsSessions(srsDir)
+		same := n == last
+		last = n
+		return same
+	})
+}
+
 // adminEngine returns the data-plane engine recforkd runs.
 func adminEngine(c *http.Client) string {
 	resp, err := c.Get("http://recforkd/v1/stats")
@@ -462,6 +496,7 @@ func (c *CallsScenario) Run(ctx context.Context, env *Env) error {
 	var cpuSteps []stepCPU
 	cps, err := ladder(func(rate float64) (float64, bool, error) {
 		n := int(rate * stepCalls)
+		settleSRS(ctx, admin, srsDir)
 		before := srsSessions(srsDir)
 		rfd0, srs0 := procRun(rfd.Pid()), procRun(srs.Pid())
 		st, _, err := runSipp(ctx, p, dir, rate, n, hold, target)
@@ -470,7 +505,9 @@ func (c *CallsScenario) Run(ctx context.Context, env *Env) error {
 		}
 		// Every recording ends with the call; wait for the SRS to close them.
 		_ = waitUntil(ctx, 10*time.Second, func() bool { return srsSessions(srsDir)-before >= st.Successful })
-		recorded := srsSessions(srsDir) - before
+		// More than n would be another step's sessions, which settleSRS
+		// rules out; the cap keeps the figure a fraction of this step's.
+		recorded := min(srsSessions(srsDir)-before, n)
 		sc := stepCPU{Rate: rate, Answered: st.Successful, Recorded: recorded,
 			RecforkdUsPerCall: float64(procRun(rfd.Pid())-rfd0) / 1e3 / float64(max(n, 1)),
 			SRSUs:             float64(procRun(srs.Pid())-srs0) / 1e3 / float64(max(n, 1))}
