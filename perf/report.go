@@ -541,7 +541,9 @@ is counted exactly in the kernel.
   built-in SRS (` + "`recforkctl srs`" + `) in G, each its own process; sipp in G places calls
   (INVITE with a PCMU offer, ACK, hold, BYE; no RTP). ` + "`cps`" + `: a ladder of call rates, a
   rate counts when every call is answered and at least 99.9 % of them show up as finished
-  recording sessions at the SRS. ` + "`concurrent`" + `: a batch of calls held at once, counted
+  recording sessions at the SRS; each rate starts once recforkd holds no call and the SRS
+  has finished what the rate before left, so a rate counts its own sessions only.
+  ` + "`concurrent`" + `: a batch of calls held at once, counted
   as recordings with both directions active in the admin API; ` + "`bytes_per_call`" + `: recforkd's
   RSS growth divided by that count, measured first, on a fresh recforkd. Each rate of the
   ladder also records the CPU per call of recforkd and of the SRS (all their threads), which
