@@ -30,8 +30,10 @@
 //
 // # Requests from the SRS
 //
-// An SRS re-INVITE gets 491 while our own INVITE transaction is pending
-// (RFC 3261 §14.2); otherwise each of our m-lines follows the SRS's view:
+// An SRS re-INVITE gets 491 while our own INVITE transaction is pending and
+// 500 (Retry-After) while its previous one is unanswered (RFC 3261 §14.2);
+// one sent right after our final response to the previous waits for that
+// transaction to finish. Otherwise each of our m-lines follows the SRS's view:
 // recvonly (or sendrecv) means copy, inactive, sendonly or port 0 mean no
 // copies for now; a new SRS address moves the fork. A re-INVITE without SDP
 // gets our offer in the 200 and its answer is taken from the ACK. Our 200 is

@@ -92,9 +92,9 @@ type session struct {
 	kick chan struct{}
 	done chan struct{}
 
-	// dlgMu is held for the length of any INVITE transaction on the dialog,
+	// gate is held for the length of any INVITE transaction on the dialog,
 	// ours or the SRS's, so that a crossing re-INVITE gets 491 (RFC 3261 §14.2).
-	dlgMu sync.Mutex
+	gate  inviteGate
 	ackCh chan *sip.Request
 
 	mu       sync.Mutex
@@ -574,11 +574,11 @@ func (s *session) hangup(ctx context.Context, bye bool) {
 		s.dropStream(st)
 	}
 	if dlg != nil && bye {
-		s.dlgMu.Lock()
+		s.gate.lock()
 		if err := dlg.Bye(ctx); err != nil {
 			s.log.Info("bye to srs failed", "err", err, "call_id", callID)
 		}
-		s.dlgMu.Unlock()
+		s.gate.unlock()
 	}
 	if dlg != nil {
 		dlg.Close()

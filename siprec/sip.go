@@ -138,8 +138,8 @@ func (s *session) inviteOnce(ctx context.Context, dest sip.Uri, h hop, ct string
 		s.c.bindCallID(callID, nil)
 		return attempt{}, oe, nil, false
 	}
-	s.dlgMu.Lock()
-	defer s.dlgMu.Unlock()
+	s.gate.lock()
+	defer s.gate.unlock()
 	ua := sipgo.DialogUA{Client: cl, ContactHDR: ch}
 	wctx0, cancel0 := context.WithTimeout(ctx, s.c.to.Invite)
 	type written struct {
@@ -287,8 +287,8 @@ func (s *session) reinvite(ctx context.Context, ct string, body []byte) (res *si
 }
 
 func (s *session) reinviteOnce(ctx context.Context, ct string, body []byte) (*sip.Response, *opError, bool, bool) {
-	s.dlgMu.Lock()
-	defer s.dlgMu.Unlock()
+	s.gate.lock()
+	defer s.gate.unlock()
 	s.mu.Lock()
 	dlg, remote, tport := s.dlg, *s.remote.Clone(), s.tport
 	s.mu.Unlock()
@@ -505,15 +505,22 @@ func (s *session) requestSnapshot() {
 }
 
 // answerReinvite answers an SRS re-INVITE (RFC 7866 §7.1.2): 491 while our own
-// INVITE transaction is pending (RFC 3261 §14.2); otherwise it accepts the
-// SRS's view of each m-line (recvonly: send; inactive: pause; port 0: stop)
-// and answers with our m-lines in the same order.
+// INVITE transaction is pending, 500 while the SRS's previous one is
+// unanswered (RFC 3261 §14.2); otherwise it accepts the SRS's view of each
+// m-line (recvonly: send; inactive: pause; port 0: stop) and answers with our
+// m-lines in the same order.
 func (s *session) answerReinvite(req *sip.Request, tx sip.ServerTransaction) {
-	if !s.dlgMu.TryLock() {
+	switch s.gate.enterSRS(s.c.to.Confirm) {
+	case gateFree:
+	case gateOurs:
 		respond(tx, req, 491, "Request Pending", nil)
 		return
+	default:
+		respond(tx, req, 500, "Server Internal Error", nil, sip.NewHeader("Retry-After", "1"))
+		return
 	}
-	defer s.dlgMu.Unlock()
+	defer s.gate.unlock()
+	tx = answeringTx{tx, &s.gate}
 	s.mu.Lock()
 	dlg := s.dlg
 	s.mu.Unlock()
