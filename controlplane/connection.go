@@ -70,8 +70,9 @@ type Connection struct {
 
 	// decide carries the app's decision for an alerting inbound call.
 	decide chan decision
-	// acks carries the CSeq of ACKs to our 200s to re-INVITEs.
-	acks chan uint32
+	// acks carries the ACKs to our 200s (an offer in a 200 is answered in
+	// its ACK, RFC 3264 §4).
+	acks chan *sip.Request
 	// ended is closed when the connection is cleaned up.
 	ended     chan struct{}
 	endOnce   sync.Once
@@ -232,12 +233,27 @@ func (c *Connection) SRTP() bool {
 	return c.srtp != nil
 }
 
-// matchACK hands the CSeq of an in-dialog ACK to a waiting re-INVITE answer.
+// matchACK hands an in-dialog ACK to the 200 waiting for it.
 func (c *Connection) matchACK(req *sip.Request) {
-	if cs := req.CSeq(); cs != nil {
+	if req.CSeq() != nil {
 		select {
-		case c.acks <- cs.SeqNo:
+		case c.acks <- req:
 		default:
+		}
+	}
+}
+
+// ackFor returns the ACK with the given CSeq number already handed over, or
+// nil; ACKs of other transactions are dropped.
+func (c *Connection) ackFor(cseq uint32) *sip.Request {
+	for {
+		select {
+		case ack := <-c.acks:
+			if ack.CSeq().SeqNo == cseq {
+				return ack
+			}
+		default:
+			return nil
 		}
 	}
 }

@@ -285,7 +285,7 @@ func (d *Daemon) newConnection(id, originator, callID, local, remote string) *Co
 	c := &Connection{
 		ID: id, CallID: callID, Originator: originator, LocalURI: local, RemoteURI: remote,
 		Created: time.Now(), d: d,
-		decide: make(chan decision, 1), acks: make(chan uint32, 4), ended: make(chan struct{}),
+		decide: make(chan decision, 1), acks: make(chan *sip.Request, 4), ended: make(chan struct{}),
 		joins:   map[string]dataplane.Duplex{},
 		sdpSess: randUint63(),
 	}

@@ -11,8 +11,14 @@
 // An INVITE with an SDP offer becomes an ALERTING connection with a media
 // endpoint, and a new session of the app gets connection.alerting. The answer
 // carries the peer's first offered PCMU or PCMA codec plus telephone-event;
-// no common codec is 488. INVITEs without an offer (delayed offer) are refused
-// with 488 rather than half supported. CANCEL, remote BYE, re-INVITE and
+// no common codec is 488. The SDP may be the whole body or the
+// application/sdp part of a multipart one (SIP-T/SIP-I gateways, RFC 3204); a
+// body without SDP is 415. An INVITE without a body is a delayed offer: the
+// 200 offers PCMU, PCMA and telephone-event and the ACK's answer sets the
+// codec and the media address; an ACK without a usable answer ends the call
+// with a BYE. With CallSRTP require a delayed offer is 488 (the caller's
+// offer must carry the keys). An offerless re-INVITE is answered the same
+// way, the ACK's answer moving the media. CANCEL, remote BYE, re-INVITE and
 // UPDATE (hold, a new media address, refresh) are handled; session timers
 // (RFC 4028) are honoured with the caller as refresher, 422 below 90 s, and a
 // BYE when no refresh comes in time. SRTP on calls (SDES; Config.CallSRTP)

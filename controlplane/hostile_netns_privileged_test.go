@@ -65,14 +65,14 @@ func TestHostileNetnsInviteRatePerSource(t *testing.T) {
 	to := svc.Daemon().SIPAddr().String()
 	a, b := rawFrom(t, callers, nsCallerA, to), rawFrom(t, callers, nsCallerB, to)
 	a.send(a.request("INVITE", "a1", "", "text/plain", "x", 1))
-	a.expect(488)
+	a.expect(415)
 	a.send(a.request("INVITE", "a2", "", "text/plain", "x", 1))
 	if res := a.expect(503); !strings.Contains(res, "invite_rate_source") || headerLine(res, "Retry-After") == "" {
 		t.Fatalf("503 without its cause or Retry-After:\n%s", res)
 	}
 	// B's first INVITE is B's own: served, and answered to B's address.
 	b.send(b.request("INVITE", "b1", "", "text/plain", "x", 1))
-	if res := b.expectFinal(); !strings.HasPrefix(res, "SIP/2.0 488 ") {
+	if res := b.expectFinal(); !strings.HasPrefix(res, "SIP/2.0 415 ") {
 		t.Fatalf("the second source was refused with A's limit:\n%s", res)
 	}
 	b.send(b.request("INVITE", "b2", "", "text/plain", "x", 1))

@@ -32,7 +32,7 @@ func TestHostileReflection(t *testing.T) {
 		final string
 	}{
 		{"accepted", "", "application/sdp", sdpOffer(4000, "0"), "SIP/2.0 200 "},
-		{"rejected", "", "text/plain", "x", "SIP/2.0 488 "},
+		{"rejected", "", "text/plain", "x", "SIP/2.0 415 "},
 		{"ringing, then cancelled by the alert timeout", ringingApp, "application/sdp", sdpOffer(4000, "0"), "SIP/2.0 480 "},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -88,7 +88,7 @@ func TestHostileInviteRatePerSource(t *testing.T) {
 	svc := startLimited(t, controlplane.Limits{InviteRatePerSource: 0.5}, nil)
 	r := newRawSIP(t, svc.Daemon().SIPAddr().String())
 	r.send(r.request("INVITE", "rate1", "", "text/plain", "x", 1))
-	r.expect(488)
+	r.expect(415)
 	r.send(r.request("INVITE", "rate2", "", "text/plain", "x", 1))
 	res := r.expect(503)
 	if !strings.Contains(res, "invite_rate_source") {

@@ -1,9 +1,11 @@
 package controlplane
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -12,6 +14,7 @@ import (
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/recfork/recfork/dataplane"
+	"github.com/recfork/recfork/siprec"
 )
 
 // admitInvite applies the call and INVITE rate limits to a new INVITE and
@@ -72,25 +75,39 @@ func (d *Daemon) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 			sip.NewHeader("Warning", `399 recfork "limit `+limit+`"`))
 		return
 	}
-	if ct := req.ContentType(); ct == nil || !strings.EqualFold(strings.TrimSpace(strings.Split(ct.Value(), ";")[0]), "application/sdp") {
-		// recfork needs the offer in the INVITE; delayed offers are refused
-		// with 488 rather than half-supported.
+	// An INVITE without a body is a delayed offer (RFC 3261 §13.2.1): our
+	// offer goes in the 200 and the caller's answer comes in the ACK.
+	lateOffer := len(bytes.TrimSpace(req.Body())) == 0
+	var off MediaOffer
+	var codecs []Codec
+	switch {
+	case lateOffer && d.cfg.CallSRTP == CallSRTPRequire:
 		d.metrics.rejected.WithLabelValues("488").Inc()
-		respond(tx, req, 488, "Not Acceptable Here", sip.NewHeader("Warning", `399 recfork "SDP offer required"`))
+		respond(tx, req, 488, "Not Acceptable Here", sip.NewHeader("Warning", `399 recfork "SRTP is required: offer RTP/SAVP in the INVITE"`))
 		return
-	}
-	off, err := parseSDPSRTP(req.Body(), d.cfg.CallSRTP)
-	if err != nil {
-		log.Info("invite refused", "err", err)
-		d.metrics.rejected.WithLabelValues("488").Inc()
-		respond(tx, req, 488, "Not Acceptable Here", offerWarning(err))
-		return
-	}
-	codecs, err := negotiate(off.Codecs)
-	if err != nil {
-		d.metrics.rejected.WithLabelValues("488").Inc()
-		respond(tx, req, 488, "Not Acceptable Here", sip.NewHeader("Warning", `305 recfork "no common codec"`))
-		return
+	case lateOffer:
+		off = MediaOffer{Dir: DirSendRecv, Proto: protoAVP}
+		codecs = slices.Clone(defaultCodecs)
+	default:
+		sdpBody, ok := offerBody(req)
+		if !ok {
+			// RFC 3261 §21.4.13: a body without SDP is 415, naming what we take.
+			d.metrics.rejected.WithLabelValues("415").Inc()
+			respond(tx, req, 415, "Unsupported Media Type", sip.NewHeader("Accept", "application/sdp, multipart/mixed"))
+			return
+		}
+		var err error
+		if off, err = parseSDPSRTP(sdpBody, d.cfg.CallSRTP); err != nil {
+			log.Info("invite refused", "err", err)
+			d.metrics.rejected.WithLabelValues("488").Inc()
+			respond(tx, req, 488, "Not Acceptable Here", offerWarning(err))
+			return
+		}
+		if codecs, err = negotiate(off.Codecs); err != nil {
+			d.metrics.rejected.WithLabelValues("488").Inc()
+			respond(tx, req, 488, "Not Acceptable Here", sip.NewHeader("Warning", `305 recfork "no common codec"`))
+			return
+		}
 	}
 	if se := sessionExpires(req); se > 0 && se < minSE {
 		// RFC 4028 §8.1: too short an interval is refused with our minimum.
@@ -159,7 +176,9 @@ func (d *Daemon) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	c.mu.Lock()
 	c.ep, c.local = info.ID, info.Local
 	c.mu.Unlock()
-	if !off.OnHold() && off.Remote.Port() != 0 {
+	if lateOffer {
+		// The remote comes with the ACK's answer (or is latched first).
+	} else if !off.OnHold() && off.Remote.Port() != 0 {
 		if err := d.engine.SetRemote(info.ID, off.Remote); err != nil {
 			c.log.Warn("set media remote", "err", err)
 		} else {
@@ -185,7 +204,11 @@ func (d *Daemon) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	defer timer.Stop()
 	select {
 	case dec := <-c.decide:
-		d.carryOut(c, dlg, tx, dec, &off)
+		if lateOffer {
+			d.carryOut(c, dlg, tx, dec, nil)
+		} else {
+			d.carryOut(c, dlg, tx, dec, &off)
+		}
 	case <-dlg.Context().Done():
 		// CANCEL (sipgo answered 200 and 487) or the transaction died.
 		reason := "cancel"
@@ -206,6 +229,8 @@ func (d *Daemon) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 }
 
 // carryOut answers an alerting call as the app decided.
+// A nil off is a delayed offer: the 200 carries our offer and the ACK the
+// answer.
 func (d *Daemon) carryOut(c *Connection, dlg *sipgo.DialogServerSession, tx sip.ServerTransaction, dec decision, off *MediaOffer) {
 	// A failure response goes straight to the transaction, which absorbs the
 	// caller's ACK itself; the dialog's own Respond would hold this handler
@@ -219,7 +244,10 @@ func (d *Daemon) carryOut(c *Connection, dlg *sipgo.DialogServerSession, tx sip.
 	}
 	switch dec.kind {
 	case "accept":
-		dir := answerDir(off.Dir)
+		dir := DirSendRecv
+		if off != nil {
+			dir = answerDir(off.Dir)
+		}
 		answer := c.localSDP(dir, off)
 		res := sip.NewSDPResponseFromRequest(dlg.InviteRequest, answer)
 		se := 0
@@ -255,6 +283,20 @@ func (d *Daemon) carryOut(c *Connection, dlg *sipgo.DialogServerSession, tx sip.
 		if dlg.Context().Err() != nil {
 			// A BYE arrived while we waited for the ACK.
 			return
+		}
+		if off == nil {
+			if err := d.takeAckAnswer(c, dlg.InviteRequest.CSeq().SeqNo); err != nil {
+				// RFC 3261 §13.2.1: the ACK must answer the offer in our 200;
+				// without a usable answer there is no media to run.
+				c.log.Info("call ended: no usable answer in the ack", "err", err)
+				c.end(StateFailed)
+				c.emit("connection.failed", c.eventFields(map[string]any{"reason": "no answer in ack"}))
+				ctx, cancel := context.WithTimeout(context.Background(), 4*time.Second)
+				_ = dlg.Bye(ctx)
+				cancel()
+				dlg.Close()
+				return
+			}
 		}
 		c.setState(StateConnected)
 		d.startDTMF(c)
@@ -318,6 +360,68 @@ func (d *Daemon) findDialogConn(req *sip.Request) *Connection {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.byDialog[key]
+}
+
+// takeAckAnswer applies the answer in the ACK to a delayed-offer INVITE: our
+// 200 offered defaultCodecs, which are all the formats parseSDP knows, so the
+// codecs narrow to the answer's first, and the media goes to its address.
+func (d *Daemon) takeAckAnswer(c *Connection, cseq uint32) error {
+	ack := c.ackFor(cseq)
+	if ack == nil {
+		return errors.New("the ack was not seen")
+	}
+	if len(bytes.TrimSpace(ack.Body())) == 0 {
+		return fmt.Errorf("the ack has no body: %w", ErrBadSDP)
+	}
+	if !isSDP(ack.ContentType()) {
+		return fmt.Errorf("the ack's body is not application/sdp: %w", ErrBadSDP)
+	}
+	o, err := parseSDP(ack.Body())
+	if err != nil {
+		return err
+	}
+	codecs, err := negotiate(o.Codecs)
+	if err != nil {
+		return err
+	}
+	if err := d.applyOffer(c, o); err != nil {
+		return err
+	}
+	c.log.Info("delayed offer answered in the ack", "codec", codecs[0].Name, "remote", o.Remote.String(), "hold", o.OnHold())
+	return nil
+}
+
+// offerBody returns the SDP in a request's body: the whole body when it is
+// application/sdp, or the application/sdp part of a multipart one (SIP-T and
+// SIP-I gateways send ISUP beside it, RFC 3204); ok is false when there is
+// none.
+func offerBody(req *sip.Request) (sdp []byte, ok bool) {
+	if isSDP(req.ContentType()) {
+		return req.Body(), true
+	}
+	ct := req.ContentType()
+	if ct == nil {
+		return nil, false
+	}
+	parts, err := siprec.ParseBody(ct.Value(), req.Body())
+	if err != nil {
+		return nil, false
+	}
+	for _, p := range parts {
+		if p.MediaType() == "application/sdp" {
+			return p.Body, true
+		}
+	}
+	return nil, false
+}
+
+// isSDP reports whether a Content-Type is application/sdp.
+func isSDP(ct *sip.ContentTypeHeader) bool {
+	if ct == nil {
+		return false
+	}
+	mt, _, _ := strings.Cut(ct.Value(), ";")
+	return strings.EqualFold(strings.TrimSpace(mt), "application/sdp")
 }
 
 func (d *Daemon) onAck(req *sip.Request, tx sip.ServerTransaction) {
@@ -386,8 +490,9 @@ func (d *Daemon) onReInvite(req *sip.Request, tx sip.ServerTransaction) {
 		return
 	}
 	var off *MediaOffer
-	if len(req.Body()) > 0 {
-		o, err := d.parseReoffer(c, req.Body())
+	if len(bytes.TrimSpace(req.Body())) > 0 {
+		sdpBody, _ := offerBody(req)
+		o, err := d.parseReoffer(c, sdpBody)
 		if err == nil {
 			_, err = negotiate(o.Codecs)
 		}
@@ -427,11 +532,23 @@ func (d *Daemon) onReInvite(req *sip.Request, tx sip.ServerTransaction) {
 	defer deadline.Stop()
 	for {
 		select {
-		case n := <-c.acks:
-			if n == cseq {
-				c.log.Info("re-invite answered", "hold", off != nil && off.OnHold())
-				return
+		case ack := <-c.acks:
+			if ack.CSeq().SeqNo != cseq {
+				continue
 			}
+			if off == nil {
+				// Our 200 was the offer; the ACK carries the answer (RFC
+				// 3264 §4). One we cannot use leaves the media as it was.
+				if o, err := d.parseReoffer(c, ack.Body()); err != nil {
+					c.log.Info("re-invite: no usable answer in the ack; media unchanged", "err", err)
+				} else if err := d.applyOffer(c, o); err != nil {
+					c.log.Warn("re-invite: apply the ack's answer", "err", err)
+				} else {
+					off = &o
+				}
+			}
+			c.log.Info("re-invite answered", "hold", off != nil && off.OnHold())
+			return
 		case <-time.After(t1):
 			if req.Transport() == "UDP" || strings.EqualFold(req.Transport(), "udp") {
 				_ = tx.Respond(res)

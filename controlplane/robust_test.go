@@ -110,7 +110,9 @@ func TestBadRequestsAreAnsweredAndSurvived(t *testing.T) {
 		msg  func(r *rawSIP) string
 		code int
 	}{
-		{"invite without sdp", func(r *rawSIP) string { return r.request("INVITE", "nosdp", "", "", "", 1) }, 488},
+		{"invite with a body that is not sdp", func(r *rawSIP) string {
+			return r.request("INVITE", "textbody", "", "text/plain", "hello", 1)
+		}, 415},
 		{"invite with no common codec", func(r *rawSIP) string {
 			return r.request("INVITE", "g729", "", "application/sdp", sdpOffer(4000, "18"), 1)
 		}, 488},
@@ -128,7 +130,10 @@ func TestBadRequestsAreAnsweredAndSurvived(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			r := newRawSIP(t, addr)
 			r.send(c.msg(r))
-			r.expect(c.code)
+			res := r.expect(c.code)
+			if c.code == 415 && !strings.Contains(headerLine(res, "Accept"), "application/sdp") {
+				t.Fatalf("415 without Accept: application/sdp:\n%s", res)
+			}
 		})
 	}
 	// A flood of garbage and half-messages: no answer is owed, nothing may
@@ -525,13 +530,53 @@ func TestReInviteHoldAndSessionTimer(t *testing.T) {
 		return len(cs) == 1 && cs[0].Hold
 	})
 
+	// An offerless re-INVITE: our 200 offers, the ACK answers (RFC 3264 §4)
+	// with a new address, which takes the call off hold.
+	r.send(r.request("INVITE", cid, tag, "", "", 3))
+	if off := r.expect(200); !strings.Contains(off, "m=audio ") || !strings.Contains(off, "a=sendrecv") {
+		t.Fatalf("200 to an offerless re-INVITE carries no sendrecv offer:\n%s", off)
+	}
+	r.send(r.request("ACK", cid, tag, "application/sdp", strings.Replace(sdpOffer(4010, "0"), "o=- 1 1", "o=- 1 3", 1), 3))
+	waitFor(t, "the ack's answer to move the media", func() bool {
+		cs := svc.Daemon().Connections()
+		return len(cs) == 1 && !cs[0].Hold && cs[0].MediaPeer == "127.0.0.1:4010"
+	})
+
 	r.send(withHeaders(r.request("INVITE", "short-timer", "", "application/sdp", sdpOffer(4002, "0"), 1),
 		"Supported: timer", "Session-Expires: 30"))
 	if tooSmall := r.expect(422); headerLine(tooSmall, "Min-SE") != "90" {
 		t.Fatalf("422 without Min-SE 90:\n%s", tooSmall)
 	}
 
-	r.send(r.request("BYE", cid, tag, "", "", 3))
+	r.send(r.request("BYE", cid, tag, "", "", 4))
+	r.expect(200)
+	waitFor(t, "the call to end", func() bool { return len(svc.Daemon().Connections()) == 0 })
+	waitFor(t, "endpoints to close", func() bool { return eng.Stats().Endpoints == 0 })
+}
+
+// TestMultipartOfferFromGateway is an INVITE shaped as SIP-T/SIP-I gateways
+// send it (RFC 3204 §3): multipart/mixed with the SDP offer beside an ISUP
+// part. The call is answered from the SDP part.
+func TestMultipartOfferFromGateway(t *testing.T) {
+	svc, eng := startService(t, svcOpts{})
+	r := newRawSIP(t, svc.Daemon().SIPAddr().String())
+	const cid = "sip-i-call"
+	body := "--unique-boundary-1\r\nContent-Type: application/sdp\r\n\r\n" + sdpOffer(4020, "8 0") +
+		"\r\n--unique-boundary-1\r\nContent-Type: application/isup;version=itu-t92+;base=itu-t92+\r\n" +
+		"Content-Disposition: signal;handling=optional\r\n\r\n\x01\x00\x49\x00\x00\x03\x02\x00\x07\x04\x10\x00\x33\x63\x21\x43\x00" +
+		"\r\n--unique-boundary-1--\r\n"
+	r.send(withHeaders(r.request("INVITE", cid, "", "multipart/mixed;boundary=unique-boundary-1", body, 1), "MIME-Version: 1.0"))
+	ok := r.expect(200)
+	if !strings.Contains(ok, "RTP/AVP 8") {
+		t.Fatalf("answer does not take PCMA from the sdp part:\n%s", ok)
+	}
+	_, tag, _ := strings.Cut(headerLine(ok, "To"), "tag=")
+	r.send(r.request("ACK", cid, tag, "", "", 1))
+	waitFor(t, "the call to connect toward the sdp part's address", func() bool {
+		cs := svc.Daemon().Connections()
+		return len(cs) == 1 && cs[0].State == controlplane.StateConnected && cs[0].MediaPeer == "127.0.0.1:4020" && cs[0].Codec == "PCMA"
+	})
+	r.send(r.request("BYE", cid, tag, "", "", 2))
 	r.expect(200)
 	waitFor(t, "the call to end", func() bool { return len(svc.Daemon().Connections()) == 0 })
 	waitFor(t, "endpoints to close", func() bool { return eng.Stats().Endpoints == 0 })
