@@ -98,9 +98,15 @@ type Connection struct {
 	joins     map[string]dataplane.Duplex
 	connected time.Time
 	rec       *recording
-	// seTimer ends the call when the caller stops refreshing (RFC 4028).
-	seTimer    *time.Timer
-	seInterval int
+	// seTimer ends the call when the session is not refreshed in time (RFC
+	// 4028 §10). When the caller asked recfork to refresh (refresher=uas),
+	// refreshTimer sends the next refresh: an UPDATE when the caller allows
+	// it, else a re-INVITE with lastSDP, the description last sent.
+	seTimer         *time.Timer
+	seInterval      int
+	refreshTimer    *time.Timer
+	refreshByUpdate bool
+	lastSDP         []byte
 	// tapEP is the private endpoint that receives c's RTP for RFC 4733
 	// DTMF (dtmf.go); tapPort is its local port.
 	tapEP   dataplane.EndpointID
@@ -223,7 +229,8 @@ func (c *Connection) localSDP(dir MediaDir, off *MediaOffer) []byte {
 	if c.srtp != nil {
 		l.Proto, l.Crypto = protoSAVP, c.srtp.cryptoLines()
 	}
-	return l.marshal()
+	c.lastSDP = l.marshal()
+	return c.lastSDP
 }
 
 // SRTP reports whether the connection's media is SRTP.

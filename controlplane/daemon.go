@@ -396,6 +396,10 @@ func (c *Connection) end(state ConnState) {
 			c.seTimer.Stop()
 			c.seTimer = nil
 		}
+		if c.refreshTimer != nil {
+			c.refreshTimer.Stop()
+			c.refreshTimer = nil
+		}
 		c.mu.Unlock()
 		if cancelOut != nil {
 			cancelOut()

@@ -20,8 +20,10 @@
 // offer must carry the keys). An offerless re-INVITE is answered the same
 // way, the ACK's answer moving the media. CANCEL, remote BYE, re-INVITE and
 // UPDATE (hold, a new media address, refresh) are handled; session timers
-// (RFC 4028) are honoured with the caller as refresher, 422 below 90 s, and a
-// BYE when no refresh comes in time. SRTP on calls (SDES; Config.CallSRTP)
+// (RFC 4028) are honoured with the refresher the caller names (itself when
+// it names none; recfork refreshes by UPDATE, or by re-INVITE when the caller
+// does not allow UPDATE, timer.go), 422 below 90 s, and a BYE when no
+// refresh comes in time or a refresh of ours gets 408 or 481. SRTP on calls (SDES; Config.CallSRTP)
 // is srtpcall.go: RTP/SAVP answered with a key of recfork's own per leg,
 // DTLS-SRTP refused with 488.
 //

@@ -9,9 +9,15 @@ import (
 // SetSessionTimerWait shortens session timers for a test and restores them
 // when cleanup runs.
 func SetSessionTimerWait(d time.Duration) (restore func()) {
-	old := sessionTimerWait
-	sessionTimerWait = func(int) time.Duration { return d }
-	return func() { sessionTimerWait = old }
+	old := testSessionWait.Swap(int64(d))
+	return func() { testSessionWait.Store(old) }
+}
+
+// SetSessionRefreshAt shortens the time recfork waits before refreshing a
+// session it is the refresher of, for a test.
+func SetSessionRefreshAt(d time.Duration) (restore func()) {
+	old := testRefreshAt.Swap(int64(d))
+	return func() { testRefreshAt.Store(old) }
 }
 
 // FitCalls is Limits.MaxCalls after the defaults and the fit to the port

@@ -250,10 +250,15 @@ func (d *Daemon) carryOut(c *Connection, dlg *sipgo.DialogServerSession, tx sip.
 		}
 		answer := c.localSDP(dir, off)
 		res := sip.NewSDPResponseFromRequest(dlg.InviteRequest, answer)
-		se := 0
+		se, refresher := 0, "uac"
 		if supportsTimer(dlg.InviteRequest) {
 			if se = sessionExpires(dlg.InviteRequest); se > 0 {
-				res.AppendHeader(sip.NewHeader("Session-Expires", strconv.Itoa(se)+";refresher=uac"))
+				// RFC 4028 §9: the caller may name the refresher; when it
+				// names none, it refreshes.
+				if refresherOf(dlg.InviteRequest) == "uas" {
+					refresher = "uas"
+				}
+				res.AppendHeader(sip.NewHeader("Session-Expires", strconv.Itoa(se)+";refresher="+refresher))
 				res.AppendHeader(sip.NewHeader("Require", "timer"))
 			}
 		}
@@ -301,8 +306,14 @@ func (d *Daemon) carryOut(c *Connection, dlg *sipgo.DialogServerSession, tx sip.
 		c.setState(StateConnected)
 		d.startDTMF(c)
 		c.armSessionTimer(se)
+		if se > 0 && refresher == "uas" {
+			c.mu.Lock()
+			c.refreshByUpdate = allowsUpdate(dlg.InviteRequest)
+			c.mu.Unlock()
+			c.armRefresh(se, sessionRefreshAt(se))
+		}
 		d.metrics.answered.Inc()
-		c.log.Info("call connected", "session_expires_s", se)
+		c.log.Info("call connected", "session_expires_s", se, "refresher", refresher)
 		c.emit("connection.connected", c.eventFields(nil))
 	case "reject":
 		code := dec.code
@@ -517,8 +528,8 @@ func (d *Daemon) onReInvite(req *sip.Request, tx sip.ServerTransaction) {
 	} else {
 		res.AppendHeader(sip.HeaderClone(&d.contact))
 	}
-	if n := c.refreshSessionTimer(req); n > 0 {
-		res.AppendHeader(sip.NewHeader("Session-Expires", strconv.Itoa(n)+";refresher=uac"))
+	if n, role := c.refreshSessionTimer(req); n > 0 {
+		res.AppendHeader(sip.NewHeader("Session-Expires", strconv.Itoa(n)+";refresher="+role))
 		res.AppendHeader(sip.NewHeader("Require", "timer"))
 	}
 	if err := tx.Respond(res); err != nil {
@@ -625,15 +636,15 @@ func (d *Daemon) onUpdate(req *sip.Request, tx sip.ServerTransaction) {
 			return
 		}
 		res := sip.NewSDPResponseFromRequest(req, c.localSDP(answerDir(o.Dir), &o))
-		if n := c.refreshSessionTimer(req); n > 0 {
-			res.AppendHeader(sip.NewHeader("Session-Expires", strconv.Itoa(n)+";refresher=uac"))
+		if n, role := c.refreshSessionTimer(req); n > 0 {
+			res.AppendHeader(sip.NewHeader("Session-Expires", strconv.Itoa(n)+";refresher="+role))
 		}
 		_ = tx.Respond(res)
 		return
 	}
 	res := sip.NewResponseFromRequest(req, 200, "OK", nil)
-	if n := c.refreshSessionTimer(req); n > 0 {
-		res.AppendHeader(sip.NewHeader("Session-Expires", strconv.Itoa(n)+";refresher=uac"))
+	if n, role := c.refreshSessionTimer(req); n > 0 {
+		res.AppendHeader(sip.NewHeader("Session-Expires", strconv.Itoa(n)+";refresher="+role))
 		res.AppendHeader(sip.NewHeader("Require", "timer"))
 	}
 	_ = tx.Respond(res)

@@ -4,15 +4,21 @@ import (
 	"context"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/emiago/sipgo/sip"
 )
 
-// Session timers (RFC 4028). recfork never refreshes itself: when the caller
-// supports timers it is the refresher (refresher=uac); when no refresh (a
-// re-INVITE or UPDATE) arrives in time, recfork ends the call with BYE
-// (§10: at expiry minus min(32 s, interval/3)).
+// Session timers (RFC 4028). When the caller supports timers and asks for a
+// session interval, the refresher is the one the caller names: itself
+// (refresher=uac, also when it names none) or recfork (refresher=uas). As
+// the refresher recfork sends a refresh at half the interval (§10): an
+// UPDATE (RFC 3311) when the caller's Allow lists it, else a re-INVITE with
+// the description it last sent. A refresh answered 408 or 481, or not at
+// all, ends the call with BYE (§10); another failure is retried at a quarter
+// of the interval. Whoever refreshes, a session not refreshed in time is
+// ended with BYE at expiry minus min(32 s, interval/3) (§10).
 
 // minSE is the smallest interval recfork accepts (RFC 4028 §4: 90 s).
 const minSE = 90
@@ -50,9 +56,16 @@ func supportsTimer(req *sip.Request) bool {
 	return false
 }
 
+// Tests shorten the session timers with these (nanoseconds; 0 keeps the
+// RFC's), atomically: a test changes them while calls run.
+var testSessionWait, testRefreshAt atomic.Int64
+
 // sessionTimerWait is how long after a refresh the call is ended: the
-// interval less min(32 s, interval/3) (RFC 4028 §10). Tests shorten it.
-var sessionTimerWait = func(interval int) time.Duration {
+// interval less min(32 s, interval/3) (RFC 4028 §10).
+func sessionTimerWait(interval int) time.Duration {
+	if d := testSessionWait.Load(); d > 0 {
+		return time.Duration(d)
+	}
 	d := time.Duration(interval) * time.Second
 	return d - min(32*time.Second, d/3)
 }
@@ -77,18 +90,164 @@ func (c *Connection) armSessionTimer(interval int) {
 	})
 }
 
-// refreshSessionTimer restarts the timer after a refresh, with the interval
-// the refresh asked for (or the current one).
-func (c *Connection) refreshSessionTimer(req *sip.Request) int {
+// refreshSessionTimer restarts the timer after a refresh from the caller,
+// with the interval the refresh asked for (or the current one), and takes
+// the refresher it names (none: the role stays). It returns the interval
+// and the refresher for the answer's Session-Expires.
+func (c *Connection) refreshSessionTimer(req *sip.Request) (int, string) {
 	c.mu.Lock()
-	cur := c.seInterval
+	cur, ours := c.seInterval, c.refreshTimer != nil
+	if req.GetHeader("Allow") != nil {
+		c.refreshByUpdate = allowsUpdate(req)
+	}
 	c.mu.Unlock()
 	n := sessionExpires(req)
 	if n == 0 {
 		n = cur
 	}
+	role := refresherOf(req)
+	if role == "" {
+		role = "uac"
+		if ours {
+			role = "uas"
+		}
+	}
 	if n > 0 {
 		c.armSessionTimer(n)
+		if role == "uas" {
+			c.armRefresh(n, sessionRefreshAt(n))
+		} else {
+			c.stopRefresh()
+		}
 	}
-	return n
+	return n, role
+}
+
+// refresherOf returns the refresher parameter of a request's Session-Expires
+// ("uac", "uas"), or "" when it names none.
+func refresherOf(req *sip.Request) string {
+	h := req.GetHeader("Session-Expires")
+	if h == nil {
+		h = req.GetHeader("x")
+	}
+	if h == nil {
+		return ""
+	}
+	_, params, _ := strings.Cut(h.Value(), ";")
+	for _, p := range strings.Split(params, ";") {
+		k, v, _ := strings.Cut(p, "=")
+		if strings.EqualFold(strings.TrimSpace(k), "refresher") {
+			switch v = strings.ToLower(strings.TrimSpace(v)); v {
+			case "uac", "uas":
+				return v
+			}
+		}
+	}
+	return ""
+}
+
+// allowsUpdate reports whether a request's Allow lists UPDATE.
+func allowsUpdate(req *sip.Request) bool {
+	for _, h := range req.GetHeaders("Allow") {
+		for _, m := range strings.Split(h.Value(), ",") {
+			if strings.EqualFold(strings.TrimSpace(m), "UPDATE") {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// sessionRefreshAt is when the refresher refreshes: at half the interval
+// (RFC 4028 §10).
+func sessionRefreshAt(interval int) time.Duration {
+	if d := testRefreshAt.Load(); d > 0 {
+		return time.Duration(d)
+	}
+	return time.Duration(interval) * time.Second / 2
+}
+
+// armRefresh schedules recfork's next refresh of c's session, after wait.
+func (c *Connection) armRefresh(interval int, wait time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.refreshTimer != nil {
+		c.refreshTimer.Stop()
+	}
+	c.refreshTimer = time.AfterFunc(wait, func() { c.d.refreshSession(c, interval) })
+}
+
+// stopRefresh hands the refresher role back to the caller.
+func (c *Connection) stopRefresh() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.refreshTimer != nil {
+		c.refreshTimer.Stop()
+		c.refreshTimer = nil
+	}
+}
+
+// refreshSession sends one session refresh to the caller (recfork is the
+// refresher) and acts on the answer.
+func (d *Daemon) refreshSession(c *Connection, interval int) {
+	if c.State() != StateConnected {
+		return
+	}
+	c.mu.Lock()
+	uas, byUpdate, sdp := c.uas, c.refreshByUpdate, c.lastSDP
+	c.mu.Unlock()
+	if uas == nil {
+		return
+	}
+	method := sip.UPDATE
+	if !byUpdate {
+		method = sip.INVITE
+	}
+	req := sip.NewRequest(method, uas.InviteRequest.Contact().Address)
+	// In the refresh, recfork is the UAC and stays the refresher.
+	req.AppendHeader(sip.NewHeader("Session-Expires", strconv.Itoa(interval)+";refresher=uac"))
+	req.AppendHeader(sip.NewHeader("Min-SE", strconv.Itoa(minSE)))
+	req.AppendHeader(sip.NewHeader("Supported", "timer"))
+	if method == sip.INVITE {
+		req.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
+		req.SetBody(sdp)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 64*sip.T1)
+	defer cancel()
+	c.reqMu.Lock()
+	res, err := uas.Do(ctx, req)
+	if err == nil && method == sip.INVITE && res.IsSuccess() {
+		// The ACK of a 2xx is ours to send (RFC 3261 §13.2.2.4).
+		err = uas.WriteRequest(sip.NewRequest(sip.ACK, req.Recipient))
+	}
+	c.reqMu.Unlock()
+	switch {
+	case err != nil || res.StatusCode == 408 || res.StatusCode == 481:
+		reason := "no answer"
+		if err == nil {
+			reason = strconv.Itoa(res.StatusCode)
+		}
+		c.log.Info("session refresh failed; ending call", "method", method, "reason", reason, "err", err)
+		bctx, bcancel := context.WithTimeout(context.Background(), 8*time.Second)
+		defer bcancel()
+		_ = d.hangup(bctx, c, "session refresh failed")
+	case res.IsSuccess():
+		n := interval
+		if h := res.GetHeader("Session-Expires"); h != nil {
+			v, _, _ := strings.Cut(h.Value(), ";")
+			if se, err := strconv.Atoi(strings.TrimSpace(v)); err == nil && se >= minSE {
+				n = se
+			}
+		}
+		c.log.Debug("session refreshed", "method", method, "interval_s", n)
+		c.armSessionTimer(n)
+		if c.State() == StateConnected {
+			c.armRefresh(n, sessionRefreshAt(n))
+		}
+	default:
+		c.log.Info("session refresh refused; trying again", "method", method, "status", res.StatusCode)
+		if c.State() == StateConnected {
+			c.armRefresh(interval, sessionRefreshAt(interval)/2)
+		}
+	}
 }
