@@ -130,6 +130,11 @@ func refresherOf(req *sip.Request) string {
 	if h == nil {
 		h = req.GetHeader("x")
 	}
+	return refresherParam(h)
+}
+
+// refresherParam reads the refresher parameter of a Session-Expires header.
+func refresherParam(h sip.Header) string {
 	if h == nil {
 		return ""
 	}
@@ -241,7 +246,10 @@ func (d *Daemon) refreshSession(c *Connection, interval int) {
 		}
 		c.log.Debug("session refreshed", "method", method, "interval_s", n)
 		c.armSessionTimer(n)
-		if c.State() == StateConnected {
+		if refresherParam(res.GetHeader("Session-Expires")) == "uas" {
+			// The caller took the refresher role back (RFC 4028 §7.2).
+			c.stopRefresh()
+		} else if c.State() == StateConnected {
 			c.armRefresh(n, sessionRefreshAt(n))
 		}
 	default:
