@@ -1,7 +1,6 @@
 package controlplane_test
 
 import (
-	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -14,7 +13,6 @@ import (
 	"time"
 
 	"github.com/recfork/recfork/controlplane"
-	"github.com/recfork/recfork/siprec/srs"
 )
 
 // rtpPacket is a PCMU packet whose payload is 160 bytes of fill.
@@ -121,22 +119,17 @@ func TestHostileRTPInjectionBeforeCaller(t *testing.T) {
 
 	r.send(r.request("BYE", cid, tag, "", "", 2))
 	r.expect(200)
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	ss, err := svc.SRS().WaitFor(ctx, func(ss []srs.SessionInfo) bool { return len(ss) == 1 && !ss[0].Ended.IsZero() })
-	if err != nil {
-		t.Fatalf("recording did not end: %v", err)
+	rec := waitOneRecording(t, svc)
+	if len(rec.Streams) != 2 {
+		t.Fatalf("%d recorded streams, want 2", len(rec.Streams))
 	}
-	if len(ss[0].Streams) != 2 {
-		t.Fatalf("%d recorded streams, want 2", len(ss[0].Streams))
-	}
-	for _, st := range ss[0].Streams {
+	for _, st := range rec.Streams {
 		if st.Packets != spoken || st.SSRC != 0x600d || st.SSRCChanges != 0 {
 			t.Errorf("stream %s: %d packets of SSRC %#x (%d SSRC changes), want %d of the caller's only",
 				st.Label, st.Packets, st.SSRC, st.SSRCChanges, spoken)
 		}
 	}
 	if t.Failed() {
-		t.Log(fmt.Sprintf("streams: %+v", ss[0].Streams))
+		t.Log(fmt.Sprintf("streams: %+v", rec.Streams))
 	}
 }

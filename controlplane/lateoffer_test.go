@@ -2,7 +2,6 @@ package controlplane_test
 
 import (
 	"bytes"
-	"context"
 	"net"
 	"os/exec"
 	"path/filepath"
@@ -15,7 +14,6 @@ import (
 
 	"github.com/recfork/recfork/controlplane"
 	"github.com/recfork/recfork/internal/testenv"
-	"github.com/recfork/recfork/siprec/srs"
 )
 
 var lateOfferLogRE = regexp.MustCompile(`OFFER port=(\d+) END`)
@@ -109,15 +107,7 @@ func TestLateOfferCallWithSipp(t *testing.T) {
 		}
 		waitSipp(t, done, "the sipp delayed-offer call", logPath)
 
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		defer cancel()
-		sessions, err := svc.SRS().WaitFor(ctx, func(ss []srs.SessionInfo) bool {
-			return len(ss) == 1 && !ss[0].Ended.IsZero()
-		})
-		if err != nil {
-			t.Fatalf("srs session did not end: %v", err)
-		}
-		if st := sessions[0].Streams; len(st) != 2 || st[0].Packets < 50 || st[1].Packets < 50 {
+		if st := waitOneRecording(t, svc).Streams; len(st) != 2 || st[0].Packets < 50 || st[1].Packets < 50 {
 			t.Fatalf("recorded streams %+v, want two with 50 packets or more", st)
 		}
 	})

@@ -548,7 +548,14 @@ func TestReInviteHoldAndSessionTimer(t *testing.T) {
 		t.Fatalf("422 without Min-SE 90:\n%s", tooSmall)
 	}
 
-	r.send(r.request("BYE", cid, tag, "", "", 4))
+	r.hangUp(t, svc, eng, cid, tag, 4)
+}
+
+// hangUp sends the caller's BYE and waits for the call and its media to be
+// gone.
+func (r *rawSIP) hangUp(t *testing.T, svc *controlplane.Service, eng dataplane.Engine, cid, tag string, cseq int) {
+	t.Helper()
+	r.send(r.request("BYE", cid, tag, "", "", cseq))
 	r.expect(200)
 	waitFor(t, "the call to end", func() bool { return len(svc.Daemon().Connections()) == 0 })
 	waitFor(t, "endpoints to close", func() bool { return eng.Stats().Endpoints == 0 })
@@ -576,10 +583,7 @@ func TestMultipartOfferFromGateway(t *testing.T) {
 		cs := svc.Daemon().Connections()
 		return len(cs) == 1 && cs[0].State == controlplane.StateConnected && cs[0].MediaPeer == "127.0.0.1:4020" && cs[0].Codec == "PCMA"
 	})
-	r.send(r.request("BYE", cid, tag, "", "", 2))
-	r.expect(200)
-	waitFor(t, "the call to end", func() bool { return len(svc.Daemon().Connections()) == 0 })
-	waitFor(t, "endpoints to close", func() bool { return eng.Stats().Endpoints == 0 })
+	r.hangUp(t, svc, eng, cid, tag, 2)
 }
 
 // TestShutdownEndsCallsAndRecordings is what SIGTERM does: every call gets

@@ -126,15 +126,7 @@ func testEchoCallIsRecorded(t *testing.T, dp string) {
 	}
 	// The recording ended with the call: the SRS saw the BYE, both
 	// directions carried the tone.
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	sessions, err := svc.SRS().WaitFor(ctx, func(ss []srs.SessionInfo) bool {
-		return len(ss) == 1 && !ss[0].Ended.IsZero()
-	})
-	if err != nil {
-		t.Fatalf("srs session did not end: %v", err)
-	}
-	s := sessions[0]
+	s := waitOneRecording(t, svc)
 	if s.EndReason != srs.EndByeFromSRC || len(s.Streams) != 2 {
 		t.Fatalf("srs session: end %q, %d streams", s.EndReason, len(s.Streams))
 	}
@@ -153,4 +145,17 @@ func testEchoCallIsRecorded(t *testing.T, dp string) {
 	svc.Close()
 	caller.Close()
 	waitFor(t, "goroutines to return", func() bool { return runtime.NumGoroutine() <= before+5 })
+}
+
+// waitOneRecording waits for the built-in SRS to hold exactly one recording
+// session, ended, and returns it.
+func waitOneRecording(t *testing.T, svc *controlplane.Service) srs.SessionInfo {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	ss, err := svc.SRS().WaitFor(ctx, func(ss []srs.SessionInfo) bool { return len(ss) == 1 && !ss[0].Ended.IsZero() })
+	if err != nil {
+		t.Fatalf("the recording did not end: %v", err)
+	}
+	return ss[0]
 }
