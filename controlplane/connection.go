@@ -107,6 +107,15 @@ type Connection struct {
 	refreshTimer    *time.Timer
 	refreshByUpdate bool
 	lastSDP         []byte
+	// refreshCancel ends our refresh in flight (hangup, end); refreshInvite
+	// is set while it is a re-INVITE and callerInvite while the caller's
+	// re-INVITE awaits its ACK: either refuses the other (RFC 3261 §14).
+	refreshCancel context.CancelFunc
+	refreshInvite bool
+	callerInvite  bool
+	// over is set, under mu, when the connection ended: no timer is armed
+	// after it.
+	over bool
 	// tapEP is the private endpoint that receives c's RTP for RFC 4733
 	// DTMF (dtmf.go); tapPort is its local port.
 	tapEP   dataplane.EndpointID

@@ -400,6 +400,10 @@ func (c *Connection) end(state ConnState) {
 			c.refreshTimer.Stop()
 			c.refreshTimer = nil
 		}
+		if c.refreshCancel != nil {
+			c.refreshCancel()
+		}
+		c.over = true
 		c.mu.Unlock()
 		if cancelOut != nil {
 			cancelOut()

@@ -13,7 +13,8 @@
 // carries the peer's first offered PCMU or PCMA codec plus telephone-event;
 // no common codec is 488. The SDP may be the whole body or the
 // application/sdp part of a multipart one (SIP-T/SIP-I gateways, RFC 3204); a
-// body without SDP is 415. An INVITE without a body is a delayed offer: the
+// body without SDP, or with a part marked handling=required beside it, is
+// 415. An INVITE without a body is a delayed offer: the
 // 200 offers PCMU, PCMA and telephone-event and the ACK's answer sets the
 // codec and the media address; an ACK without a usable answer ends the call
 // with a BYE. With CallSRTP require a delayed offer is 488 (the caller's
@@ -23,7 +24,8 @@
 // (RFC 4028) are honoured with the refresher the caller names (itself when
 // it names none; recfork refreshes by UPDATE, or by re-INVITE when the caller
 // does not allow UPDATE, timer.go), 422 below 90 s, and a BYE when no
-// refresh comes in time or a refresh of ours gets 408 or 481. SRTP on calls (SDES; Config.CallSRTP)
+// refresh comes in time or a refresh of ours gets 408 or 481; a caller's
+// re-INVITE crossing our refresh re-INVITE gets 491. SRTP on calls (SDES; Config.CallSRTP)
 // is srtpcall.go: RTP/SAVP answered with a key of recfork's own per leg,
 // DTLS-SRTP refused with 488.
 //

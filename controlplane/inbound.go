@@ -89,11 +89,11 @@ func (d *Daemon) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		off = MediaOffer{Dir: DirSendRecv, Proto: protoAVP}
 		codecs = slices.Clone(defaultCodecs)
 	default:
-		sdpBody, ok := offerBody(req)
+		sdpBody, ok := offerBody(req.ContentType(), req.Body())
 		if !ok {
 			// RFC 3261 §21.4.13: a body without SDP is 415, naming what we take.
 			d.metrics.rejected.WithLabelValues("415").Inc()
-			respond(tx, req, 415, "Unsupported Media Type", sip.NewHeader("Accept", "application/sdp, multipart/mixed"))
+			respond(tx, req, 415, "Unsupported Media Type", sip.NewHeader("Accept", acceptBodies))
 			return
 		}
 		var err error
@@ -402,21 +402,29 @@ func (d *Daemon) takeAckAnswer(c *Connection, cseq uint32) error {
 	return nil
 }
 
-// offerBody returns the SDP in a request's body: the whole body when it is
+// acceptBodies is the Accept of a 415: the bodies offerBody reads.
+const acceptBodies = "application/sdp, multipart/mixed"
+
+// offerBody returns the SDP in a message body: the whole body when it is
 // application/sdp, or the application/sdp part of a multipart one (SIP-T and
 // SIP-I gateways send ISUP beside it, RFC 3204); ok is false when there is
-// none.
-func offerBody(req *sip.Request) (sdp []byte, ok bool) {
-	if isSDP(req.ContentType()) {
-		return req.Body(), true
+// none, or when another part is marked handling=required (RFC 3261 §20.11:
+// a part we must understand and do not).
+func offerBody(ct *sip.ContentTypeHeader, body []byte) (sdp []byte, ok bool) {
+	if isSDP(ct) {
+		return body, true
 	}
-	ct := req.ContentType()
 	if ct == nil {
 		return nil, false
 	}
-	parts, err := siprec.ParseBody(ct.Value(), req.Body())
+	parts, err := siprec.ParseBody(ct.Value(), body)
 	if err != nil {
 		return nil, false
+	}
+	for _, p := range parts {
+		if p.MediaType() != "application/sdp" && handlingRequired(p.Disposition) {
+			return nil, false
+		}
 	}
 	for _, p := range parts {
 		if p.MediaType() == "application/sdp" {
@@ -424,6 +432,21 @@ func offerBody(req *sip.Request) (sdp []byte, ok bool) {
 		}
 	}
 	return nil, false
+}
+
+// handlingRequired reports whether a Content-Disposition says
+// handling=required. RFC 3261 §20.11 would assume it when the parameter is
+// missing, but gateways often send ISUP without a Content-Disposition; only
+// an explicit one refuses the offer.
+func handlingRequired(disposition string) bool {
+	_, params, _ := strings.Cut(disposition, ";")
+	for _, p := range strings.Split(params, ";") {
+		k, v, _ := strings.Cut(p, "=")
+		if strings.EqualFold(strings.TrimSpace(k), "handling") && strings.EqualFold(strings.TrimSpace(v), "required") {
+			return true
+		}
+	}
+	return false
 }
 
 // isSDP reports whether a Content-Type is application/sdp.
@@ -488,6 +511,20 @@ func (d *Daemon) onReInvite(req *sip.Request, tx sip.ServerTransaction) {
 		return
 	}
 	c.mu.Lock()
+	if c.refreshInvite {
+		// Our refresh re-INVITE is pending (RFC 3261 §14.2).
+		c.mu.Unlock()
+		respond(tx, req, 491, "Request Pending")
+		return
+	}
+	c.callerInvite = true
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		c.callerInvite = false
+		c.mu.Unlock()
+	}()
+	c.mu.Lock()
 	uas, uac := c.uas, c.uac
 	c.mu.Unlock()
 	var dlgErr error
@@ -502,7 +539,11 @@ func (d *Daemon) onReInvite(req *sip.Request, tx sip.ServerTransaction) {
 	}
 	var off *MediaOffer
 	if len(bytes.TrimSpace(req.Body())) > 0 {
-		sdpBody, _ := offerBody(req)
+		sdpBody, ok := offerBody(req.ContentType(), req.Body())
+		if !ok {
+			respond(tx, req, 415, "Unsupported Media Type", sip.NewHeader("Accept", acceptBodies))
+			return
+		}
 		o, err := d.parseReoffer(c, sdpBody)
 		if err == nil {
 			_, err = negotiate(o.Codecs)
@@ -625,8 +666,13 @@ func (d *Daemon) onUpdate(req *sip.Request, tx sip.ServerTransaction) {
 		respond(tx, req, 481, "Call/Transaction Does Not Exist")
 		return
 	}
-	if len(req.Body()) > 0 {
-		o, err := d.parseReoffer(c, req.Body())
+	if len(bytes.TrimSpace(req.Body())) > 0 {
+		sdpBody, ok := offerBody(req.ContentType(), req.Body())
+		if !ok {
+			respond(tx, req, 415, "Unsupported Media Type", sip.NewHeader("Accept", acceptBodies))
+			return
+		}
+		o, err := d.parseReoffer(c, sdpBody)
 		if err != nil {
 			respond(tx, req, 488, "Not Acceptable Here", offerWarning(err))
 			return

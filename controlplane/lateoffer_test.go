@@ -48,7 +48,7 @@ func TestLateOfferCallWithSipp(t *testing.T) {
 		mport := media.LocalAddr().(*net.UDPAddr).Port
 		dir := t.TempDir()
 		cmd := exec.Command("sipp", "-sf", sf("late-offer-caller.xml"), "-m", "1", "-l", "1", "-i", "127.0.0.1",
-			"-s", "echo", addr, "-key", "mport", strconv.Itoa(mport), "-d", "4000",
+			"-s", "echo", addr, "-key", "mport", strconv.Itoa(mport), "-d", "8000",
 			"-trace_logs", "-nostdin", "-timeout", "30s", "-timeout_error")
 		cmd.Dir = dir
 		logPath := filepath.Join(dir, "sipp.log")

@@ -116,6 +116,7 @@ func (d *Daemon) hangupAs(ctx context.Context, c *Connection, reason, event stri
 		c.end(state)
 		return nil
 	}
+	c.cancelRefresh() // a refresh in flight would hold reqMu for up to 64*T1
 	c.reqMu.Lock()
 	c.mu.Lock()
 	uas, uac := c.uas, c.uac

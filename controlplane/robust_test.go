@@ -113,6 +113,12 @@ func TestBadRequestsAreAnsweredAndSurvived(t *testing.T) {
 		{"invite with a body that is not sdp", func(r *rawSIP) string {
 			return r.request("INVITE", "textbody", "", "text/plain", "hello", 1)
 		}, 415},
+		{"invite with an isup part marked required", func(r *rawSIP) string {
+			body := "--b1\r\nContent-Type: application/sdp\r\n\r\n" + sdpOffer(4000, "0") +
+				"\r\n--b1\r\nContent-Type: application/isup;version=itu-t92+\r\nContent-Disposition: signal;handling=required\r\n\r\n\x01\x00" +
+				"\r\n--b1--\r\n"
+			return r.request("INVITE", "isuprequired", "", "multipart/mixed;boundary=b1", body, 1)
+		}, 415},
 		{"invite with no common codec", func(r *rawSIP) string {
 			return r.request("INVITE", "g729", "", "application/sdp", sdpOffer(4000, "18"), 1)
 		}, 488},
@@ -757,6 +763,15 @@ func TestConcurrentCallsReturnEverything(t *testing.T) {
 // 200 OK, returning it.
 func (r *rawSIP) expectRequest(method string) string {
 	r.t.Helper()
+	msg, from := r.awaitRequest(method)
+	r.respondTo(msg, from, "200 OK", "", "")
+	return msg
+}
+
+// awaitRequest reads until a request of method arrives and returns it and
+// its source, unanswered.
+func (r *rawSIP) awaitRequest(method string) (string, *net.UDPAddr) {
+	r.t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	buf := make([]byte, 65535)
 	for {
@@ -765,19 +780,26 @@ func (r *rawSIP) expectRequest(method string) string {
 		if err != nil {
 			r.t.Fatalf("no %s: %v", method, err)
 		}
-		msg := string(buf[:n])
-		if !strings.HasPrefix(msg, method+" ") {
-			continue
+		if msg := string(buf[:n]); strings.HasPrefix(msg, method+" ") {
+			return msg, from
 		}
-		var b strings.Builder
-		b.WriteString("SIP/2.0 200 OK\r\n")
-		for _, h := range []string{"Via", "From", "To", "Call-ID", "CSeq"} {
-			fmt.Fprintf(&b, "%s: %s\r\n", h, headerLine(msg, h))
-		}
-		b.WriteString("Content-Length: 0\r\n\r\n")
-		_, _ = r.conn.WriteToUDP([]byte(b.String()), from)
-		return msg
 	}
+}
+
+// respondTo answers a request with status (e.g. "200 OK"), extra header
+// lines (CRLF-terminated) and an SDP body ("" for none).
+func (r *rawSIP) respondTo(msg string, to *net.UDPAddr, status, extra, sdp string) {
+	var b strings.Builder
+	b.WriteString("SIP/2.0 " + status + "\r\n")
+	for _, h := range []string{"Via", "From", "To", "Call-ID", "CSeq"} {
+		fmt.Fprintf(&b, "%s: %s\r\n", h, headerLine(msg, h))
+	}
+	b.WriteString(extra)
+	if sdp != "" {
+		b.WriteString("Content-Type: application/sdp\r\n")
+	}
+	fmt.Fprintf(&b, "Content-Length: %d\r\n\r\n%s", len(sdp), sdp)
+	_, _ = r.conn.WriteToUDP([]byte(b.String()), to)
 }
 
 // TestSessionTimerExpiryEndsCall: with no refresh, recfork sends BYE.

@@ -4,6 +4,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -16,24 +17,25 @@ import (
 // checks what recforkd sends: the 200's refresher=uas, then refreshes by
 // UPDATE when the caller allows it (three, each naming recfork refresher)
 // or by re-INVITE with an SDP when it does not (ACKed), and a BYE when a
-// refresh is answered 481 (§10). The refresh comes after 300 ms; with the
-// UPDATE and re-INVITE callers the session would expire 800 ms after the last
-// refresh, so only refreshes keep the calls up until sipp hangs up (an
-// unexpected BYE fails its scenario); with the 481 caller it would expire
-// after 20 s, so the BYE sipp waits for is the answer to the 481.
+// refresh is answered 481 (§10). The refresh comes 1 s after the last; with
+// the UPDATE and re-INVITE callers the session would expire 2.5 s after the
+// last refresh, so only refreshes (the third UPDATE comes at 3 s) keep the
+// calls up until sipp hangs up (an unexpected BYE fails its scenario); with
+// the 481 caller it would expire after 20 s, so the BYE sipp waits for is
+// the answer to the 481.
 func TestSessionRefreshWithSipp(t *testing.T) {
 	if _, err := exec.LookPath("sipp"); err != nil {
 		testenv.Unavailable(t, "sipp (Debian sip-tester) is not installed")
 	}
-	defer controlplane.SetSessionRefreshAt(300 * time.Millisecond)()
+	defer controlplane.SetSessionRefreshAt(time.Second)()
 	svc, eng := startService(t, svcOpts{})
 	addr := svc.Daemon().SIPAddr().String()
 	for _, tc := range []struct {
 		scenario string
 		expiry   time.Duration
 	}{
-		{"session-refresh-update.xml", 800 * time.Millisecond},
-		{"session-refresh-reinvite.xml", 800 * time.Millisecond},
+		{"session-refresh-update.xml", 2500 * time.Millisecond},
+		{"session-refresh-reinvite.xml", 2500 * time.Millisecond},
 		{"session-refresh-481.xml", 20 * time.Second},
 	} {
 		scenario := tc.scenario
@@ -63,4 +65,44 @@ func TestSessionRefreshWithSipp(t *testing.T) {
 		})
 	}
 	waitFor(t, "endpoints to close", func() bool { return eng.Stats().Endpoints == 0 })
+}
+
+// TestRefreshGlare: recfork's refresh re-INVITE and the caller's re-INVITE
+// cross. While ours is pending the caller's gets 491 (RFC 3261 §14.2); the
+// answer to ours, which moves the caller's media, is applied and ACKed with
+// the re-INVITE's CSeq.
+func TestRefreshGlare(t *testing.T) {
+	defer controlplane.SetSessionRefreshAt(200 * time.Millisecond)()
+	defer controlplane.SetSessionTimerWait(20 * time.Second)()
+	svc, eng := startService(t, svcOpts{})
+	r := newRawSIP(t, svc.Daemon().SIPAddr().String())
+	const cid = "refresh-glare"
+	// No Allow: recfork refreshes by re-INVITE.
+	r.send(withHeaders(r.request("INVITE", cid, "", "application/sdp", sdpOffer(4000, "0"), 1),
+		"Supported: timer", "Session-Expires: 90;refresher=uas"))
+	ok := r.expect(200)
+	if se := headerLine(ok, "Session-Expires"); se != "90;refresher=uas" {
+		t.Fatalf("200 Session-Expires %q, want 90;refresher=uas", se)
+	}
+	_, tag, _ := strings.Cut(headerLine(ok, "To"), "tag=")
+	r.send(r.request("ACK", cid, tag, "", "", 1))
+
+	refresh, from := r.awaitRequest("INVITE")
+	if se := headerLine(refresh, "Session-Expires"); se != "90;refresher=uac" || !strings.Contains(refresh, "m=audio ") {
+		t.Fatalf("refresh re-INVITE without Session-Expires 90;refresher=uac or SDP:\n%s", refresh)
+	}
+	r.send(r.request("INVITE", cid, tag, "application/sdp", strings.Replace(sdpOffer(4000, "0"), "o=- 1 1", "o=- 1 2", 1), 2))
+	r.expect(491)
+
+	moved := strings.Replace(sdpOffer(4040, "0"), "o=- 1 1", "o=- 1 3", 1)
+	r.respondTo(refresh, from, "200 OK", "Session-Expires: 90;refresher=uac\r\nRequire: timer\r\n", moved)
+	ack, _ := r.awaitRequest("ACK")
+	if got, want := headerLine(ack, "CSeq"), strings.Replace(headerLine(refresh, "CSeq"), "INVITE", "ACK", 1); got != want {
+		t.Fatalf("ACK CSeq %q, want %q", got, want)
+	}
+	waitFor(t, "the refresh answer to move the media", func() bool {
+		cs := svc.Daemon().Connections()
+		return len(cs) == 1 && cs[0].MediaPeer == "127.0.0.1:4040"
+	})
+	r.hangUp(t, svc, eng, cid, tag, 3)
 }

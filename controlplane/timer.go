@@ -1,7 +1,10 @@
 package controlplane
 
 import (
+	"bytes"
 	"context"
+	"errors"
+	"math/rand/v2"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -15,10 +18,9 @@ import (
 // (refresher=uac, also when it names none) or recfork (refresher=uas). As
 // the refresher recfork sends a refresh at half the interval (§10): an
 // UPDATE (RFC 3311) when the caller's Allow lists it, else a re-INVITE with
-// the description it last sent. A refresh answered 408 or 481, or not at
-// all, ends the call with BYE (§10); another failure is retried at a quarter
-// of the interval. Whoever refreshes, a session not refreshed in time is
-// ended with BYE at expiry minus min(32 s, interval/3) (§10).
+// the description it last sent; refreshSession says what each answer does.
+// Whoever refreshes, a session not refreshed in time is ended with BYE at
+// expiry minus min(32 s, interval/3) (§10).
 
 // minSE is the smallest interval recfork accepts (RFC 4028 §4: 90 s).
 const minSE = 90
@@ -78,6 +80,9 @@ func (c *Connection) armSessionTimer(interval int) {
 	wait := sessionTimerWait(interval)
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.over {
+		return
+	}
 	c.seInterval = interval
 	if c.seTimer != nil {
 		c.seTimer.Stop()
@@ -176,6 +181,9 @@ func sessionRefreshAt(interval int) time.Duration {
 func (c *Connection) armRefresh(interval int, wait time.Duration) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.over {
+		return
+	}
 	if c.refreshTimer != nil {
 		c.refreshTimer.Stop()
 	}
@@ -192,33 +200,74 @@ func (c *Connection) stopRefresh() {
 	}
 }
 
-// refreshSession sends one session refresh to the caller (recfork is the
-// refresher) and acts on the answer.
-func (d *Daemon) refreshSession(c *Connection, interval int) {
-	if c.State() != StateConnected {
-		return
+// stopSessionTimer ends session expiry: the refresh's answer carried no
+// Session-Expires (RFC 4028 §7.2).
+func (c *Connection) stopSessionTimer() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.seTimer != nil {
+		c.seTimer.Stop()
+		c.seTimer = nil
 	}
+	c.seInterval = 0
+}
+
+// cancelRefresh ends a refresh of ours in flight.
+func (c *Connection) cancelRefresh() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.refreshCancel != nil {
+		c.refreshCancel()
+	}
+}
+
+// refreshSession sends one session refresh to the caller (recfork is the
+// refresher) and acts on the answer: a 2xx re-arms both timers; 408, 481 or
+// no answer end the call (RFC 4028 §10); 422 is retried at once with its
+// larger Min-SE (§7.3), 405 or 501 to an UPDATE at once as a re-INVITE, 491 after
+// up to 2 s (RFC 3261 §14.1), anything else at an eighth of the interval,
+// which still comes before the session expires.
+func (d *Daemon) refreshSession(c *Connection, interval int) {
 	c.mu.Lock()
 	uas, byUpdate, sdp := c.uas, c.refreshByUpdate, c.lastSDP
-	c.mu.Unlock()
-	if uas == nil {
+	if c.over || uas == nil || c.state != StateConnected {
+		c.mu.Unlock()
 		return
 	}
 	method := sip.UPDATE
 	if !byUpdate {
 		method = sip.INVITE
+		if c.callerInvite {
+			// The caller's re-INVITE is in progress (RFC 3261 §14.1).
+			c.mu.Unlock()
+			c.armRefresh(interval, glareWait())
+			return
+		}
+		c.refreshInvite = true
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), 64*sip.T1)
+	defer cancel()
+	c.refreshCancel = cancel
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		c.refreshInvite, c.refreshCancel = false, nil
+		c.mu.Unlock()
+	}()
+
 	req := sip.NewRequest(method, uas.InviteRequest.Contact().Address)
 	// In the refresh, recfork is the UAC and stays the refresher.
 	req.AppendHeader(sip.NewHeader("Session-Expires", strconv.Itoa(interval)+";refresher=uac"))
 	req.AppendHeader(sip.NewHeader("Min-SE", strconv.Itoa(minSE)))
 	req.AppendHeader(sip.NewHeader("Supported", "timer"))
+	if ch := d.tlsContact(uas.InviteRequest); ch != nil {
+		// A target refresh names our TLS contact on a TLS call (RFC 3261 §8.1.1.8).
+		req.AppendHeader(ch)
+	}
 	if method == sip.INVITE {
 		req.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
 		req.SetBody(sdp)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 64*sip.T1)
-	defer cancel()
 	c.reqMu.Lock()
 	res, err := uas.Do(ctx, req)
 	if err == nil && method == sip.INVITE && res.IsSuccess() {
@@ -226,6 +275,9 @@ func (d *Daemon) refreshSession(c *Connection, interval int) {
 		err = uas.WriteRequest(sip.NewRequest(sip.ACK, req.Recipient))
 	}
 	c.reqMu.Unlock()
+	if errors.Is(ctx.Err(), context.Canceled) {
+		return // the call is being hung up
+	}
 	switch {
 	case err != nil || res.StatusCode == 408 || res.StatusCode == 481:
 		reason := "no answer"
@@ -237,25 +289,76 @@ func (d *Daemon) refreshSession(c *Connection, interval int) {
 		defer bcancel()
 		_ = d.hangup(bctx, c, "session refresh failed")
 	case res.IsSuccess():
-		n := interval
-		if h := res.GetHeader("Session-Expires"); h != nil {
-			v, _, _ := strings.Cut(h.Value(), ";")
-			if se, err := strconv.Atoi(strings.TrimSpace(v)); err == nil && se >= minSE {
-				n = se
-			}
-		}
-		c.log.Debug("session refreshed", "method", method, "interval_s", n)
-		c.armSessionTimer(n)
-		if refresherParam(res.GetHeader("Session-Expires")) == "uas" {
-			// The caller took the refresher role back (RFC 4028 §7.2).
-			c.stopRefresh()
-		} else if c.State() == StateConnected {
-			c.armRefresh(n, sessionRefreshAt(n))
-		}
+		d.refreshAnswered(c, method, interval, res)
+	case res.StatusCode == 422 && minSEOf(res) > interval:
+		c.armRefresh(minSEOf(res), 0)
+	case (res.StatusCode == 405 || res.StatusCode == 501) && method == sip.UPDATE:
+		c.mu.Lock()
+		c.refreshByUpdate = false
+		c.mu.Unlock()
+		c.armRefresh(interval, 0)
+	case res.StatusCode == 491:
+		c.armRefresh(interval, glareWait())
 	default:
 		c.log.Info("session refresh refused; trying again", "method", method, "status", res.StatusCode)
-		if c.State() == StateConnected {
-			c.armRefresh(interval, sessionRefreshAt(interval)/2)
+		c.armRefresh(interval, sessionRefreshAt(interval)/4)
+	}
+}
+
+// minSEOf reads a response's Min-SE in seconds, 0 when absent or malformed.
+func minSEOf(res *sip.Response) int {
+	h := res.GetHeader("Min-SE")
+	if h == nil {
+		return 0
+	}
+	v, _, _ := strings.Cut(h.Value(), ";")
+	n, err := strconv.Atoi(strings.TrimSpace(v))
+	if err != nil {
+		return 0
+	}
+	return n
+}
+
+// refreshAnswered acts on the 2xx to our refresh.
+func (d *Daemon) refreshAnswered(c *Connection, method sip.RequestMethod, interval int, res *sip.Response) {
+	if method == sip.INVITE && len(bytes.TrimSpace(res.Body())) > 0 {
+		// The caller answered our description again; take what changed.
+		if body, ok := offerBody(res.ContentType(), res.Body()); ok {
+			if o, err := d.parseReoffer(c, body); err != nil {
+				c.log.Info("session refresh: unusable answer; media unchanged", "err", err)
+			} else if err := d.applyOffer(c, o); err != nil {
+				c.log.Warn("session refresh: apply the answer", "err", err)
+			}
 		}
 	}
+	h := res.GetHeader("Session-Expires")
+	if h == nil {
+		h = res.GetHeader("x")
+	}
+	if h == nil {
+		// RFC 4028 §7.2: no Session-Expires in the 2xx, no session timer.
+		c.log.Info("session refresh answered without session timer; refreshing stops")
+		c.stopRefresh()
+		c.stopSessionTimer()
+		return
+	}
+	n := interval
+	v, _, _ := strings.Cut(h.Value(), ";")
+	if se, err := strconv.Atoi(strings.TrimSpace(v)); err == nil && se >= minSE {
+		n = se
+	}
+	c.log.Debug("session refreshed", "method", method, "interval_s", n)
+	c.armSessionTimer(n)
+	if refresherParam(h) == "uas" {
+		// The caller took the refresher role (RFC 4028 §7.2).
+		c.stopRefresh()
+	} else {
+		c.armRefresh(n, sessionRefreshAt(n))
+	}
+}
+
+// glareWait is RFC 3261 §14.1's wait before retrying an INVITE refused with
+// 491 by the party that owns the Call-ID: up to 2 s (the caller owns it).
+func glareWait() time.Duration {
+	return time.Duration(rand.Int64N(int64(2 * time.Second)))
 }
