@@ -23,7 +23,8 @@
 // UPDATE (hold, a new media address, refresh) are handled; session timers
 // (RFC 4028) are honoured with the refresher the caller names (itself when
 // it names none; recfork refreshes by UPDATE, or by re-INVITE when the caller
-// does not allow UPDATE, timer.go), 422 below 90 s, and a BYE when no
+// does not allow UPDATE, timer.go), and on calls recfork places with the
+// refresher the callee's 2xx names, 422 below 90 s, and a BYE when no
 // refresh comes in time or a refresh of ours gets 408 or 481; a caller's
 // re-INVITE crossing our refresh re-INVITE gets 491. SRTP on calls (SDES; Config.CallSRTP)
 // is srtpcall.go: RTP/SAVP answered with a key of recfork's own per leg,

@@ -241,6 +241,7 @@ func (d *Daemon) CreateCall(dest string, o CallOptions) (*Connection, error) {
 	req.AppendHeader(&cid)
 	req.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
 	req.AppendHeader(sip.NewHeader("Allow", "INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE, INFO"))
+	req.AppendHeader(sip.NewHeader("Supported", "timer"))
 	if tr, ok := u.UriParams.Get("transport"); ok && tr != "" {
 		req.SetTransport(strings.ToUpper(tr))
 	}
@@ -352,6 +353,7 @@ func (d *Daemon) runOutbound(ctx context.Context, c *Connection, req *sip.Reques
 	c.mu.Unlock()
 	c.setState(StateConnected)
 	d.startDTMF(c)
+	c.answeredTimer(res)
 	d.metrics.answered.Inc()
 	c.log.Info("outbound call connected", "codec", codecs[0].Name)
 	if onConnected != nil {

@@ -1,14 +1,18 @@
 package controlplane_test
 
 import (
+	"context"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/recfork/recfork/controlplane"
+	"github.com/recfork/recfork/controlplane/callgen"
 	"github.com/recfork/recfork/internal/testenv"
 )
 
@@ -105,4 +109,57 @@ func TestRefreshGlare(t *testing.T) {
 		return len(cs) == 1 && cs[0].MediaPeer == "127.0.0.1:4040"
 	})
 	r.hangUp(t, svc, eng, cid, tag, 3)
+}
+
+// TestSessionRefreshAsCaller: recfork bridges a call to a sipp callee whose
+// 200 makes recfork, the UAC, the refresher. The refresh comes 1 s after the
+// last and the session would expire 2.5 s after it, while the call lasts
+// 4 s: recfork must send UPDATEs (the callee allows UPDATE), which the
+// callee checks and the test counts in sipp's message trace.
+func TestSessionRefreshAsCaller(t *testing.T) {
+	if _, err := exec.LookPath("sipp"); err != nil {
+		testenv.Unavailable(t, "sipp (Debian sip-tester) is not installed")
+	}
+	defer controlplane.SetSessionRefreshAt(time.Second)()
+	defer controlplane.SetSessionTimerWait(2500 * time.Millisecond)()
+	l, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.LocalAddr().(*net.UDPAddr).Port
+	l.Close()
+	sf, err := filepath.Abs(filepath.Join("testdata", "sipp", "session-refresh-callee.xml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	cmd := exec.Command("sipp", "-sf", sf, "-m", "1", "-i", "127.0.0.1", "-mi", "127.0.0.1", "-p", strconv.Itoa(port),
+		"-nostdin", "-timeout", "30s", "-timeout_error", "-trace_msg", "-trace_err")
+	cmd.Dir = dir
+	logPath := filepath.Join(dir, "sipp.log")
+	done := startSipp(t, cmd, logPath)
+
+	svc, eng := startService(t, svcOpts{destination: "sip:callee@127.0.0.1:" + strconv.Itoa(port)})
+	caller, err := callgen.NewEndpoint("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer caller.Close()
+	res := caller.Call(context.Background(), "sip:demo@"+svc.Daemon().SIPAddr().String(),
+		callgen.CallOptions{Tone: 440, Duration: 4 * time.Second})
+	if res.Error != "" || res.Status != 200 {
+		t.Fatalf("caller: %+v", res)
+	}
+	waitSipp(t, done, "the sipp callee", logPath)
+	msgs, _ := filepath.Glob(filepath.Join(dir, "*_messages.log"))
+	updates := 0
+	for _, m := range msgs {
+		b, _ := os.ReadFile(m)
+		updates += strings.Count(string(b), "\nUPDATE sip:")
+	}
+	if updates < 2 {
+		t.Fatalf("the callee got %d UPDATEs, want 2 or more over a 4 s call refreshed every second", updates)
+	}
+	waitFor(t, "connections to end", func() bool { return len(svc.Daemon().Connections()) == 0 })
+	waitFor(t, "endpoints to close", func() bool { return eng.Stats().Endpoints == 0 })
 }

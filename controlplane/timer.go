@@ -15,7 +15,9 @@ import (
 
 // Session timers (RFC 4028). When the caller supports timers and asks for a
 // session interval, the refresher is the one the caller names: itself
-// (refresher=uac, also when it names none) or recfork (refresher=uas). As
+// (refresher=uac, also when it names none) or recfork (refresher=uas). On a
+// call recfork places, the INVITE says Supported: timer and the callee's 2xx
+// decides (answeredTimer): recfork refreshes when it names the UAC. As
 // the refresher recfork sends a refresh at half the interval (§10): an
 // UPDATE (RFC 3311) when the caller's Allow lists it, else a re-INVITE with
 // the description it last sent; refreshSession says what each answer does.
@@ -156,9 +158,9 @@ func refresherParam(h sip.Header) string {
 	return ""
 }
 
-// allowsUpdate reports whether a request's Allow lists UPDATE.
-func allowsUpdate(req *sip.Request) bool {
-	for _, h := range req.GetHeaders("Allow") {
+// allowsUpdate reports whether a message's Allow lists UPDATE.
+func allowsUpdate(m interface{ GetHeaders(string) []sip.Header }) bool {
+	for _, h := range m.GetHeaders("Allow") {
 		for _, m := range strings.Split(h.Value(), ",") {
 			if strings.EqualFold(strings.TrimSpace(m), "UPDATE") {
 				return true
@@ -200,6 +202,25 @@ func (c *Connection) stopRefresh() {
 	}
 }
 
+// inDialog is what a refresh needs of the call's sipgo dialog, ours as the
+// callee (DialogServerSession) or as the caller (DialogClientSession).
+type inDialog interface {
+	Do(ctx context.Context, req *sip.Request) (*sip.Response, error)
+	WriteRequest(req *sip.Request) error
+}
+
+// dialogLocked returns c's dialog, the remote target of requests in it and
+// the INVITE that made it; dlg is nil when there is none. c.mu is held.
+func (c *Connection) dialogLocked() (dlg inDialog, target sip.Uri, invite *sip.Request) {
+	switch {
+	case c.uas != nil && c.uas.InviteRequest.Contact() != nil:
+		return c.uas, c.uas.InviteRequest.Contact().Address, c.uas.InviteRequest
+	case c.uac != nil && c.uac.InviteResponse != nil && c.uac.InviteResponse.Contact() != nil:
+		return c.uac, c.uac.InviteResponse.Contact().Address, c.uac.InviteRequest
+	}
+	return nil, sip.Uri{}, nil
+}
+
 // stopSessionTimer ends session expiry: the refresh's answer carried no
 // Session-Expires (RFC 4028 §7.2).
 func (c *Connection) stopSessionTimer() {
@@ -229,8 +250,9 @@ func (c *Connection) cancelRefresh() {
 // which still comes before the session expires.
 func (d *Daemon) refreshSession(c *Connection, interval int) {
 	c.mu.Lock()
-	uas, byUpdate, sdp := c.uas, c.refreshByUpdate, c.lastSDP
-	if c.over || uas == nil || c.state != StateConnected {
+	dlg, target, invite := c.dialogLocked()
+	byUpdate, sdp := c.refreshByUpdate, c.lastSDP
+	if c.over || dlg == nil || c.state != StateConnected {
 		c.mu.Unlock()
 		return
 	}
@@ -255,12 +277,12 @@ func (d *Daemon) refreshSession(c *Connection, interval int) {
 		c.mu.Unlock()
 	}()
 
-	req := sip.NewRequest(method, uas.InviteRequest.Contact().Address)
+	req := sip.NewRequest(method, target)
 	// In the refresh, recfork is the UAC and stays the refresher.
 	req.AppendHeader(sip.NewHeader("Session-Expires", strconv.Itoa(interval)+";refresher=uac"))
 	req.AppendHeader(sip.NewHeader("Min-SE", strconv.Itoa(minSE)))
 	req.AppendHeader(sip.NewHeader("Supported", "timer"))
-	if ch := d.tlsContact(uas.InviteRequest); ch != nil {
+	if ch := d.tlsContact(invite); ch != nil {
 		// A target refresh names our TLS contact on a TLS call (RFC 3261 §8.1.1.8).
 		req.AppendHeader(ch)
 	}
@@ -269,10 +291,10 @@ func (d *Daemon) refreshSession(c *Connection, interval int) {
 		req.SetBody(sdp)
 	}
 	c.reqMu.Lock()
-	res, err := uas.Do(ctx, req)
+	res, err := dlg.Do(ctx, req)
 	if err == nil && method == sip.INVITE && res.IsSuccess() {
 		// The ACK of a 2xx is ours to send (RFC 3261 §13.2.2.4).
-		err = uas.WriteRequest(sip.NewRequest(sip.ACK, req.Recipient))
+		err = dlg.WriteRequest(sip.NewRequest(sip.ACK, req.Recipient))
 	}
 	c.reqMu.Unlock()
 	if errors.Is(ctx.Err(), context.Canceled) {
@@ -317,6 +339,31 @@ func minSEOf(res *sip.Response) int {
 		return 0
 	}
 	return n
+}
+
+// answeredTimer starts the session timer a callee's 2xx to our INVITE
+// negotiated (RFC 4028 §7.2): recfork refreshes when it names the UAC.
+func (c *Connection) answeredTimer(res *sip.Response) {
+	h := res.GetHeader("Session-Expires")
+	if h == nil {
+		h = res.GetHeader("x")
+	}
+	if h == nil {
+		return
+	}
+	v, _, _ := strings.Cut(h.Value(), ";")
+	n, err := strconv.Atoi(strings.TrimSpace(v))
+	if err != nil || n <= 0 {
+		return
+	}
+	c.armSessionTimer(n)
+	if refresherParam(h) == "uac" {
+		c.mu.Lock()
+		c.refreshByUpdate = allowsUpdate(res)
+		c.mu.Unlock()
+		c.armRefresh(n, sessionRefreshAt(n))
+	}
+	c.log.Info("session timer", "interval_s", n, "refresher", refresherParam(h))
 }
 
 // refreshAnswered acts on the 2xx to our refresh.
