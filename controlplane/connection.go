@@ -113,6 +113,11 @@ type Connection struct {
 	refreshCancel context.CancelFunc
 	refreshInvite bool
 	callerInvite  bool
+	// refreshAck is the ACK of our last refresh re-INVITE, sent again for
+	// each retransmission of its 2xx (RFC 3261 §13.2.2.4). ackMu guards it
+	// and its sending: a retransmission may arrive while it is first sent.
+	ackMu      sync.Mutex
+	refreshAck *sip.Request
 	// over is set, under mu, when the connection ended: no timer is armed
 	// after it.
 	over bool

@@ -139,7 +139,8 @@ func (d *Daemon) SetRecorder(r Recorder) { d.recorder.Store(&r) }
 
 func (d *Daemon) startSIP() error {
 	host, port, _ := net.SplitHostPort(d.cfg.Listen)
-	ua, err := sipgo.NewUA(sipgo.WithUserAgent("recfork"))
+	ua, err := sipgo.NewUA(sipgo.WithUserAgent("recfork"),
+		sipgo.WithUserAgentTransactionLayerOptions(sip.WithTransactionLayerUnhandledResponseHandler(d.onStrayResponse)))
 	if err != nil {
 		return fmt.Errorf("new sip user agent: %w", err)
 	}

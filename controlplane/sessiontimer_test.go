@@ -74,7 +74,7 @@ func TestSessionRefreshWithSipp(t *testing.T) {
 // TestRefreshGlare: recfork's refresh re-INVITE and the caller's re-INVITE
 // cross. While ours is pending the caller's gets 491 (RFC 3261 §14.2); the
 // answer to ours, which moves the caller's media, is applied and ACKed with
-// the re-INVITE's CSeq.
+// the re-INVITE's CSeq, and ACKed again when the 2xx comes again.
 func TestRefreshGlare(t *testing.T) {
 	defer controlplane.SetSessionRefreshAt(200 * time.Millisecond)()
 	defer controlplane.SetSessionTimerWait(20 * time.Second)()
@@ -103,6 +103,12 @@ func TestRefreshGlare(t *testing.T) {
 	ack, _ := r.awaitRequest("ACK")
 	if got, want := headerLine(ack, "CSeq"), strings.Replace(headerLine(refresh, "CSeq"), "INVITE", "ACK", 1); got != want {
 		t.Fatalf("ACK CSeq %q, want %q", got, want)
+	}
+	// As if the ACK were lost: the 2xx again draws the same ACK (RFC 3261
+	// §13.2.2.4).
+	r.respondTo(refresh, from, "200 OK", "Session-Expires: 90;refresher=uac\r\nRequire: timer\r\n", moved)
+	if again, _ := r.awaitRequest("ACK"); headerLine(again, "CSeq") != headerLine(ack, "CSeq") || headerLine(again, "Via") != headerLine(ack, "Via") {
+		t.Fatalf("ACK of the retransmitted 2xx:\n%s\nwant as the first:\n%s", again, ack)
 	}
 	waitFor(t, "the refresh answer to move the media", func() bool {
 		cs := svc.Daemon().Connections()

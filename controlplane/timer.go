@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
 )
 
@@ -293,8 +294,14 @@ func (d *Daemon) refreshSession(c *Connection, interval int) {
 	c.reqMu.Lock()
 	res, err := dlg.Do(ctx, req)
 	if err == nil && method == sip.INVITE && res.IsSuccess() {
-		// The ACK of a 2xx is ours to send (RFC 3261 §13.2.2.4).
-		err = dlg.WriteRequest(sip.NewRequest(sip.ACK, req.Recipient))
+		// The ACK of a 2xx is ours to send (RFC 3261 §13.2.2.4), again for
+		// each retransmission of the 2xx (onStrayResponse).
+		ack := sip.NewRequest(sip.ACK, req.Recipient)
+		c.ackMu.Lock()
+		if err = dlg.WriteRequest(ack); err == nil {
+			c.refreshAck = ack
+		}
+		c.ackMu.Unlock()
 	}
 	c.reqMu.Unlock()
 	if errors.Is(ctx.Err(), context.Canceled) {
@@ -401,6 +408,39 @@ func (d *Daemon) refreshAnswered(c *Connection, method sip.RequestMethod, interv
 		c.stopRefresh()
 	} else {
 		c.armRefresh(n, sessionRefreshAt(n))
+	}
+}
+
+// onStrayResponse gets the responses no transaction took. A 2xx to a
+// refresh re-INVITE of ours is a retransmission (our ACK was lost, or the
+// 2xx crossed it): it gets the same ACK again (RFC 3261 §13.2.2.4). Anything
+// else is dropped.
+func (d *Daemon) onStrayResponse(res *sip.Response) {
+	cs, cid := res.CSeq(), res.CallID()
+	if !res.IsSuccess() || cs == nil || cs.MethodName != sip.INVITE || cid == nil {
+		return
+	}
+	d.mu.Lock()
+	var c *Connection
+	for _, x := range d.conns {
+		if x.CallID == cid.Value() {
+			c = x
+			break
+		}
+	}
+	d.mu.Unlock()
+	if c == nil {
+		return
+	}
+	c.ackMu.Lock()
+	defer c.ackMu.Unlock()
+	ack := c.refreshAck
+	if ack == nil || ack.CSeq().SeqNo != cs.SeqNo {
+		return
+	}
+	// As built the first time: no header is added again.
+	if err := d.client.WriteRequest(ack, func(*sipgo.Client, *sip.Request) error { return nil }); err != nil {
+		c.log.Info("ack of a retransmitted refresh 2xx", "err", err)
 	}
 }
 
