@@ -3,7 +3,6 @@ package controlplane_test
 import (
 	"encoding/binary"
 	"errors"
-	"fmt"
 	"net"
 	"os"
 	"regexp"
@@ -130,6 +129,6 @@ func TestHostileRTPInjectionBeforeCaller(t *testing.T) {
 		}
 	}
 	if t.Failed() {
-		t.Log(fmt.Sprintf("streams: %+v", rec.Streams))
+		t.Logf("streams: %+v", rec.Streams)
 	}
 }

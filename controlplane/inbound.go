@@ -176,9 +176,11 @@ func (d *Daemon) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	c.mu.Lock()
 	c.ep, c.local = info.ID, info.Local
 	c.mu.Unlock()
-	if lateOffer {
-		// The remote comes with the ACK's answer (or is latched first).
-	} else if !off.OnHold() && off.Remote.Port() != 0 {
+	// With a delayed offer the remote comes with the ACK's answer (or is
+	// latched first).
+	switch {
+	case lateOffer:
+	case !off.OnHold() && off.Remote.Port() != 0:
 		if err := d.engine.SetRemote(info.ID, off.Remote); err != nil {
 			c.log.Warn("set media remote", "err", err)
 		} else {
@@ -186,7 +188,7 @@ func (d *Daemon) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 			c.remote = off.Remote
 			c.mu.Unlock()
 		}
-	} else {
+	default:
 		c.mu.Lock()
 		c.hold = true
 		c.mu.Unlock()

@@ -19,10 +19,9 @@ type limitedListener struct {
 	first, idle    time.Duration
 	onReject       func(limit string)
 
-	mu     sync.Mutex
-	total  int
-	bySrc  map[netip.Addr]int
-	closed bool
+	mu    sync.Mutex
+	total int
+	bySrc map[netip.Addr]int
 }
 
 func newLimitedListener(ln net.Listener, max, perSource int, first, idle time.Duration, onReject func(string)) *limitedListener {
@@ -83,13 +82,6 @@ func (l *limitedListener) release(src netip.Addr) {
 		delete(l.bySrc, src)
 	}
 	l.mu.Unlock()
-}
-
-// open is the number of connections held (tests, metrics).
-func (l *limitedListener) open() int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.total
 }
 
 func addrOf(a net.Addr) netip.Addr {
