@@ -539,26 +539,9 @@ func (d *Daemon) onReInvite(req *sip.Request, tx sip.ServerTransaction) {
 		respond(tx, req, 500, "Server Internal Error", sip.NewHeader("Retry-After", "1"))
 		return
 	}
-	var off *MediaOffer
-	if len(bytes.TrimSpace(req.Body())) > 0 {
-		sdpBody, ok := offerBody(req.ContentType(), req.Body())
-		if !ok {
-			respond(tx, req, 415, "Unsupported Media Type", sip.NewHeader("Accept", acceptBodies))
-			return
-		}
-		o, err := d.parseReoffer(c, sdpBody)
-		if err == nil {
-			_, err = negotiate(o.Codecs)
-		}
-		if err != nil {
-			respond(tx, req, 488, "Not Acceptable Here", offerWarning(err))
-			return
-		}
-		off = &o
-		if err := d.applyOffer(c, o); err != nil {
-			respond(tx, req, 500, "Server Internal Error")
-			return
-		}
+	off, ok := d.takeReoffer(c, req, tx)
+	if !ok {
+		return
 	}
 	dir := DirSendRecv
 	if off != nil {
@@ -620,6 +603,34 @@ func (d *Daemon) onReInvite(req *sip.Request, tx sip.ServerTransaction) {
 	}
 }
 
+// takeReoffer reads and applies the offer of a re-INVITE or UPDATE: nil
+// when the request has no body. When it cannot, it answers the request (415
+// for a body without SDP, 488 for an offer we cannot take, 500 when the
+// media cannot follow) and ok is false.
+func (d *Daemon) takeReoffer(c *Connection, req *sip.Request, tx sip.ServerTransaction) (off *MediaOffer, ok bool) {
+	if len(bytes.TrimSpace(req.Body())) == 0 {
+		return nil, true
+	}
+	sdpBody, found := offerBody(req.ContentType(), req.Body())
+	if !found {
+		respond(tx, req, 415, "Unsupported Media Type", sip.NewHeader("Accept", acceptBodies))
+		return nil, false
+	}
+	o, err := d.parseReoffer(c, sdpBody)
+	if err == nil {
+		_, err = negotiate(o.Codecs)
+	}
+	if err != nil {
+		respond(tx, req, 488, "Not Acceptable Here", offerWarning(err))
+		return nil, false
+	}
+	if err := d.applyOffer(c, o); err != nil {
+		respond(tx, req, 500, "Server Internal Error")
+		return nil, false
+	}
+	return &o, true
+}
+
 // parseReoffer reads an offer inside a dialog. The endpoint's transport
 // cannot change under a call: an SRTP leg takes RTP/SAVP only, a plain one
 // RTP/AVP only.
@@ -668,29 +679,14 @@ func (d *Daemon) onUpdate(req *sip.Request, tx sip.ServerTransaction) {
 		respond(tx, req, 481, "Call/Transaction Does Not Exist")
 		return
 	}
-	if len(bytes.TrimSpace(req.Body())) > 0 {
-		sdpBody, ok := offerBody(req.ContentType(), req.Body())
-		if !ok {
-			respond(tx, req, 415, "Unsupported Media Type", sip.NewHeader("Accept", acceptBodies))
-			return
-		}
-		o, err := d.parseReoffer(c, sdpBody)
-		if err != nil {
-			respond(tx, req, 488, "Not Acceptable Here", offerWarning(err))
-			return
-		}
-		if err := d.applyOffer(c, o); err != nil {
-			respond(tx, req, 500, "Server Internal Error")
-			return
-		}
-		res := sip.NewSDPResponseFromRequest(req, c.localSDP(answerDir(o.Dir), &o))
-		if n, role := c.refreshSessionTimer(req); n > 0 {
-			res.AppendHeader(sip.NewHeader("Session-Expires", strconv.Itoa(n)+";refresher="+role))
-		}
-		_ = tx.Respond(res)
+	o, ok := d.takeReoffer(c, req, tx)
+	if !ok {
 		return
 	}
 	res := sip.NewResponseFromRequest(req, 200, "OK", nil)
+	if o != nil {
+		res = sip.NewSDPResponseFromRequest(req, c.localSDP(answerDir(o.Dir), o))
+	}
 	if n, role := c.refreshSessionTimer(req); n > 0 {
 		res.AppendHeader(sip.NewHeader("Session-Expires", strconv.Itoa(n)+";refresher="+role))
 		res.AppendHeader(sip.NewHeader("Require", "timer"))

@@ -548,13 +548,25 @@ func TestReInviteHoldAndSessionTimer(t *testing.T) {
 		return len(cs) == 1 && !cs[0].Hold && cs[0].MediaPeer == "127.0.0.1:4010"
 	})
 
+	// An UPDATE whose offer has no codec we relay, or whose body has no
+	// SDP, changes nothing.
+	r.send(r.request("UPDATE", cid, tag, "application/sdp", strings.Replace(sdpOffer(4012, "18"), "o=- 1 1", "o=- 1 4", 1), 4))
+	r.expect(488)
+	r.send(r.request("UPDATE", cid, tag, "text/plain", "hello", 5))
+	if res := r.expect(415); !strings.Contains(headerLine(res, "Accept"), "application/sdp") {
+		t.Fatalf("415 without Accept: application/sdp:\n%s", res)
+	}
+	if cs := svc.Daemon().Connections(); len(cs) != 1 || cs[0].MediaPeer != "127.0.0.1:4010" {
+		t.Fatalf("refused UPDATEs moved the media: %+v", cs)
+	}
+
 	r.send(withHeaders(r.request("INVITE", "short-timer", "", "application/sdp", sdpOffer(4002, "0"), 1),
 		"Supported: timer", "Session-Expires: 30"))
 	if tooSmall := r.expect(422); headerLine(tooSmall, "Min-SE") != "90" {
 		t.Fatalf("422 without Min-SE 90:\n%s", tooSmall)
 	}
 
-	r.hangUp(t, svc, eng, cid, tag, 4)
+	r.hangUp(t, svc, eng, cid, tag, 6)
 }
 
 // hangUp sends the caller's BYE and waits for the call and its media to be
