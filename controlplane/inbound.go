@@ -383,13 +383,7 @@ func (d *Daemon) takeAckAnswer(c *Connection, cseq uint32) error {
 	if ack == nil {
 		return errors.New("the ack was not seen")
 	}
-	if len(bytes.TrimSpace(ack.Body())) == 0 {
-		return fmt.Errorf("the ack has no body: %w", ErrBadSDP)
-	}
-	if !isSDP(ack.ContentType()) {
-		return fmt.Errorf("the ack's body is not application/sdp: %w", ErrBadSDP)
-	}
-	o, err := parseSDP(ack.Body())
+	o, err := d.answerIn(c, ack.ContentType(), ack.Body())
 	if err != nil {
 		return err
 	}
@@ -402,6 +396,23 @@ func (d *Daemon) takeAckAnswer(c *Connection, cseq uint32) error {
 	}
 	c.log.Info("delayed offer answered in the ack", "codec", codecs[0].Name, "remote", o.Remote.String(), "hold", o.OnHold())
 	return nil
+}
+
+// answerIn reads the SDP answer to an offer of ours in a message body: an
+// ACK after our offer in a 200, or the 200 to our re-INVITE. A body without
+// Content-Type is read as SDP.
+func (d *Daemon) answerIn(c *Connection, ct *sip.ContentTypeHeader, body []byte) (MediaOffer, error) {
+	if len(bytes.TrimSpace(body)) == 0 {
+		return MediaOffer{}, fmt.Errorf("no answer: empty body: %w", ErrBadSDP)
+	}
+	sdp, ok := offerBody(ct, body)
+	if !ok && ct == nil {
+		sdp, ok = body, true
+	}
+	if !ok {
+		return MediaOffer{}, fmt.Errorf("no answer: no application/sdp in %s: %w", ct.Value(), ErrBadSDP)
+	}
+	return d.parseReoffer(c, sdp)
 }
 
 // acceptBodies is the Accept of a 415: the bodies offerBody reads.
@@ -576,7 +587,7 @@ func (d *Daemon) onReInvite(req *sip.Request, tx sip.ServerTransaction) {
 			if off == nil {
 				// Our 200 was the offer; the ACK carries the answer (RFC
 				// 3264 §4). One we cannot use leaves the media as it was.
-				if o, err := d.parseReoffer(c, ack.Body()); err != nil {
+				if o, err := d.answerIn(c, ack.ContentType(), ack.Body()); err != nil {
 					c.log.Info("re-invite: no usable answer in the ack; media unchanged", "err", err)
 				} else if err := d.applyOffer(c, o); err != nil {
 					c.log.Warn("re-invite: apply the ack's answer", "err", err)

@@ -1,7 +1,6 @@
 package controlplane
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"math/rand/v2"
@@ -28,13 +27,21 @@ import (
 // minSE is the smallest interval recfork accepts (RFC 4028 §4: 90 s).
 const minSE = 90
 
-// sessionExpires reads Session-Expires (or its compact form x) from a request:
-// the interval in seconds, 0 when absent or malformed.
-func sessionExpires(req *sip.Request) int {
-	h := req.GetHeader("Session-Expires")
-	if h == nil {
-		h = req.GetHeader("x")
+// headers is what the timer code reads of a request or a response.
+type headers interface{ GetHeader(name string) sip.Header }
+
+// sessionExpiresHeader returns a message's Session-Expires (or its compact
+// form x), nil when absent.
+func sessionExpiresHeader(m headers) sip.Header {
+	if h := m.GetHeader("Session-Expires"); h != nil {
+		return h
 	}
+	return m.GetHeader("x")
+}
+
+// seconds reads the delta-seconds value of a Session-Expires or Min-SE
+// header (its parameters aside): 0 when absent or malformed.
+func seconds(h sip.Header) int {
 	if h == nil {
 		return 0
 	}
@@ -45,6 +52,10 @@ func sessionExpires(req *sip.Request) int {
 	}
 	return n
 }
+
+// sessionExpires reads a message's session interval in seconds, 0 when
+// absent or malformed.
+func sessionExpires(m headers) int { return seconds(sessionExpiresHeader(m)) }
 
 // supportsTimer reports whether the request lists "timer" in Supported or
 // Require.
@@ -131,15 +142,9 @@ func (c *Connection) refreshSessionTimer(req *sip.Request) (int, string) {
 	return n, role
 }
 
-// refresherOf returns the refresher parameter of a request's Session-Expires
+// refresherOf returns the refresher parameter of a message's Session-Expires
 // ("uac", "uas"), or "" when it names none.
-func refresherOf(req *sip.Request) string {
-	h := req.GetHeader("Session-Expires")
-	if h == nil {
-		h = req.GetHeader("x")
-	}
-	return refresherParam(h)
-}
+func refresherOf(m headers) string { return refresherParam(sessionExpiresHeader(m)) }
 
 // refresherParam reads the refresher parameter of a Session-Expires header.
 func refresherParam(h sip.Header) string {
@@ -319,8 +324,8 @@ func (d *Daemon) refreshSession(c *Connection, interval int) {
 		_ = d.hangup(bctx, c, "session refresh failed")
 	case res.IsSuccess():
 		d.refreshAnswered(c, method, interval, res)
-	case res.StatusCode == 422 && minSEOf(res) > interval:
-		c.armRefresh(minSEOf(res), 0)
+	case res.StatusCode == 422 && seconds(res.GetHeader("Min-SE")) > interval:
+		c.armRefresh(seconds(res.GetHeader("Min-SE")), 0)
 	case (res.StatusCode == 405 || res.StatusCode == 501) && method == sip.UPDATE:
 		c.mu.Lock()
 		c.refreshByUpdate = false
@@ -334,62 +339,34 @@ func (d *Daemon) refreshSession(c *Connection, interval int) {
 	}
 }
 
-// minSEOf reads a response's Min-SE in seconds, 0 when absent or malformed.
-func minSEOf(res *sip.Response) int {
-	h := res.GetHeader("Min-SE")
-	if h == nil {
-		return 0
-	}
-	v, _, _ := strings.Cut(h.Value(), ";")
-	n, err := strconv.Atoi(strings.TrimSpace(v))
-	if err != nil {
-		return 0
-	}
-	return n
-}
-
 // answeredTimer starts the session timer a callee's 2xx to our INVITE
 // negotiated (RFC 4028 §7.2): recfork refreshes when it names the UAC.
 func (c *Connection) answeredTimer(res *sip.Response) {
-	h := res.GetHeader("Session-Expires")
-	if h == nil {
-		h = res.GetHeader("x")
-	}
-	if h == nil {
-		return
-	}
-	v, _, _ := strings.Cut(h.Value(), ";")
-	n, err := strconv.Atoi(strings.TrimSpace(v))
-	if err != nil || n <= 0 {
+	n, refresher := sessionExpires(res), refresherOf(res)
+	if n == 0 {
 		return
 	}
 	c.armSessionTimer(n)
-	if refresherParam(h) == "uac" {
+	if refresher == "uac" {
 		c.mu.Lock()
 		c.refreshByUpdate = allowsUpdate(res)
 		c.mu.Unlock()
 		c.armRefresh(n, sessionRefreshAt(n))
 	}
-	c.log.Info("session timer", "interval_s", n, "refresher", refresherParam(h))
+	c.log.Info("session timer", "interval_s", n, "refresher", refresher)
 }
 
 // refreshAnswered acts on the 2xx to our refresh.
 func (d *Daemon) refreshAnswered(c *Connection, method sip.RequestMethod, interval int, res *sip.Response) {
-	if method == sip.INVITE && len(bytes.TrimSpace(res.Body())) > 0 {
+	if method == sip.INVITE {
 		// The caller answered our description again; take what changed.
-		if body, ok := offerBody(res.ContentType(), res.Body()); ok {
-			if o, err := d.parseReoffer(c, body); err != nil {
-				c.log.Info("session refresh: unusable answer; media unchanged", "err", err)
-			} else if err := d.applyOffer(c, o); err != nil {
-				c.log.Warn("session refresh: apply the answer", "err", err)
-			}
+		if o, err := d.answerIn(c, res.ContentType(), res.Body()); err != nil {
+			c.log.Info("session refresh: unusable answer; media unchanged", "err", err)
+		} else if err := d.applyOffer(c, o); err != nil {
+			c.log.Warn("session refresh: apply the answer", "err", err)
 		}
 	}
-	h := res.GetHeader("Session-Expires")
-	if h == nil {
-		h = res.GetHeader("x")
-	}
-	if h == nil {
+	if sessionExpiresHeader(res) == nil {
 		// RFC 4028 §7.2: no Session-Expires in the 2xx, no session timer.
 		c.log.Info("session refresh answered without session timer; refreshing stops")
 		c.stopRefresh()
@@ -397,13 +374,12 @@ func (d *Daemon) refreshAnswered(c *Connection, method sip.RequestMethod, interv
 		return
 	}
 	n := interval
-	v, _, _ := strings.Cut(h.Value(), ";")
-	if se, err := strconv.Atoi(strings.TrimSpace(v)); err == nil && se >= minSE {
+	if se := sessionExpires(res); se >= minSE {
 		n = se
 	}
 	c.log.Debug("session refreshed", "method", method, "interval_s", n)
 	c.armSessionTimer(n)
-	if refresherParam(h) == "uas" {
+	if refresherOf(res) == "uas" {
 		// The caller took the refresher role (RFC 4028 §7.2).
 		c.stopRefresh()
 	} else {
